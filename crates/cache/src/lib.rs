@@ -1,0 +1,1 @@
+//! The digest store (being written).
