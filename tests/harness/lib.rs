@@ -1,1 +1,39 @@
-//! Test harness (being written).
+//! The end-to-end harness: real upstream registries, real clients, the real wharf binary.
+//!
+//! Everything runs on 127.0.0.1 with ports picked by the kernel, in temporary directories;
+//! nothing under `/etc` is read for configuration or written. Every wait is bounded and every
+//! process a test starts is killed when its guard is dropped.
+//!
+//! - [`registry::Upstream`]: CNCF Distribution (`docker-registry`) on a free port, plain HTTP or
+//!   HTTPS with htpasswd Basic or Bearer-token auth, each on its own hardlinked copy of a storage
+//!   holding the test images, with a parsed access log ([`access_log`]).
+//! - [`token::TokenIssuer`]: a Docker token endpoint (RS256 JWT, `x5c` header) written in Rust.
+//! - [`images`]: deterministic OCI / Docker images, built and pushed once ([`template`]).
+//! - [`wharf::Wharf`]: the binary under test, configured through a builder.
+//! - [`http::Http`]: direct requests; [`clients`]: skopeo, podman and containerd's `ctr`.
+
+pub mod access_log;
+pub mod clients;
+pub mod http;
+pub mod images;
+pub mod pki;
+pub mod process;
+pub mod push;
+pub mod registry;
+pub mod template;
+pub mod token;
+mod token_server;
+pub mod util;
+pub mod wharf;
+
+pub use access_log::{Kind, Req};
+pub use clients::{Containerd, Podman, Skopeo};
+pub use http::{Http, Resp};
+pub use images::{Descriptor, Image, ImageSet, IndexImage};
+pub use registry::{Mark, Upstream};
+pub use template::images;
+pub use token::{TokenIssuer, TokenOptions};
+pub use wharf::{UpstreamCfg, Wharf};
+
+/// The registry name the clients believe they pull from; only the mirror can serve it.
+pub const REGISTRY_NAME: &str = "container-registry.oracle.com";

@@ -6,10 +6,38 @@
 //! connect and response-header timeouts so a hung upstream never hangs a caller.
 //!
 //! This crate knows nothing of the store.
+//!
+//! One request's way through (see `PROTOCOL.md` §1.7 and §2):
+//!
+//! ```text
+//! Client::{manifest, blob, tags}  (client.rs; the flow itself is client/flow.rs)
+//!   -> auth::Auth::proactive      Basic if this upstream asked for it before, or a cached
+//!                                 Bearer token for the repository's scope
+//!   -> transport::Transport::send one hop per redirect (at most 5), each bounded by
+//!                                 `response_timeout`; `Authorization` dropped once the origin changes
+//!   -> 401 from the upstream's own origin?
+//!        parse every WWW-Authenticate challenge (challenge.rs), prefer Bearer:
+//!          token from the realm (token.rs; credentials only to trusted realms, realm.rs),
+//!          cached per (realm, service, scopes); or Basic with the configured credentials
+//!        and send once more; a second 401 is an error
+//!   -> 2xx: Response (body unread: the caller streams it); anything else: Error (error.rs)
+//! ```
+
+mod auth;
+mod challenge;
+mod client;
+mod error;
+mod realm;
+mod redirect;
+mod tls;
+mod token;
+mod transport;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use client::Client;
+pub use error::{Error, RedirectProblem, TimeoutPhase};
 pub use hyper::body::Incoming as Body;
 
 /// A secret read from a file or the environment. Never printed: `Debug` and `Display` redact it.
@@ -26,6 +54,12 @@ impl Secret {
 }
 
 impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::fmt::Display for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
     }
@@ -48,22 +82,19 @@ pub struct Config {
 }
 
 /// A successful (2xx) upstream response, after auth and redirects.
+///
+/// The body has not been read; reading it (and bounding that in time) is the caller's business.
 pub struct Response {
     pub status: http::StatusCode,
     pub headers: http::HeaderMap,
     pub body: Body,
 }
 
-/// Why an upstream request failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    // Filled in by the upstream implementation; see the methods below.
-}
-
-pub struct Client {}
-
-impl Client {
-    pub fn new(_config: Config) -> Result<Self, Error> {
-        todo!()
+impl std::fmt::Debug for Response {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .finish_non_exhaustive()
     }
 }

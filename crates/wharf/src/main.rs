@@ -1,1 +1,73 @@
-fn main() {}
+//! The `wharf` binary: the command line, configuration loading and the wiring of the crates.
+
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "wharf",
+    version,
+    about = "A caching pull-through mirror for OCI container registries"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the mirror (on the embedded default configuration unless --config is given).
+    Serve {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and name the first bad field.
+    CheckConfig { file: PathBuf },
+    /// Print the embedded default configuration.
+    DefaultConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let loaded = match &config {
+                Some(path) => Config::load(path),
+                None => Config::embedded(),
+            };
+            match loaded {
+                Ok(c) => serve::run(c),
+                Err(e) => {
+                    eprintln!("wharf: invalid configuration: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} upstreams, store in {})",
+                    file.display(),
+                    c.upstream.len(),
+                    c.cache.dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("wharf: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::DefaultConfig => {
+            print!("{}", config::EMBEDDED_DEFAULT);
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Single-flight fills: one task per digest, detached from every client, that every reader tails.
+//!
+//! [`Store::fill`] either joins the fill in flight for a digest or starts one. The task
+//! (`task.rs`) streams the upstream body into a spool file while hashing it, and publishes its
+//! progress on a `watch` channel; readers (`reader.rs`) open the file themselves and read up to
+//! the published byte count, so a late reader catches up at disk speed and then tails. The
+//! channel is the only shared state: no lock is held while bytes move.
+//!
+//! Like pingora's cache lock, followers learn when the leader fails: the failure is published to
+//! every reader, and the fill leaves the in-flight map before it is published, so the next
+//! request after a failure starts a fresh fill.
+
+mod reader;
+mod task;
+
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use tokio::sync::watch;
+use wharf_oci::Digest;
+
+use crate::error::FillError;
+use crate::store::Store;
+
+/// An error of the caller's upstream, kept whole so the caller can downcast it again.
+pub type SourceError = Arc<dyn std::error::Error + Send + Sync>;
+
+/// An upstream answer: the body, and how many bytes it will yield if the upstream said so.
+pub struct FillSource {
+    /// The number of bytes `body` yields (a `Content-Length`; for a resumed source, the bytes
+    /// from the offset on). `None` when the upstream does not say (chunked).
+    pub len: Option<u64>,
+    pub body: BoxStream<'static, Result<Bytes, SourceError>>,
+}
+
+/// Opens the upstream body starting at byte `offset`: 0 for a fresh fill, more to resume after
+/// the body broke. An opener that cannot resume must fail for `offset > 0` rather than start over
+/// from byte 0.
+pub type Opener =
+    Arc<dyn Fn(u64) -> BoxFuture<'static, Result<FillSource, SourceError>> + Send + Sync>;
+
+/// How far a fill is; the value of its watch channel.
+#[derive(Clone, Debug)]
+pub(crate) enum Progress {
+    /// Waiting for the upstream to answer; the spool file may not exist yet.
+    Opening,
+    /// The spool file exists and holds `written` bytes; `len` is the announced total.
+    Writing { len: Option<u64>, written: u64 },
+    /// Verified and renamed into place.
+    Done { len: u64 },
+    /// Nothing stored; the spool file is gone.
+    Failed(FillError),
+}
+
+/// One fill in flight (or just ended). Hold it through an `Arc`; readers keep it alive.
+#[derive(Debug)]
+pub struct Fill {
+    digest: Digest,
+    /// Distinguishes this fill from a later one for the same digest.
+    seq: u64,
+    spool: PathBuf,
+    blob: PathBuf,
+    progress: watch::Receiver<Progress>,
+}
+
+impl Store {
+    /// Returns the fill in flight for `digest` if there is one (a new reader joins it), else
+    /// starts one that calls `open`. Never runs two fills for one digest at once. If the content
+    /// is already stored, the new fill ends at once without calling `open`.
+    ///
+    /// Must be called within a tokio runtime: the fill is a spawned task, so it completes even
+    /// if every client hangs up.
+    pub fn fill(self: &Arc<Self>, digest: &Digest, open: Opener) -> Arc<Fill> {
+        let mut fills = self.fills.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(fill) = fills.get(digest) {
+            return fill.clone();
+        }
+        let seq = self.next_seq();
+        let (tx, rx) = watch::channel(Progress::Opening);
+        let fill = Arc::new(Fill {
+            digest: digest.clone(),
+            seq,
+            spool: self.layout.spool_file("fill", digest, seq),
+            blob: self.layout.blob(digest),
+            progress: rx,
+        });
+        fills.insert(digest.clone(), fill.clone());
+        drop(fills);
+        tokio::spawn(task::run(self.clone(), fill.clone(), tx, open));
+        fill
+    }
+}
+
+impl Fill {
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Waits until the upstream answered: the total size, or the error that failed the fill.
+    /// When the upstream did not announce a length, the size is only known, and this only
+    /// returns, once the fill is done.
+    pub async fn ready(&self) -> Result<u64, FillError> {
+        self.wait(|p| match p {
+            Progress::Opening | Progress::Writing { len: None, .. } => None,
+            Progress::Writing { len: Some(len), .. } | Progress::Done { len } => Some(Ok(*len)),
+            Progress::Failed(e) => Some(Err(e.clone())),
+        })
+        .await
+    }
+
+    /// Waits for the end of the fill: `Ok` once the content is verified and stored.
+    pub async fn done(&self) -> Result<(), FillError> {
+        self.wait(|p| match p {
+            Progress::Opening | Progress::Writing { .. } => None,
+            Progress::Done { .. } => Some(Ok(())),
+            Progress::Failed(e) => Some(Err(e.clone())),
+        })
+        .await
+    }
+
+    /// The bytes `[start, end)` of the content, tailing the spool file while the fill writes it
+    /// and reading the stored file once it is done. Memory is one chunk at a time, whatever the
+    /// size.
+    ///
+    /// The chunk that ends the range is held back until the whole content is verified, so a
+    /// stream that ends without an error carried verified bytes. If the fill fails, or `end` lies
+    /// past the content, the stream ends with an `Err` whose inner error is the [`FillError`]
+    /// where there is one (`io::Error::get_ref` + downcast): an HTTP body is cut short of its
+    /// `Content-Length`, and a client sees a broken download, never wrong bytes.
+    pub fn reader(
+        self: &Arc<Self>,
+        start: u64,
+        end: u64,
+    ) -> BoxStream<'static, std::io::Result<Bytes>> {
+        reader::stream(self.clone(), start, end)
+    }
+
+    /// Waits until `ready` has an answer for the fill's progress.
+    async fn wait<T>(
+        &self,
+        mut ready: impl FnMut(&Progress) -> Option<Result<T, FillError>>,
+    ) -> Result<T, FillError> {
+        let mut rx = self.progress.clone();
+        let mut answer = None;
+        // The closure runs on every value the channel holds, the current one first; the sender
+        // is only dropped after a final value, unless the task died.
+        let waited = rx
+            .wait_for(|p| {
+                answer = ready(p);
+                answer.is_some()
+            })
+            .await;
+        drop(waited);
+        answer.unwrap_or_else(|| Err(self.aborted()))
+    }
+
+    pub(crate) fn aborted(&self) -> FillError {
+        FillError::Aborted {
+            digest: self.digest.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,149 @@
+//! A reader of a fill: reads a byte range through its own file handle, up to the count the fill
+//! has published, and waits on the channel for more.
+//!
+//! The handle is opened on the spool file while the fill writes, and kept across the rename
+//! (same inode), so a reader never looks for the spool after it moved. A reader that starts after
+//! the fill is done opens the stored file instead. Should the spool vanish between the reader
+//! seeing `Writing` and opening it, the fill has just renamed or removed it; the reader waits for
+//! the outcome and goes on from there.
+
+use std::io::{self, SeekFrom};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use futures_util::stream::{self, BoxStream};
+use tokio::fs::File;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::watch;
+
+use super::{Fill, Progress};
+
+/// The most a reader holds in memory at once.
+const CHUNK: u64 = 128 * 1024;
+
+pub(super) fn stream(
+    fill: Arc<Fill>,
+    start: u64,
+    end: u64,
+) -> BoxStream<'static, io::Result<Bytes>> {
+    let tail = Tail {
+        rx: fill.progress.clone(),
+        fill,
+        file: None,
+        pos: start,
+        end,
+    };
+    stream::unfold(Some(tail), |tail| async move {
+        let mut tail = tail?;
+        match tail.next_chunk().await {
+            Ok(Some(chunk)) => Some((Ok(chunk), Some(tail))),
+            Ok(None) => None,
+            // An error ends the stream: the next poll sees `None`.
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+    .boxed()
+}
+
+struct Tail {
+    fill: Arc<Fill>,
+    rx: watch::Receiver<Progress>,
+    file: Option<File>,
+    pos: u64,
+    end: u64,
+}
+
+impl Tail {
+    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            if self.pos >= self.end {
+                return Ok(None);
+            }
+            // Copy out of the channel: its guard must not live across an await.
+            let (on_disk, verified) = match &*self.rx.borrow_and_update() {
+                Progress::Opening => (None, false),
+                Progress::Writing { written, .. } => (Some(*written), false),
+                Progress::Done { len } => (Some(*len), true),
+                Progress::Failed(e) => return Err(io::Error::other(e.clone())),
+            };
+            let Some(on_disk) = on_disk else {
+                self.changed().await?;
+                continue;
+            };
+            if verified && self.end > on_disk {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{}: range ends at {} but the content has {on_disk} bytes",
+                        self.fill.digest, self.end
+                    ),
+                ));
+            }
+            if self.file.is_none() {
+                self.file = self.open(verified).await?;
+                if self.file.is_none() {
+                    self.changed().await?;
+                    continue;
+                }
+            }
+            if self.pos >= on_disk {
+                self.changed().await?;
+                continue;
+            }
+            let want = CHUNK.min(on_disk - self.pos).min(self.end - self.pos);
+            // The chunk that completes the range waits for verification, so a stream that ends
+            // cleanly never carried unverified bytes to its last one.
+            if !verified && self.pos + want == self.end {
+                self.changed().await?;
+                continue;
+            }
+            return self.read(want).await.map(Some);
+        }
+    }
+
+    /// Opens the spool file (or the stored file once the fill is done) at the reader's position.
+    /// `None`: the spool is gone, renamed or removed, and the outcome is about to be published.
+    async fn open(&self, verified: bool) -> io::Result<Option<File>> {
+        let path = if verified {
+            &self.fill.blob
+        } else {
+            &self.fill.spool
+        };
+        let mut file = match File::open(path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !verified => return Ok(None),
+            Err(e) => return Err(with_path(e, "opening", path)),
+        };
+        file.seek(SeekFrom::Start(self.pos))
+            .await
+            .map_err(|e| with_path(e, "seeking in", path))?;
+        Ok(Some(file))
+    }
+
+    async fn read(&mut self, want: u64) -> io::Result<Bytes> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(io::Error::other("fill reader read before opening"));
+        };
+        // `want` is at most CHUNK, so the cast cannot truncate.
+        let mut buf = BytesMut::zeroed(want as usize);
+        file.read_exact(&mut buf)
+            .await
+            .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", self.fill.digest)))?;
+        self.pos += want;
+        Ok(buf.freeze())
+    }
+
+    /// Waits for the fill to publish something new. The fill task only drops its sender after
+    /// publishing an outcome, so a closed channel means the task died.
+    async fn changed(&mut self) -> io::Result<()> {
+        self.rx
+            .changed()
+            .await
+            .map_err(|_| io::Error::other(self.fill.aborted()))
+    }
+}
+
+fn with_path(e: io::Error, op: &str, path: &std::path::Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{op} {}: {e}", path.display()))
+}

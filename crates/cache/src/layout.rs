@@ -1,0 +1,207 @@
+//! Where things live under the store root, and the filesystem moves every write is made of:
+//! spool, fsync, rename, fsync the directory.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tokio::fs;
+use tokio::io::AsyncWriteExt;
+use wharf_oci::Digest;
+
+use crate::error::StoreError;
+
+/// The paths of one store. Every file name below `blobs/` and `meta/` comes from a validated
+/// [`Digest`] (an algorithm name and lowercase hex), so no request can name a path outside them.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    root: PathBuf,
+    blobs: PathBuf,
+    manifests_meta: PathBuf,
+    spool: PathBuf,
+}
+
+impl Layout {
+    pub(crate) fn new(root: &Path) -> Self {
+        Layout {
+            root: root.to_path_buf(),
+            blobs: root.join("blobs"),
+            manifests_meta: root.join("meta").join("manifests"),
+            spool: root.join("spool"),
+        }
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn spool_dir(&self) -> &Path {
+        &self.spool
+    }
+
+    /// The directories `open` creates.
+    pub(crate) fn dirs(&self) -> [&Path; 3] {
+        [&self.blobs, &self.manifests_meta, &self.spool]
+    }
+
+    /// `blobs/<alg>/<2 hex>/<hex>`: content, blobs and manifests alike.
+    pub(crate) fn blob(&self, d: &Digest) -> PathBuf {
+        fanout(&self.blobs, d)
+    }
+
+    /// `meta/manifests/<alg>/<2 hex>/<hex>`: a manifest's media type.
+    pub(crate) fn media_type(&self, d: &Digest) -> PathBuf {
+        fanout(&self.manifests_meta, d)
+    }
+
+    /// A spool file name no other write of this process (nor, by the pid, of another process
+    /// sharing the root by mistake) uses.
+    pub(crate) fn spool_file(&self, kind: &str, d: &Digest, seq: u64) -> PathBuf {
+        self.spool.join(format!(
+            "{}-{}-{}-{}.{kind}",
+            d.algorithm().as_str(),
+            d.hex(),
+            std::process::id(),
+            seq
+        ))
+    }
+}
+
+fn fanout(base: &Path, d: &Digest) -> PathBuf {
+    let hex = d.hex();
+    base.join(d.algorithm().as_str()).join(&hex[..2]).join(hex)
+}
+
+/// Renames the finished, fsynced `tmp` onto `dest` and fsyncs `dest`'s directory, so that once
+/// this returns the file is there after a crash too.
+pub(crate) async fn publish(tmp: &Path, dest: &Path) -> Result<(), StoreError> {
+    let dir = parent(dest)?;
+    ensure_dir(dir).await?;
+    fs::rename(tmp, dest)
+        .await
+        .map_err(StoreError::io("renaming spool file into", dest))?;
+    fsync_dir(dir).await
+}
+
+/// Writes `bytes` to `dest` atomically through the spool file `tmp`. Readers see the old file or
+/// the whole new one, never a part.
+pub(crate) async fn write_atomic(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let written = async {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+            .await
+            .map_err(StoreError::io("creating spool file", tmp))?;
+        f.write_all(bytes)
+            .await
+            .map_err(StoreError::io("writing spool file", tmp))?;
+        f.sync_all()
+            .await
+            .map_err(StoreError::io("fsyncing spool file", tmp))?;
+        publish(tmp, dest).await
+    }
+    .await;
+    if written.is_err() {
+        remove_if_there(tmp).await;
+    }
+    written
+}
+
+/// Removes a spool file whose write failed. Failing to is not worth an error of its own: the
+/// file is never served, and the next start-up sweeps it.
+pub(crate) async fn remove_if_there(path: &Path) {
+    match fs::remove_file(path).await {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove spool file");
+        }
+        _ => {}
+    }
+}
+
+/// Removes every entry of the spool directory: whatever is there was being written when the
+/// process stopped, and was never verified.
+pub(crate) async fn sweep(spool: &Path) -> Result<usize, StoreError> {
+    let mut entries = fs::read_dir(spool)
+        .await
+        .map_err(StoreError::io("listing", spool))?;
+    let mut swept = 0;
+    while let Some(entry) = entries
+        .next_entry()
+        .await
+        .map_err(StoreError::io("listing", spool))?
+    {
+        let path = entry.path();
+        let is_dir = entry.file_type().await.is_ok_and(|t| t.is_dir());
+        let removed = if is_dir {
+            fs::remove_dir_all(&path).await
+        } else {
+            fs::remove_file(&path).await
+        };
+        removed.map_err(StoreError::io("sweeping", &path))?;
+        swept += 1;
+    }
+    Ok(swept)
+}
+
+/// Creates `dir` if it is missing. A directory created here is itself an entry of its parent,
+/// which is fsynced so the new directory (and what is renamed into it) survives a crash.
+pub(crate) async fn ensure_dir(dir: &Path) -> Result<(), StoreError> {
+    if fs::metadata(dir).await.is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    fs::create_dir_all(dir)
+        .await
+        .map_err(StoreError::io("creating directory", dir))?;
+    fsync_dir(parent(dir)?).await
+}
+
+async fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    let owned = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::File::open(&owned)?.sync_all())
+        .await
+        .map_err(io::Error::other)
+        .and_then(|r| r)
+        .map_err(StoreError::io("fsyncing directory", dir))
+}
+
+fn parent(path: &Path) -> Result<&Path, StoreError> {
+    path.parent().ok_or_else(|| StoreError::Io {
+        op: "finding the directory of",
+        path: path.to_path_buf(),
+        source: io::Error::from(io::ErrorKind::InvalidInput),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_fans_out_by_algorithm_and_first_two_hex() {
+        let layout = Layout::new(Path::new("/var/cache/wharf"));
+        let d = Digest::sha256_of(b"");
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(
+            layout.blob(&d),
+            Path::new("/var/cache/wharf/blobs/sha256/e3").join(hex)
+        );
+        assert_eq!(
+            layout.media_type(&d),
+            Path::new("/var/cache/wharf/meta/manifests/sha256/e3").join(hex)
+        );
+        let spool = layout.spool_file("fill", &d, 7);
+        assert_eq!(spool.parent(), Some(Path::new("/var/cache/wharf/spool")));
+        assert_ne!(spool, layout.spool_file("fill", &d, 8));
+    }
+
+    #[tokio::test]
+    async fn failed_atomic_write_leaves_no_spool_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tmp = dir.path().join("tmp");
+        // The destination's directory cannot be created: a file is in the way.
+        std::fs::write(dir.path().join("blocker"), b"").expect("write");
+        let dest = dir.path().join("blocker/sub/dest");
+        assert!(write_atomic(&tmp, &dest, b"bytes").await.is_err());
+        assert!(!tmp.exists());
+    }
+}

@@ -1,0 +1,175 @@
+//! `GET`/`HEAD /v2/<name>/blobs/<digest>`.
+//!
+//! A stored blob is streamed from its file. A missing one joins (or starts) the fill for its
+//! digest and tails the spool as it grows; the upstream sees one GET however many clients ask.
+//! `HEAD` of a missing blob asks the upstream with `HEAD` and answers with its size: never a 404
+//! that would break chained caches.
+
+use std::sync::Arc;
+
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use wharf_cache::{FillSource, Opener, SourceError};
+use wharf_oci::Digest;
+
+use crate::body::{self, Body};
+use crate::error::{Missing, ProxyError};
+use crate::range::{self, RangeAnswer};
+use crate::upstreams::Target;
+use crate::{Proxy, content_length};
+
+impl Proxy {
+    pub(crate) async fn blob(
+        &self,
+        target: &Target,
+        digest: &Digest,
+        head: bool,
+        req_headers: &HeaderMap,
+    ) -> Result<Response<Body>, ProxyError> {
+        let range = req_headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        if let Some((file, size)) = self.store.open_blob(digest).await? {
+            return Ok(match range::answer(range, size) {
+                _ if head => blob_response(StatusCode::OK, digest, size, None, body::empty()),
+                RangeAnswer::Full => blob_response(
+                    StatusCode::OK,
+                    digest,
+                    size,
+                    None,
+                    body::file_range(file, 0, size),
+                ),
+                RangeAnswer::Partial { start, end } => blob_response(
+                    StatusCode::PARTIAL_CONTENT,
+                    digest,
+                    size,
+                    Some((start, end)),
+                    body::file_range(file, start, end),
+                ),
+                RangeAnswer::Unsatisfiable => unsatisfiable(size),
+            });
+        }
+        let up = &target.upstream;
+        if head {
+            let resp = up
+                .client
+                .blob(Method::HEAD, target.repo.as_str(), digest, None)
+                .await
+                .map_err(ProxyError::upstream(Missing::Blob))?;
+            let size =
+                content_length(&resp.headers).ok_or_else(|| ProxyError::BadUpstreamAnswer {
+                    upstream: up.name.clone(),
+                    message: format!("HEAD of blob {digest} came without a Content-Length"),
+                })?;
+            return Ok(blob_response(
+                StatusCode::OK,
+                digest,
+                size,
+                None,
+                body::empty(),
+            ));
+        }
+
+        let fill = self.store.fill(digest, opener(target, digest));
+        let size = fill.ready().await.map_err(|source| ProxyError::Fill {
+            upstream: up.name.clone(),
+            missing: Missing::Blob,
+            source,
+        })?;
+        Ok(match range::answer(range, size) {
+            RangeAnswer::Full => blob_response(
+                StatusCode::OK,
+                digest,
+                size,
+                None,
+                body::stream(fill.reader(0, size)),
+            ),
+            RangeAnswer::Partial { start, end } => blob_response(
+                StatusCode::PARTIAL_CONTENT,
+                digest,
+                size,
+                Some((start, end)),
+                body::stream(fill.reader(start, end)),
+            ),
+            RangeAnswer::Unsatisfiable => unsatisfiable(size),
+        })
+    }
+}
+
+/// How a fill opens the upstream body, from byte `offset` on.
+fn opener(target: &Target, digest: &Digest) -> Opener {
+    let client = target.upstream.client.clone();
+    let repo = target.repo.as_str().to_owned();
+    let digest = digest.clone();
+    Arc::new(move |offset: u64| {
+        let (client, repo, digest) = (client.clone(), repo.clone(), digest.clone());
+        async move {
+            let from = (offset > 0).then_some(offset);
+            let resp = client
+                .blob(Method::GET, &repo, &digest, from)
+                .await
+                .map_err(|e| Arc::new(e) as SourceError)?;
+            if offset > 0 && resp.status != StatusCode::PARTIAL_CONTENT {
+                return Err(Arc::new(ResumeRefused) as SourceError);
+            }
+            let len = content_length(&resp.headers);
+            let body = resp
+                .body
+                .into_data_stream()
+                .map_err(|e| Arc::new(e) as SourceError)
+                .boxed();
+            Ok(FillSource { len, body })
+        }
+        .boxed()
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream ignored the Range request, so the download cannot resume")]
+struct ResumeRefused;
+
+fn blob_response(
+    status: StatusCode,
+    digest: &Digest,
+    size: u64,
+    range: Option<(u64, u64)>,
+    body: Body,
+) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    let len = range.map_or(size, |(s, e)| e - s);
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(d) = HeaderValue::from_str(&digest.to_string()) {
+        h.insert("docker-content-digest", d);
+    }
+    if let Ok(e) = HeaderValue::from_str(&format!("\"{digest}\"")) {
+        h.insert(header::ETAG, e);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    if let Some((s, e)) = range
+        && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", s, e - 1, size))
+    {
+        h.insert(header::CONTENT_RANGE, v);
+    }
+    resp
+}
+
+fn unsatisfiable(size: u64) -> Response<Body> {
+    let mut resp = ProxyError::oci(
+        wharf_oci::ErrorCode::RangeInvalid,
+        "the requested range is not satisfiable",
+    )
+    .into_response(false);
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+        resp.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    resp
+}

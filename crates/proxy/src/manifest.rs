@@ -1,0 +1,238 @@
+//! `GET`/`HEAD /v2/<name>/manifests/<reference>`.
+//!
+//! By digest: the store, else one upstream GET, verified and stored byte-exact with its
+//! `Content-Type`. By tag: a tag record validated within the upstream's `tag_ttl` is served
+//! without asking; an older one is revalidated with one `HEAD` (never a GET, which would spend
+//! Docker Hub's rate limit); when the upstream fails, the last known digest is served.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use tokio::time::Instant;
+use wharf_cache::TagRecord;
+use wharf_oci::{Digest, ErrorCode, Reference, media::AcceptSet};
+
+use crate::body::{self, Body};
+use crate::error::{Missing, ProxyError};
+use crate::upstreams::Target;
+use crate::{Proxy, header_digest};
+
+/// Manifests larger than this are refused; clients accept at least 4 MiB.
+const MAX_MANIFEST: usize = 8 * 1024 * 1024;
+
+/// A manifest ready to serve.
+struct Manifest {
+    digest: Digest,
+    media_type: String,
+    bytes: Bytes,
+}
+
+impl Proxy {
+    pub(crate) async fn manifest(
+        &self,
+        target: &Target,
+        reference: &Reference,
+        head: bool,
+        req_headers: &HeaderMap,
+    ) -> Result<Response<Body>, ProxyError> {
+        let m = match reference {
+            Reference::Digest(d) => self.manifest_by_digest(target, d).await?,
+            Reference::Tag(tag) => self.manifest_by_tag(target, tag).await?,
+        };
+        let accept = AcceptSet::parse(
+            req_headers
+                .get_all(header::ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
+        if !accept.allows(&m.media_type) {
+            return Err(ProxyError::oci(
+                ErrorCode::ManifestUnknown,
+                format!(
+                    "the manifest is of type {}, which the request's Accept header does not list",
+                    m.media_type
+                ),
+            ));
+        }
+        Ok(serve(m, head, req_headers))
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        target: &Target,
+        digest: &Digest,
+    ) -> Result<Manifest, ProxyError> {
+        if let Some((media_type, bytes)) = self.store.get_manifest(digest).await? {
+            return Ok(Manifest {
+                digest: digest.clone(),
+                media_type,
+                bytes,
+            });
+        }
+        self.fetch_manifest(target, &digest.to_string(), Some(digest))
+            .await
+    }
+
+    async fn manifest_by_tag(&self, target: &Target, tag: &str) -> Result<Manifest, ProxyError> {
+        let up = &target.upstream;
+        let repo = target.repo.as_str();
+        let record = self.store.get_tag(&up.name, repo, tag);
+        let cached = match &record {
+            Some(rec) => self
+                .store
+                .get_manifest(&rec.digest)
+                .await?
+                .map(|(media_type, bytes)| Manifest {
+                    digest: rec.digest.clone(),
+                    media_type,
+                    bytes,
+                }),
+            None => None,
+        };
+        let (Some(rec), Some(cached)) = (record, cached) else {
+            // Nothing usable: fetch it.
+            return self.fetch_tag(target, tag).await;
+        };
+        if rec.validated_at.elapsed() < up.tag_ttl {
+            return Ok(cached);
+        }
+        match up.client.manifest(Method::HEAD, repo, tag).await {
+            Ok(resp) => match header_digest(&resp.headers) {
+                Some(d) if d == rec.digest => {
+                    self.store.put_tag(
+                        &up.name,
+                        repo,
+                        tag,
+                        TagRecord {
+                            validated_at: Instant::now(),
+                            ..rec
+                        },
+                    );
+                    Ok(cached)
+                }
+                Some(d) => {
+                    let m = self
+                        .fetch_manifest(target, &d.to_string(), Some(&d))
+                        .await?;
+                    self.remember_tag(target, tag, &m);
+                    Ok(m)
+                }
+                // No digest on the HEAD: the only way to know is a GET.
+                None => self.fetch_tag(target, tag).await,
+            },
+            Err(e) if e.is_not_found() => {
+                self.store.remove_tag(&up.name, repo, tag);
+                Err(ProxyError::upstream(Missing::Manifest)(e))
+            }
+            Err(e) if e.is_unreachable() || e.is_rate_limited() || e.is_timeout() => {
+                tracing::warn!(upstream = %up.name, repo, tag, error = %e, "upstream failed; serving the last known digest (stale)");
+                Ok(cached)
+            }
+            Err(e) => Err(ProxyError::upstream(Missing::Manifest)(e)),
+        }
+    }
+
+    async fn fetch_tag(&self, target: &Target, tag: &str) -> Result<Manifest, ProxyError> {
+        let m = self.fetch_manifest(target, tag, None).await?;
+        self.remember_tag(target, tag, &m);
+        Ok(m)
+    }
+
+    fn remember_tag(&self, target: &Target, tag: &str, m: &Manifest) {
+        let rec = TagRecord {
+            digest: m.digest.clone(),
+            media_type: m.media_type.clone(),
+            size: m.bytes.len() as u64,
+            validated_at: Instant::now(),
+        };
+        self.store
+            .put_tag(&target.upstream.name, target.repo.as_str(), tag, rec);
+    }
+
+    /// One upstream GET; the body is verified against `expected` (or the upstream's
+    /// `Docker-Content-Digest`) and stored before it is served.
+    async fn fetch_manifest(
+        &self,
+        target: &Target,
+        reference: &str,
+        expected: Option<&Digest>,
+    ) -> Result<Manifest, ProxyError> {
+        let up = &target.upstream;
+        let resp = up
+            .client
+            .manifest(Method::GET, target.repo.as_str(), reference)
+            .await
+            .map_err(ProxyError::upstream(Missing::Manifest))?;
+        let bad = |message: String| ProxyError::BadUpstreamAnswer {
+            upstream: up.name.clone(),
+            message,
+        };
+        let media_type = resp
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(wharf_oci::media::essence)
+            .ok_or_else(|| bad(format!("manifest {reference} came without a Content-Type")))?;
+        let claimed = header_digest(&resp.headers);
+        let bytes = Limited::new(resp.body, MAX_MANIFEST)
+            .collect()
+            .await
+            .map_err(|e| bad(format!("reading manifest {reference}: {e}")))?
+            .to_bytes();
+        let expected = expected.cloned().or(claimed);
+        let digest = match &expected {
+            Some(d) => {
+                let mut v = d.verifier();
+                v.update(&bytes);
+                let actual = v.finish();
+                if &actual != d {
+                    return Err(bad(format!(
+                        "manifest {reference} hashes to {actual}, not {d}"
+                    )));
+                }
+                actual
+            }
+            None => Digest::sha256_of(&bytes),
+        };
+        self.store
+            .put_manifest(&digest, &media_type, &bytes)
+            .await?;
+        Ok(Manifest {
+            digest,
+            media_type,
+            bytes,
+        })
+    }
+}
+
+fn serve(m: Manifest, head: bool, req_headers: &HeaderMap) -> Response<Body> {
+    let etag = format!("\"{}\"", m.digest);
+    let not_modified = req_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == etag || t.trim() == m.digest.to_string())
+        });
+    let len = m.bytes.len();
+    let mut resp = if not_modified || head {
+        Response::new(body::empty())
+    } else {
+        Response::new(body::full(m.bytes))
+    };
+    if not_modified {
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+    }
+    let h = resp.headers_mut();
+    if let Ok(ct) = HeaderValue::from_str(&m.media_type) {
+        h.insert(header::CONTENT_TYPE, ct);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Ok(d) = HeaderValue::from_str(&m.digest.to_string()) {
+        h.insert("docker-content-digest", d);
+    }
+    if let Ok(e) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, e);
+    }
+    resp
+}

@@ -1,0 +1,275 @@
+//! Turns a request path and query into an [`Endpoint`] and the upstream it is meant for.
+//!
+//! The path is never percent-decoded: no repository name, tag or digest may contain `%`, so an
+//! encoded path simply fails validation. The name is parsed from the end of the path, because a
+//! repository component may itself be `blobs` or `manifests`.
+
+use wharf_oci::{Digest, NameError, Reference, RepositoryName};
+
+/// What a request asks for, before the upstream is chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `GET /v2/`
+    Ping,
+    Manifest {
+        name: RepositoryName,
+        reference: Reference,
+    },
+    Blob {
+        name: RepositoryName,
+        digest: Digest,
+    },
+    Tags {
+        name: RepositoryName,
+    },
+    Referrers {
+        name: RepositoryName,
+        digest: Digest,
+    },
+    Uploads {
+        name: RepositoryName,
+    },
+}
+
+impl Endpoint {
+    pub fn name(&self) -> Option<&RepositoryName> {
+        match self {
+            Endpoint::Ping => None,
+            Endpoint::Manifest { name, .. }
+            | Endpoint::Blob { name, .. }
+            | Endpoint::Tags { name }
+            | Endpoint::Referrers { name, .. }
+            | Endpoint::Uploads { name } => Some(name),
+        }
+    }
+
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Endpoint::Ping => "ping",
+            Endpoint::Manifest { .. } => "manifest",
+            Endpoint::Blob { .. } => "blob",
+            Endpoint::Tags { .. } => "tags",
+            Endpoint::Referrers { .. } => "referrers",
+            Endpoint::Uploads { .. } => "upload",
+        }
+    }
+}
+
+/// Why a path is not an API request wharf can route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// Not under `/v2/` at all, or an unknown endpoint shape.
+    NotFound,
+    Name(NameError),
+}
+
+impl From<NameError> for RouteError {
+    fn from(e: NameError) -> Self {
+        RouteError::Name(e)
+    }
+}
+
+/// A parsed request path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedPath {
+    /// The segment before `/v2/` in `/<mount>/v2/...` (containerd hosts with a path), if any.
+    pub mount: Option<String>,
+    pub endpoint: Endpoint,
+    /// The path as the client sent it, up to and including the repository name:
+    /// what `Link` headers must be rewritten to.
+    pub client_base: String,
+}
+
+/// The longest path wharf looks at; longer ones cannot hold a valid name and reference.
+pub const MAX_PATH_LEN: usize = 1024;
+
+pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
+    if path.len() > MAX_PATH_LEN {
+        return Err(RouteError::NotFound);
+    }
+    let (mount, rest, api_root) = if let Some(rest) = path.strip_prefix("/v2/") {
+        (None, rest, "/v2/".len())
+    } else if path == "/v2" {
+        (None, "", path.len())
+    } else {
+        // /<mount>/v2/...
+        let after = path.strip_prefix('/').ok_or(RouteError::NotFound)?;
+        let (mount, tail) = after.split_once('/').ok_or(RouteError::NotFound)?;
+        let rest = if tail == "v2" {
+            ""
+        } else {
+            tail.strip_prefix("v2/").ok_or(RouteError::NotFound)?
+        };
+        if mount.is_empty() {
+            return Err(RouteError::NotFound);
+        }
+        (Some(mount.to_owned()), rest, path.len() - rest.len())
+    };
+    if rest.is_empty() {
+        return Ok(ParsedPath {
+            mount,
+            endpoint: Endpoint::Ping,
+            client_base: path.to_owned(),
+        });
+    }
+
+    let segs: Vec<&str> = rest.split('/').collect();
+    let n = segs.len();
+    let name_of = |k: usize| -> Result<(RepositoryName, String), RouteError> {
+        // The name is the first `k` segments.
+        if k == 0 {
+            return Err(RouteError::NotFound);
+        }
+        let name = segs[..k].join("/");
+        let base = format!("{}{}", &path[..api_root], name);
+        Ok((RepositoryName::parse(&name)?, base))
+    };
+    let (endpoint, client_base) = match segs.as_slice() {
+        [.., "tags", "list"] => {
+            let (name, base) = name_of(n - 2)?;
+            (Endpoint::Tags { name }, base)
+        }
+        [.., "blobs", "uploads", _] => {
+            let (name, base) = name_of(n - 3)?;
+            (Endpoint::Uploads { name }, base)
+        }
+        [.., "manifests", r] => {
+            let (name, base) = name_of(n - 2)?;
+            (
+                Endpoint::Manifest {
+                    name,
+                    reference: Reference::parse(r)?,
+                },
+                base,
+            )
+        }
+        [.., "blobs", d] => {
+            let (name, base) = name_of(n - 2)?;
+            (
+                Endpoint::Blob {
+                    name,
+                    digest: Digest::parse(d).map_err(NameError::from)?,
+                },
+                base,
+            )
+        }
+        [.., "referrers", d] => {
+            let (name, base) = name_of(n - 2)?;
+            (
+                Endpoint::Referrers {
+                    name,
+                    digest: Digest::parse(d).map_err(NameError::from)?,
+                },
+                base,
+            )
+        }
+        _ => return Err(RouteError::NotFound),
+    };
+    Ok(ParsedPath {
+        mount,
+        endpoint,
+        client_base,
+    })
+}
+
+/// The value of query parameter `key`, decoded.
+pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name(s: &str) -> RepositoryName {
+        RepositoryName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_the_endpoints() {
+        assert_eq!(parse_path("/v2/").unwrap().endpoint, Endpoint::Ping);
+        assert_eq!(parse_path("/v2").unwrap().endpoint, Endpoint::Ping);
+        let p = parse_path("/v2/oracle/os/oraclelinux/manifests/7-slim").unwrap();
+        assert_eq!(
+            p.endpoint,
+            Endpoint::Manifest {
+                name: name("oracle/os/oraclelinux"),
+                reference: Reference::Tag("7-slim".into())
+            }
+        );
+        assert_eq!(p.client_base, "/v2/oracle/os/oraclelinux");
+        let p = parse_path("/v2/a/blobs/manifests/tags/list").unwrap();
+        assert_eq!(
+            p.endpoint,
+            Endpoint::Tags {
+                name: name("a/blobs/manifests")
+            }
+        );
+        let d = format!("sha256:{}", "a".repeat(64));
+        let p = parse_path(&format!("/v2/x/blobs/blobs/{d}")).unwrap();
+        assert_eq!(
+            p.endpoint,
+            Endpoint::Blob {
+                name: name("x/blobs"),
+                digest: Digest::parse(&d).unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn mounts_before_v2() {
+        let p = parse_path("/oracle/v2/os/oraclelinux/manifests/7-slim").unwrap();
+        assert_eq!(p.mount.as_deref(), Some("oracle"));
+        assert_eq!(p.client_base, "/oracle/v2/os/oraclelinux");
+        assert_eq!(parse_path("/oracle/v2/").unwrap().endpoint, Endpoint::Ping);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert_eq!(parse_path("/"), Err(RouteError::NotFound));
+        assert_eq!(parse_path("/v2/x/unknown/y"), Err(RouteError::NotFound));
+        assert!(matches!(
+            parse_path("/v2/Bad..Name/manifests/x"),
+            Err(RouteError::Name(NameError::InvalidName(_)))
+        ));
+        assert!(matches!(
+            parse_path("/v2/a/blobs/sha256:xyz"),
+            Err(RouteError::Name(NameError::InvalidDigest(_)))
+        ));
+        assert!(matches!(
+            parse_path("/v2/../../etc/passwd/manifests/x"),
+            Err(RouteError::Name(_))
+        ));
+        assert!(matches!(
+            parse_path("/v2/%2e%2e/manifests/x"),
+            Err(RouteError::Name(_))
+        ));
+        assert!(parse_path("/v2/manifests/x").is_err());
+    }
+
+    #[test]
+    fn query_params() {
+        assert_eq!(
+            query_param(Some("ns=docker.io&x=1"), "ns").as_deref(),
+            Some("docker.io")
+        );
+        assert_eq!(query_param(Some("n=1"), "ns"), None);
+        assert_eq!(query_param(None, "ns"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn routed_names_never_escape(path in "(/[a-zA-Z0-9._%:-]{0,12}){1,8}/?") {
+            if let Ok(p) = parse_path(&path)
+                && let Some(n) = p.endpoint.name() {
+                    for c in n.components() {
+                        prop_assert!(c != ".." && c != "." && !c.is_empty() && !c.contains('%'));
+                    }
+                }
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The configured upstreams and how a request picks one.
+//!
+//! The order is DESIGN.md's: `?ns=` naming a prefix, a mount before `/v2/` or a first path
+//! component naming a prefix, then the default upstream. An `ns` or prefix that names no
+//! configured upstream is answered `NAME_UNKNOWN` and never followed: wharf is not an open proxy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wharf_oci::RepositoryName;
+
+/// One upstream as the proxy sees it.
+pub struct Upstream {
+    pub name: String,
+    pub client: wharf_upstream::Client,
+    /// Names that select it: an `ns` value or a first path segment.
+    pub prefixes: Vec<String>,
+    /// Bare names (no prefix, no `ns`) go here.
+    pub is_default: bool,
+    /// Docker Hub's rule applies: single-component names get `library/`.
+    pub library_prefix: bool,
+    /// Within this time since the last validation, a tag is served without asking upstream.
+    pub tag_ttl: Duration,
+}
+
+impl Upstream {
+    fn answers_to(&self, prefix: &str) -> bool {
+        self.prefixes.iter().any(|p| p.eq_ignore_ascii_case(prefix))
+    }
+}
+
+/// Where a request goes: the upstream and the repository name in the upstream's namespace.
+pub struct Target {
+    pub upstream: Arc<Upstream>,
+    pub repo: RepositoryName,
+}
+
+/// Why no upstream was chosen; rendered as `NAME_UNKNOWN`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoUpstream(pub String);
+
+pub struct Upstreams {
+    all: Vec<Arc<Upstream>>,
+}
+
+impl Upstreams {
+    pub fn new(all: Vec<Upstream>) -> Self {
+        Upstreams {
+            all: all.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.all.iter()
+    }
+
+    fn by_prefix(&self, prefix: &str) -> Option<&Arc<Upstream>> {
+        self.all.iter().find(|u| u.answers_to(prefix))
+    }
+
+    /// Picks the upstream for `name`, given the request's `ns` parameter and path mount.
+    pub fn select(
+        &self,
+        ns: Option<&str>,
+        mount: Option<&str>,
+        name: &RepositoryName,
+    ) -> Result<Target, NoUpstream> {
+        let first = name.components().next().unwrap_or_default();
+        let (upstream, repo) = if let Some(ns) = ns {
+            let up = self
+                .by_prefix(ns)
+                .ok_or_else(|| NoUpstream(format!("no upstream is configured for ns={ns:?}")))?;
+            // containerd with `[host."http://m/v2/oracle"]` + override_path sends both the
+            // prefix in the path and `ns`: drop the prefix when it names the same upstream.
+            let repo = match name.strip_components(1) {
+                Some(rest) if up.answers_to(first) => rest,
+                _ => name.clone(),
+            };
+            (up, repo)
+        } else if let Some(mount) = mount {
+            let up = self
+                .by_prefix(mount)
+                .ok_or_else(|| NoUpstream(format!("no upstream is configured for /{mount}/v2/")))?;
+            (up, name.clone())
+        } else if let (Some(up), Some(rest)) = (self.by_prefix(first), name.strip_components(1)) {
+            (up, rest)
+        } else if let Some(up) = self.all.iter().find(|u| u.is_default) {
+            (up, name.clone())
+        } else {
+            return Err(NoUpstream(format!(
+                "no upstream is configured for {name:?}: start the name with an upstream prefix or configure a default upstream"
+            )));
+        };
+        let repo = if upstream.library_prefix {
+            repo.with_library_prefix()
+        } else {
+            repo
+        };
+        Ok(Target {
+            upstream: upstream.clone(),
+            repo,
+        })
+    }
+}

@@ -1,0 +1,233 @@
+//! [`Client`]: the three pull requests wharf makes upstream, each run through auth and redirects.
+//!
+//! Nothing of the downstream client's request reaches the upstream: the Accept set, encoding and
+//! ranges are chosen here, so a narrow client `Accept` can never make a registry answer a
+//! different document for a tag (PROTOCOL §1.5, checklist 2) and nothing arrives content-encoded
+//! (checklist 11).
+
+use std::sync::Arc;
+
+use http::header::{ACCEPT, ACCEPT_ENCODING, RANGE};
+use http::{HeaderMap, HeaderValue, Method, Uri};
+
+use crate::auth::{Auth, basic_header};
+use crate::realm::RealmPolicy;
+use crate::transport::Transport;
+use crate::{Config, Error, Response, tls};
+
+mod flow;
+
+/// A client for one upstream registry. Cheap to clone: clones share the connection pool and the
+/// token cache.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    /// `scheme://authority`, no trailing slash.
+    base: String,
+    base_uri: Uri,
+    transport: Transport,
+    auth: Auth,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("name", &self.inner.name)
+            .field("url", &self.inner.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(config: Config) -> Result<Client, Error> {
+        let invalid = |reason: &str| Error::Config {
+            upstream: config.name.clone(),
+            reason: reason.to_owned(),
+        };
+        let (base, base_uri) = parse_base(&config.url).map_err(invalid)?;
+        if config.connect_timeout.is_zero() || config.response_timeout.is_zero() {
+            return Err(invalid("timeouts must be greater than zero"));
+        }
+        let basic = match (&config.username, &config.password) {
+            (Some(user), password) => {
+                let password = password.as_ref().map(|p| p.expose()).unwrap_or_default();
+                Some(
+                    basic_header(user, password)
+                        .ok_or_else(|| invalid("the username cannot be sent in an HTTP header"))?,
+                )
+            }
+            (None, Some(_)) => return Err(invalid("a password is configured without a username")),
+            (None, None) => None,
+        };
+        let transport = Transport {
+            http: tls::http_client(&config)?,
+            upstream: config.name.clone(),
+            connect_timeout: config.connect_timeout,
+            response_timeout: config.response_timeout,
+            user_agent: HeaderValue::from_static(concat!("wharf/", env!("CARGO_PKG_VERSION"))),
+        };
+        let auth = Auth::new(config.name.clone(), basic, RealmPolicy::new(&base_uri));
+        Ok(Client {
+            inner: Arc::new(Inner {
+                name: config.name,
+                base,
+                base_uri,
+                transport,
+                auth,
+            }),
+        })
+    }
+
+    /// Token realms outside the upstream's registrable domain that may still receive its
+    /// credentials (hosts, without port). Applies to this client and all its clones.
+    pub fn with_allowed_realm_hosts(self, hosts: Vec<String>) -> Self {
+        self.inner.auth.allow_realm_hosts(hosts);
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// `GET` or `HEAD /v2/<repo>/manifests/<reference>`, always with the full Accept set
+    /// [`wharf_oci::media::UPSTREAM_MANIFEST_ACCEPT`] (each type as its own Accept header line),
+    /// never the client's.
+    pub async fn manifest(
+        &self,
+        method: Method,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Response, Error> {
+        self.check(&method, repo, reference)?;
+        let mut headers = identity_headers();
+        for media_type in wharf_oci::media::UPSTREAM_MANIFEST_ACCEPT {
+            headers.append(ACCEPT, HeaderValue::from_static(media_type));
+        }
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        self.execute(method, repo, path, None, headers).await
+    }
+
+    /// `GET` or `HEAD /v2/<repo>/blobs/<digest>`; `range_from = Some(n)` sends `Range: bytes=n-` (for
+    /// resuming). Sends `Accept-Encoding: identity` so nothing is content-encoded.
+    pub async fn blob(
+        &self,
+        method: Method,
+        repo: &str,
+        digest: &wharf_oci::Digest,
+        range_from: Option<u64>,
+    ) -> Result<Response, Error> {
+        let digest = digest.to_string();
+        self.check(&method, repo, &digest)?;
+        let mut headers = identity_headers();
+        if let Some(from) = range_from {
+            let range = HeaderValue::try_from(format!("bytes={from}-"))
+                .map_err(|e| self.invalid(format!("range: {e}")))?;
+            headers.insert(RANGE, range);
+        }
+        let path = format!("/v2/{repo}/blobs/{digest}");
+        self.execute(method, repo, path, None, headers).await
+    }
+
+    /// `GET /v2/<repo>/tags/list` with the given raw query string (e.g. "n=10&last=foo"), passed
+    /// through.
+    pub async fn tags(&self, repo: &str, query: Option<&str>) -> Result<Response, Error> {
+        self.check(&Method::GET, repo, "list")?;
+        let path = format!("/v2/{repo}/tags/list");
+        let query = query.filter(|q| !q.is_empty());
+        self.execute(Method::GET, repo, path, query, identity_headers())
+            .await
+    }
+
+    fn invalid(&self, reason: String) -> Error {
+        Error::InvalidRequest {
+            upstream: self.inner.name.clone(),
+            reason,
+        }
+    }
+
+    /// The proxy validates names and references; this only keeps a mistake from turning into a
+    /// different URL (a `?`, `#` or `..` in a path segment).
+    fn check(&self, method: &Method, repo: &str, reference: &str) -> Result<(), Error> {
+        if *method != Method::GET && *method != Method::HEAD {
+            return Err(self.invalid(format!("method {method} is not used upstream")));
+        }
+        let repo_ok = !repo.is_empty()
+            && repo.split('/').all(|s| {
+                !s.is_empty()
+                    && s != "."
+                    && s != ".."
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            });
+        let reference_ok = !reference.is_empty()
+            && reference
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-:+=".contains(&b));
+        if !repo_ok || !reference_ok {
+            return Err(self.invalid(
+                "repository or reference has characters not allowed in a path segment".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `Accept-Encoding: identity`: blobs and manifests are hashed as they arrive, so an encoded
+/// representation would never match its digest.
+fn identity_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+    headers
+}
+
+/// `scheme://host[:port]` from the configured URL, or why it cannot be used. The URL itself is
+/// not echoed: it could carry user info.
+fn parse_base(url: &str) -> Result<(String, Uri), &'static str> {
+    let uri: Uri = url
+        .trim_end_matches('/')
+        .parse()
+        .map_err(|_| "the url is not a valid URL")?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("the url must start with http:// or https://");
+    }
+    let Some(authority) = uri.authority() else {
+        return Err("the url has no host");
+    };
+    if authority.as_str().contains('@') {
+        return Err("the url must not contain user info; use username and password_file");
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the url has no host");
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("the url must not have a path or query");
+    }
+    let base = format!("{}://{}", uri.scheme_str().unwrap_or("https"), authority);
+    let base_uri = base.parse().map_err(|_| "the url is not a valid URL")?;
+    Ok((base, base_uri))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        let ok = |u: &str| parse_base(u).map(|(b, _)| b);
+        assert_eq!(ok("https://quay.io").as_deref(), Ok("https://quay.io"));
+        assert_eq!(
+            ok("http://127.0.0.1:5000/").as_deref(),
+            Ok("http://127.0.0.1:5000")
+        );
+        assert!(ok("https://user:secret@quay.io").is_err());
+        assert!(ok("ftp://quay.io").is_err());
+        assert!(ok("https://quay.io/v2").is_err());
+        assert!(ok("quay.io").is_err());
+        let err = ok("https://user:hunter2@quay.io").expect_err("user info");
+        assert!(!err.contains("hunter2"));
+    }
+}

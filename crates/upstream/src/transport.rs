@@ -1,0 +1,269 @@
+//! One logical HTTP exchange with an upstream: hops through redirects, each bounded by the
+//! response-header timeout, with transport failures sorted into connect / TLS / timeout errors.
+//!
+//! Authentication is decided by the caller ([`crate::auth`]); this layer only decides when the
+//! `Authorization` it was given must stop travelling (a change of origin).
+
+use std::error::Error as StdError;
+use std::io;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{AUTHORIZATION, LOCATION, USER_AGENT};
+use http::{HeaderMap, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::error::{Error, RedirectProblem, TimeoutPhase};
+use crate::redirect::{self, MAX_HOPS};
+use crate::tls::HttpClient;
+
+/// How much of an error, 401 or redirect body is read (for its OCI error code, and so the
+/// connection can go back to the pool).
+pub(crate) const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+pub(crate) struct Transport {
+    pub http: HttpClient,
+    pub upstream: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub user_agent: HeaderValue,
+}
+
+/// A request to send, re-built for every hop and every auth attempt.
+pub(crate) struct Outgoing<'a> {
+    pub method: &'a Method,
+    pub uri: Uri,
+    /// Everything but `Authorization` and `User-Agent`; re-sent on every hop (`Range` included).
+    pub headers: &'a HeaderMap,
+    pub authorization: Option<&'a HeaderValue>,
+    /// `GET /v2/...`, for error messages.
+    pub request: &'a str,
+}
+
+/// The response that ended the redirect chain, and the URL that gave it.
+pub(crate) struct Arrived {
+    pub response: http::Response<Incoming>,
+    pub uri: Uri,
+}
+
+/// Why [`Transport::read_prefix`] stopped early.
+pub(crate) enum ReadProblem {
+    Timeout,
+    Broken(String),
+}
+
+impl Transport {
+    /// Sends `out`, following up to [`MAX_HOPS`] redirects. `Authorization` is dropped for good at
+    /// the first hop that leaves the original origin.
+    pub async fn send(&self, out: Outgoing<'_>) -> Result<Arrived, Error> {
+        let mut uri = out.uri;
+        let mut authorization = out.authorization;
+        let mut hops = 0;
+        loop {
+            let response = self
+                .send_once(out.method, &uri, out.headers, authorization)
+                .await?;
+            let status = response.status();
+            if !redirect::is_redirect(status) {
+                return Ok(Arrived { response, uri });
+            }
+            let redirect_error = |problem| Error::Redirect {
+                upstream: self.upstream.clone(),
+                request: out.request.to_owned(),
+                problem,
+            };
+            if hops == MAX_HOPS {
+                return Err(redirect_error(RedirectProblem::TooMany(MAX_HOPS)));
+            }
+            hops += 1;
+            let Some(location) = response.headers().get(LOCATION) else {
+                return Err(redirect_error(RedirectProblem::MissingLocation(
+                    status.as_u16(),
+                )));
+            };
+            let location = String::from_utf8_lossy(location.as_bytes()).into_owned();
+            let Some(next) = redirect::resolve(&uri, &location) else {
+                return Err(redirect_error(RedirectProblem::BadLocation(
+                    describe_location(&location),
+                )));
+            };
+            // Let the connection go back to the pool before the next hop.
+            let _ = self
+                .read_prefix(response.into_body(), ERROR_BODY_LIMIT)
+                .await;
+            if !redirect::same_origin(&uri, &next) {
+                authorization = None;
+            }
+            uri = next;
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<http::Response<Incoming>, Error> {
+        let mut request = Request::new(Empty::<Bytes>::new());
+        *request.method_mut() = method.clone();
+        *request.uri_mut() = uri.clone();
+        let h = request.headers_mut();
+        h.clone_from(headers);
+        h.insert(USER_AGENT, self.user_agent.clone());
+        if let Some(value) = authorization {
+            h.insert(AUTHORIZATION, value.clone());
+        }
+        let host = uri.host().unwrap_or_default().to_owned();
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.response_timeout, self.http.request(request)).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let url = redirect::display_without_query(uri);
+        match result {
+            Ok(Ok(response)) => {
+                tracing::debug!(upstream = %self.upstream, %method, %url, status = response.status().as_u16(), elapsed_ms, "upstream request");
+                Ok(response)
+            }
+            Ok(Err(e)) => {
+                let error = self.classify(host, &e);
+                tracing::debug!(upstream = %self.upstream, %method, %url, elapsed_ms, error = %error, "upstream request failed");
+                Err(error)
+            }
+            Err(_) => {
+                tracing::debug!(upstream = %self.upstream, %method, %url, elapsed_ms, "upstream request timed out");
+                Err(Error::Timeout {
+                    upstream: self.upstream.clone(),
+                    host,
+                    phase: TimeoutPhase::ResponseHeaders,
+                    after: self.response_timeout,
+                })
+            }
+        }
+    }
+
+    fn classify(&self, host: String, e: &hyper_util::client::legacy::Error) -> Error {
+        let upstream = self.upstream.clone();
+        let reason = chain(e);
+        let mut source: Option<&(dyn StdError + 'static)> = e.source();
+        while let Some(err) = source {
+            if let Some(io) = err.downcast_ref::<io::Error>() {
+                if io.kind() == io::ErrorKind::TimedOut && e.is_connect() {
+                    return Error::Timeout {
+                        upstream,
+                        host,
+                        phase: TimeoutPhase::Connect,
+                        after: self.connect_timeout,
+                    };
+                }
+                if wraps_rustls_error(io) {
+                    return Error::Tls {
+                        upstream,
+                        host,
+                        reason,
+                    };
+                }
+            }
+            if err.is::<rustls::Error>() {
+                return Error::Tls {
+                    upstream,
+                    host,
+                    reason,
+                };
+            }
+            source = err.source();
+        }
+        if e.is_connect() {
+            Error::Connect {
+                upstream,
+                host,
+                reason,
+            }
+        } else {
+            Error::Transport {
+                upstream,
+                host,
+                reason,
+            }
+        }
+    }
+
+    /// Reads at most `limit` bytes of a body within `response_timeout`. Returns what was read and
+    /// whether that was the whole body, or why reading stopped.
+    pub async fn read_prefix(
+        &self,
+        body: Incoming,
+        limit: usize,
+    ) -> Result<(Bytes, bool), (Bytes, ReadProblem)> {
+        let mut buf = BytesMut::new();
+        let read = async {
+            let mut body = body;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| ReadProblem::Broken(e.to_string()))?;
+                if let Ok(data) = frame.into_data() {
+                    let room = limit - buf.len();
+                    if data.len() > room {
+                        buf.extend_from_slice(&data[..room]);
+                        return Ok(false);
+                    }
+                    buf.extend_from_slice(&data);
+                }
+            }
+            Ok(true)
+        };
+        match tokio::time::timeout(self.response_timeout, read).await {
+            Ok(Ok(complete)) => Ok((buf.freeze(), complete)),
+            Ok(Err(problem)) => Err((buf.freeze(), problem)),
+            Err(_) => Err((buf.freeze(), ReadProblem::Timeout)),
+        }
+    }
+}
+
+/// tokio-rustls reports handshake failures as an io::Error wrapping rustls::Error, and
+/// hyper-rustls wraps that in another io::Error; `source()` skips those layers, `get_ref()` not.
+fn wraps_rustls_error(io: &io::Error) -> bool {
+    match io.get_ref() {
+        Some(inner) if inner.is::<rustls::Error>() => true,
+        Some(inner) => inner
+            .downcast_ref::<io::Error>()
+            .is_some_and(wraps_rustls_error),
+        None => false,
+    }
+}
+
+/// The error's causes joined with ": ", skipping hyper-util's own "client error (Connect)" line
+/// and repeats (io::Error shows its inner error's message).
+fn chain(e: &hyper_util::client::legacy::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = e.source();
+    while let Some(err) = source {
+        let msg = err.to_string();
+        if parts.last() != Some(&msg) {
+            parts.push(msg);
+        }
+        source = err.source();
+    }
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
+}
+
+/// A `Location` for an error message: no user info or query (signatures), bounded length.
+fn describe_location(location: &str) -> String {
+    let absolute = location
+        .parse::<Uri>()
+        .ok()
+        .filter(|u| u.scheme().is_some() && u.host().is_some());
+    if let Some(uri) = absolute {
+        return redirect::display_without_query(&uri);
+    }
+    let without_query = location.split(['?', '#']).next().unwrap_or_default();
+    let mut s: String = without_query.chars().take(200).collect();
+    if s.len() < location.len() {
+        s.push_str("...");
+    }
+    s
+}

@@ -1,0 +1,132 @@
+//! `wharf serve`: builds the store, the upstream clients and the proxy from a checked
+//! configuration, then serves until SIGINT or SIGTERM.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+use wharf_proxy::{Proxy, Upstream, Upstreams};
+use wharf_upstream::Secret;
+
+use crate::config::{self, Config};
+
+pub fn run(config: Config) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("wharf: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let options = wharf_cache::StoreOptions {
+        fill_inactivity_timeout: config.cache.fill_inactivity_timeout,
+        ..Default::default()
+    };
+    let store = wharf_cache::Store::open_with(&config.cache.dir, options)
+        .await
+        .map_err(|e| format!("opening the store in {}: {e}", config.cache.dir.display()))?;
+    let mut upstreams = Vec::new();
+    for u in &config.upstream {
+        upstreams
+            .push(build_upstream(u, &config).map_err(|e| format!("upstream {}: {e}", u.name))?);
+    }
+    let proxy = Proxy::new(Upstreams::new(upstreams), store);
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+    tracing::info!(
+        listen = %config.server.listen,
+        store = %config.cache.dir.display(),
+        upstreams = config.upstream.len(),
+        "wharf {} serving",
+        env!("CARGO_PKG_VERSION")
+    );
+    wharf_proxy::serve(listener, proxy, shutdown_signal(), Duration::from_secs(10)).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn build_upstream(u: &config::Upstream, config: &Config) -> Result<Upstream, String> {
+    let password = match (&u.password_file, &u.password_env) {
+        (Some(path), _) => Some(Secret::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("reading password_file {}: {e}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        )),
+        (None, Some(var)) => {
+            Some(Secret::new(std::env::var(var).map_err(|_| {
+                format!("environment variable {var} is not set")
+            })?))
+        }
+        (None, None) => None,
+    };
+    let client = wharf_upstream::Client::new(wharf_upstream::Config {
+        name: u.name.clone(),
+        url: u.url.trim_end_matches('/').to_owned(),
+        username: u.username.clone(),
+        password,
+        ca_file: u.ca_file.clone(),
+        connect_timeout: u.connect_timeout,
+        response_timeout: u.response_timeout,
+    })
+    .map_err(|e| e.to_string())?
+    .with_allowed_realm_hosts(u.realm_hosts.clone());
+    let host = u
+        .url
+        .split("://")
+        .nth(1)
+        .unwrap_or("")
+        .trim_end_matches('/');
+    let docker_hub = ["registry-1.docker.io", "docker.io", "index.docker.io"].contains(&host)
+        || u.prefixes.iter().any(|p| p == "docker.io");
+    Ok(Upstream {
+        name: u.name.clone(),
+        client,
+        prefixes: u.prefixes.clone(),
+        is_default: u.default,
+        library_prefix: docker_hub,
+        tag_ttl: u.tag_ttl.unwrap_or(config.cache.tag_ttl),
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up and runs every test of wharf on a Debian machine: installs the packages the tests
+# need (real registries and real clients), builds the binary, runs the unit, property and
+# end-to-end tests. CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+# What the end-to-end tests drive: Debian's CNCF Distribution registry as the upstream,
+# skopeo, podman and containerd as clients, htpasswd and openssl for auth and TLS material.
+packages=(docker-registry skopeo podman containerd apache2-utils openssl curl uidmap ca-certificates gcc)
+echo "== installing test dependencies: ${packages[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] || curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+echo "== building"
+cargo build --workspace --tests --bins
+echo "== testing"
+cargo test --workspace --no-fail-fast "$@"
