@@ -1,1 +1,118 @@
-//! (being written)
+//! The upstream goes away: what is cached still pulls, what is not fails fast with
+//! 502/503/504 `UNAVAILABLE` naming the upstream; a restarted wharf keeps its cache.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use wharf_e2e::expect;
+use wharf_e2e::http::{ACCEPT_ALL_MANIFESTS, Http};
+use wharf_e2e::{Skopeo, Upstream, UpstreamCfg, Wharf, images};
+
+const ACCEPT: (&str, &str) = ("Accept", ACCEPT_ALL_MANIFESTS);
+
+#[test]
+fn upstream_down_uncached_is_unavailable_cached_pulls_by_digest() {
+    let set = images();
+    let img = &set.oraclelinux;
+    let mut up = Upstream::plain();
+    let wharf = Wharf::for_upstream(&up);
+    let skopeo = Skopeo::new();
+    skopeo
+        .copy_direct(&wharf.host_port(), &img.reference(), &[])
+        .expect_ok("warming the cache");
+    up.stop();
+
+    let http = Http::new().timeout(Duration::from_secs(60));
+    let uncached = [
+        format!("/v2/{}/manifests/{}", set.multiarch.repo, set.multiarch.tag),
+        format!(
+            "/v2/{}/manifests/{}",
+            set.serverjre.repo, set.serverjre.manifest.digest
+        ),
+        format!(
+            "/v2/{}/blobs/{}",
+            set.serverjre.repo, set.serverjre.layers[0].digest
+        ),
+    ];
+    for path in uncached {
+        let t = Instant::now();
+        let r = http.get(&format!("{}{path}", wharf.url()), &[ACCEPT]);
+        expect::oci_error(
+            &r,
+            &[502, 503, 504],
+            "UNAVAILABLE",
+            &format!("upstream down, uncached {path}"),
+        );
+        expect::message_names_upstream(&r, "oracle", &up, &path);
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "{path}: answered only after {:?}",
+            t.elapsed()
+        );
+    }
+
+    let cached = skopeo
+        .copy_direct(&wharf.host_port(), &img.by_digest(), &[])
+        .expect_ok("pull by digest of a cached image while the upstream is down");
+    assert_eq!(cached.digest(), img.manifest.digest);
+    let blob = http.get(
+        &format!(
+            "{}/v2/{}/blobs/{}",
+            wharf.url(),
+            img.repo,
+            img.layers[2].digest
+        ),
+        &[],
+    );
+    assert_eq!(
+        blob.status,
+        200,
+        "cached blob with the upstream down: {}",
+        blob.describe()
+    );
+}
+
+#[test]
+fn upstream_down_cached_tag_is_served_stale() {
+    let set = images();
+    let img = &set.hello;
+    let mut up = Upstream::plain();
+    // tag_ttl 0s: every tag request revalidates, so the outage is noticed.
+    let wharf = Wharf::builder()
+        .upstream(UpstreamCfg::oracle(&up).tag_ttl("0s"))
+        .start();
+    let skopeo = Skopeo::new();
+    skopeo
+        .copy_direct(&wharf.host_port(), &img.reference(), &[])
+        .expect_ok("warming the cache");
+    up.stop();
+    let c = skopeo
+        .copy_direct(&wharf.host_port(), &img.reference(), &[])
+        .expect_ok("pull by tag with the upstream down (stale-if-error)");
+    assert_eq!(c.digest(), img.manifest.digest);
+}
+
+#[test]
+fn cache_survives_a_wharf_restart_while_the_upstream_is_down() {
+    let set = images();
+    let img = &set.legacy;
+    let mut up = Upstream::plain();
+    let mut wharf = Wharf::for_upstream(&up);
+    let skopeo = Skopeo::new();
+    skopeo
+        .copy_direct(&wharf.host_port(), &img.reference(), &[])
+        .expect_ok("warming the cache");
+    up.stop();
+    wharf.restart();
+    let c = skopeo
+        .copy_direct(&wharf.host_port(), &img.by_digest(), &[])
+        .expect_ok("pull by digest after a restart, upstream down");
+    assert_eq!(c.digest(), img.manifest.digest);
+    // The upstream comes back: content wharf never saw flows again.
+    up.start_again();
+    let other = skopeo
+        .copy_direct(&wharf.host_port(), &set.oraclelinux.reference(), &[])
+        .expect_ok("pull of another image once the upstream is back");
+    assert_eq!(other.digest(), set.oraclelinux.manifest.digest);
+}

@@ -11,7 +11,7 @@ pub struct Req {
     /// The request target as sent: path and query.
     pub path: String,
     pub status: u16,
-    /// Response body bytes written (0 for HEAD and for `-`).
+    /// Response bytes as logged (`-` is 0; Distribution logs the body size for HEAD too).
     pub bytes: u64,
 }
 

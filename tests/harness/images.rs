@@ -1,27 +1,22 @@
 //! Deterministic test images: valid OCI (and one Docker schema2) images whose layers are gzip'd
 //! tars holding one file of pseudo-random bytes.
 //!
-//! The bytes are an AES-128-GCM keystream (ring, so it runs optimised even in a debug build)
-//! under a key derived from [`SEED`] and the layer's label: the same label gives the same bytes,
-//! hence the same digests, on every run and machine. Layers are stored, not compressed
-//! (random data does not compress), with a fixed gzip header, so building 300 MiB is quick.
+//! Layer contents are derived from [`SEED`] and the layer's label (see `layers.rs`), so the
+//! same spec gives the same digests on every run and machine.
 //! Configs carry the right `architecture`, `os` and `rootfs.diff_ids`, which podman and
 //! containerd verify when they unpack.
 
-use std::io::Write as _;
-
 use bytes::Bytes;
-use ring::aead::{AES_128_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 
+use crate::layers::{gzip_stored, layer_tar};
 use crate::util::sha256_digest;
 
 /// Changing it changes every digest (and invalidates the cached template).
 pub const SEED: &str = "wharf-e2e-seed-20240601";
 const MIB: usize = 1 << 20;
-const FIXED_MTIME: u64 = 1_700_000_000;
 
 pub const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -269,61 +264,6 @@ pub fn build_index(repo: &str, tag: &str, children: Vec<Image>) -> IndexImage {
 
 fn descriptor_json(d: &Descriptor) -> serde_json::Value {
     json!({"mediaType": d.media_type, "digest": d.digest, "size": d.size})
-}
-
-/// Pseudo-random bytes for `label`: the AES-128-GCM keystream over zeros.
-pub fn random_bytes(label: &str, buf: &mut [u8]) {
-    let k = Sha256::digest(format!("{SEED}/{label}").as_bytes());
-    let key = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &k[..16]).expect("aes key"));
-    buf.fill(0);
-    let _tag = key
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key([0; 12]), Aad::empty(), buf)
-        .expect("keystream");
-}
-
-/// A ustar archive: directory `data/` and file `data/<name>.bin` of `size` random bytes.
-fn layer_tar(name: &str, size: usize) -> Vec<u8> {
-    let padded = size.div_ceil(512) * 512;
-    let mut tar = Vec::with_capacity(512 * 2 + padded + 1024);
-    tar.extend_from_slice(&tar_header("data/", 0, b'5', 0o755));
-    let file = format!("data/{name}.bin");
-    tar.extend_from_slice(&tar_header(&file, size, b'0', 0o644));
-    let start = tar.len();
-    tar.resize(start + size, 0);
-    random_bytes(name, &mut tar[start..]);
-    tar.resize(start + padded + 1024, 0); // padding + two zero blocks (end of archive)
-    tar
-}
-
-fn tar_header(path: &str, size: usize, typeflag: u8, mode: u32) -> [u8; 512] {
-    assert!(path.len() < 100, "tar name too long: {path}");
-    let mut h = [0u8; 512];
-    let mut put = |at: usize, s: &[u8]| h[at..at + s.len()].copy_from_slice(s);
-    put(0, path.as_bytes());
-    put(100, format!("{mode:07o}\0").as_bytes());
-    put(108, b"0000000\0");
-    put(116, b"0000000\0");
-    put(124, format!("{size:011o}\0").as_bytes());
-    put(136, format!("{FIXED_MTIME:011o}\0").as_bytes());
-    put(148, b"        ");
-    put(156, &[typeflag]);
-    put(257, b"ustar\0");
-    put(263, b"00");
-    put(265, b"root");
-    put(297, b"root");
-    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
-    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
-    h
-}
-
-/// gzip with stored (uncompressed) deflate blocks and a fixed header (mtime 0).
-fn gzip_stored(data: &[u8]) -> Vec<u8> {
-    let out = Vec::with_capacity(data.len() + data.len() / 16_000 * 5 + 64);
-    let mut gz = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(out, flate2::Compression::none());
-    gz.write_all(data).expect("gzip write");
-    gz.finish().expect("gzip finish")
 }
 
 #[cfg(test)]

@@ -6,16 +6,21 @@
 //!
 //! - [`registry::Upstream`]: CNCF Distribution (`docker-registry`) on a free port, plain HTTP or
 //!   HTTPS with htpasswd Basic or Bearer-token auth, each on its own hardlinked copy of a storage
-//!   holding the test images, with a parsed access log ([`access_log`]).
+//!   holding the test images, with a parsed access log ([`access_log`]) and marks to count only
+//!   the requests after a point.
 //! - [`token::TokenIssuer`]: a Docker token endpoint (RS256 JWT, `x5c` header) written in Rust.
-//! - [`images`]: deterministic OCI / Docker images, built and pushed once ([`template`]).
-//! - [`wharf::Wharf`]: the binary under test, configured through a builder.
-//! - [`http::Http`]: direct requests; [`clients`]: skopeo, podman and containerd's `ctr`.
+//! - [`mod@images`]: deterministic OCI / Docker images ([`layers`]), pushed once ([`push`],
+//!   [`template`]).
+//! - [`wharf::Wharf`]: the binary under test, configured through [`wharf_config`].
+//! - [`http::Http`]: direct requests; [`clients`]: skopeo, podman and containerd's `ctr`;
+//!   [`expect`]: assertions on OCI errors and on what reached the upstream.
 
 pub mod access_log;
 pub mod clients;
+pub mod expect;
 pub mod http;
 pub mod images;
+pub mod layers;
 pub mod pki;
 pub mod process;
 pub mod push;
@@ -25,6 +30,7 @@ pub mod token;
 mod token_server;
 pub mod util;
 pub mod wharf;
+pub mod wharf_config;
 
 pub use access_log::{Kind, Req};
 pub use clients::{Containerd, Podman, Skopeo};

@@ -1,14 +1,16 @@
 //! Child processes with bounded lifetimes: long-running servers ([`Proc`], killed on drop) and
 //! one-shot commands ([`run`], killed at a deadline).
 //!
-//! Signals go through `/usr/bin/kill` with the child's own PID: the workspace forbids `unsafe`,
+//! Signals go through the shell's `kill` with the child's own PID: the workspace forbids `unsafe`,
 //! and we never signal anything we did not start.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 /// A server process. Dropping it kills it (SIGKILL) and reaps it.
 #[derive(Debug)]
@@ -107,11 +109,11 @@ fn append(path: &Path) -> File {
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
 }
 
-/// Sends a signal (name without `SIG`) to one PID that we started.
+/// Sends a signal (name without `SIG`) to one PID that we started, with the shell's `kill`
+/// builtin (always there, unlike procps' `/usr/bin/kill`).
 pub fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("/usr/bin/kill")
-        .arg("-s")
-        .arg(sig)
+    let _ = Command::new("/bin/sh")
+        .args(["-c", "kill -s \"$1\" \"$2\"", "sh", sig])
         .arg(pid.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -305,12 +305,12 @@ impl Upstream {
                 .unwrap_or(0)
         };
         let mut last = size();
-        let mut stable_since = std::time::Instant::now();
+        let mut stable_since = tokio::time::Instant::now();
         let _ = wait_for(Duration::from_secs(15), Duration::from_millis(100), || {
             let now = size();
             if now != last {
                 last = now;
-                stable_since = std::time::Instant::now();
+                stable_since = tokio::time::Instant::now();
             }
             (stable_since.elapsed() >= Duration::from_millis(500)).then_some(())
         });

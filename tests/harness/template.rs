@@ -12,7 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::http::Http;
 use crate::images::ImageSet;
@@ -90,10 +92,10 @@ fn build(dir: &Path) -> Template {
     );
     write_file(&work.join("COMPLETE"), b"");
     if dir.exists() && std::env::var_os("WHARF_E2E_REBUILD").is_some_and(|v| v == "1") {
-        let _ = std::fs::rename(
-            dir,
-            e2e_dir().join(format!("stale-{}-{nanos}", std::process::id())),
-        );
+        let stale = e2e_dir().join(format!("stale-{}-{nanos}", std::process::id()));
+        if std::fs::rename(dir, &stale).is_ok() {
+            let _ = std::fs::remove_dir_all(&stale);
+        }
     }
     if std::fs::rename(&work, dir).is_err() {
         // Another test binary finished first: use its copy (same bytes) and drop ours.

@@ -2,7 +2,9 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use sha2::{Digest as _, Sha256};
 
@@ -42,14 +44,10 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// The cargo target directory this test binary was built into (`target/`), found from the path
-/// of the running executable (`target/debug/deps/<test>`), or `CARGO_TARGET_DIR`.
+/// The cargo target directory this test binary was built into, found from the path of the
+/// running executable (`<target>/<profile>/deps/<test>`).
 pub fn target_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(d);
-    }
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<exe>
     exe.ancestors()
         .nth(3)
         .map(Path::to_path_buf)

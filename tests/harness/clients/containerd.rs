@@ -1,7 +1,7 @@
 //! containerd 1.6 as a plain, private process (root, state and sockets in a temp dir; CRI and
 //! the heavy snapshotters disabled) and `ctr` against it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -79,6 +79,22 @@ impl Containerd {
                  [host.\"{mirror_url}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
             ),
         );
+    }
+
+    /// Writes `<hosts>/<host_port>/hosts.toml` for pulling `host_port/...` straight from a
+    /// registry at `server_url` (`https://...` with `ca` trusted). Without such a file ctr
+    /// talks plain HTTP to 127.0.0.1, which an HTTPS registry answers with 400. containerd 1.6
+    /// rejects a hosts.toml without a `[host]` table ("invalid `host` tree"), so the server is
+    /// also listed as its own host.
+    pub fn server_hosts(&self, host_port: &str, server_url: &str, ca: Option<&Path>) {
+        let mut text = format!(
+            "# written by the wharf-e2e harness\nserver = \"{server_url}\"\n\n\
+             [host.\"{server_url}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+        );
+        if let Some(ca) = ca {
+            text += &format!("  ca = \"{}\"\n", ca.display());
+        }
+        write_file(&self.hosts_dir().join(host_port).join("hosts.toml"), text);
     }
 
     pub fn hosts_dir(&self) -> PathBuf {

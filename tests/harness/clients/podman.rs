@@ -97,4 +97,13 @@ impl Podman {
     pub fn image_digest(&self, reference: &str) -> String {
         self.inspect(reference, "{{.Digest}}")
     }
+
+    /// The image's `.RepoDigests` (`name@sha256:...`); after pulling one platform of an index
+    /// they hold both the index digest and the chosen child's manifest digest.
+    pub fn repo_digests(&self, reference: &str) -> Vec<String> {
+        self.inspect(reference, "{{range .RepoDigests}}{{println .}}{{end}}")
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
 }
