@@ -1,5 +1,7 @@
 //! The upstream goes away: what is cached still pulls, what is not fails fast with
-//! 502/503/504 `UNAVAILABLE` naming the upstream; a restarted wharf keeps its cache.
+//! 502/503/504 `UNAVAILABLE` naming the upstream; a restarted wharf keeps its cache. A hung
+//! upstream (SIGSTOPped: it accepts connections and answers nothing) costs a cached tag at
+//! most its `response_timeout`.
 
 use std::time::Duration;
 
@@ -115,4 +117,67 @@ fn cache_survives_a_wharf_restart_while_the_upstream_is_down() {
         .copy_direct(&wharf.host_port(), &set.oraclelinux.reference(), &[])
         .expect_ok("pull of another image once the upstream is back");
     assert_eq!(other.digest(), set.oraclelinux.manifest.digest);
+}
+
+#[test]
+fn upstream_hung_cached_tag_pulls_within_the_timeout_uncached_is_a_5xx() {
+    let set = images();
+    let img = &set.hello;
+    let up = Upstream::plain();
+    let timeout = Duration::from_secs(3);
+    // tag_ttl 0s: every tag request asks the upstream, so the hang is met.
+    let wharf = Wharf::builder()
+        .upstream(
+            UpstreamCfg::oracle(&up)
+                .tag_ttl("0s")
+                .extra("connect_timeout = \"3s\"\nresponse_timeout = \"3s\""),
+        )
+        .start();
+    let skopeo = Skopeo::new();
+    skopeo
+        .copy_direct(&wharf.host_port(), &img.reference(), &[])
+        .expect_ok("warming the cache");
+    // What a pull costs skopeo itself, the upstream answering: the bound below is on top.
+    let warm = skopeo
+        .copy_direct(&wharf.host_port(), &img.reference(), &[])
+        .expect_ok("warm pull");
+    up.hang();
+
+    let c = skopeo
+        .copy_direct(&wharf.host_port(), &img.reference(), &[])
+        .expect_ok("pull by tag with the upstream hung (stale-if-error)");
+    assert_eq!(c.digest(), img.manifest.digest);
+    eprintln!(
+        "pull with the upstream hung: {:?} (warm pull: {:?}, upstream timeout {timeout:?})",
+        c.out.elapsed, warm.out.elapsed
+    );
+    assert!(
+        c.out.elapsed < warm.out.elapsed + timeout + Duration::from_secs(1),
+        "the pull took {:?} (a warm one {:?}); the upstream timeout is {timeout:?}",
+        c.out.elapsed,
+        warm.out.elapsed
+    );
+
+    let http = Http::new().timeout(Duration::from_secs(60));
+    let path = format!("/v2/{}/manifests/{}", set.multiarch.repo, set.multiarch.tag);
+    let r = http.get(&format!("{}{path}", wharf.url()), &[ACCEPT]);
+    expect::oci_error(
+        &r,
+        &[502, 503, 504],
+        "UNAVAILABLE",
+        "upstream hung, uncached manifest",
+    );
+    expect::message_names_upstream(&r, "oracle", &up, &path);
+    let path = format!(
+        "/v2/{}/blobs/{}",
+        set.legacy.repo, set.legacy.layers[0].digest
+    );
+    let r = http.get(&format!("{}{path}", wharf.url()), &[]);
+    expect::oci_error(
+        &r,
+        &[502, 503, 504],
+        "UNAVAILABLE",
+        "upstream hung, uncached blob",
+    );
+    up.resume();
 }

@@ -242,6 +242,21 @@ impl Upstream {
         }
     }
 
+    /// SIGSTOP: the registry keeps its port (the kernel still accepts connections) but answers
+    /// nothing, as a hung registry does. [`Upstream::resume`] undoes it; so does dropping it.
+    pub fn hang(&self) {
+        if let Some(pid) = self.proc.as_ref().and_then(Proc::pid) {
+            crate::process::signal(pid, "STOP");
+        }
+    }
+
+    /// SIGCONT after [`Upstream::hang`].
+    pub fn resume(&self) {
+        if let Some(pid) = self.proc.as_ref().and_then(Proc::pid) {
+            crate::process::signal(pid, "CONT");
+        }
+    }
+
     pub fn is_running(&self) -> bool {
         self.proc.is_some()
     }

@@ -163,6 +163,18 @@ impl Wharf {
         }
     }
 
+    /// SIGKILL, as a crash or the OOM killer would: no shutdown code runs.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.kill();
+        }
+    }
+
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
+    }
+
     /// Stops (if running) and starts again with the same config, ports and cache.
     pub fn restart(&mut self) {
         self.stop();

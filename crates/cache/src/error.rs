@@ -27,6 +27,12 @@ pub enum StoreError {
     /// A media type that could never be sent back as a `Content-Type`; nothing was stored.
     #[error("media type {media_type:?} for {digest} is empty or holds control characters")]
     InvalidMediaType { digest: Digest, media_type: String },
+    /// The embedded metadata store (`meta/index.redb`) failed.
+    #[error("metadata store: {op}: {message}")]
+    Meta { op: &'static str, message: String },
+    /// Another process has the store open: two wharfs must not share one directory.
+    #[error("{} is in use by another process (two wharfs cannot share a store)", path.display())]
+    InUse { path: PathBuf },
 }
 
 impl StoreError {

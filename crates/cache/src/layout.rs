@@ -10,14 +10,15 @@ use wharf_oci::Digest;
 
 use crate::error::StoreError;
 
-/// The paths of one store. Every file name below `blobs/` and `meta/` comes from a validated
-/// [`Digest`] (an algorithm name and lowercase hex), so no request can name a path outside them.
-#[derive(Debug)]
+/// The paths of one store. Every file name below `blobs/` comes from a validated [`Digest`] (an
+/// algorithm name and lowercase hex), so no request can name a path outside it.
+#[derive(Debug, Clone)]
 pub(crate) struct Layout {
     root: PathBuf,
     blobs: PathBuf,
-    manifests_meta: PathBuf,
+    meta: PathBuf,
     spool: PathBuf,
+    quarantine: PathBuf,
 }
 
 impl Layout {
@@ -25,8 +26,9 @@ impl Layout {
         Layout {
             root: root.to_path_buf(),
             blobs: root.join("blobs"),
-            manifests_meta: root.join("meta").join("manifests"),
+            meta: root.join("meta"),
             spool: root.join("spool"),
+            quarantine: root.join("quarantine"),
         }
     }
 
@@ -38,9 +40,18 @@ impl Layout {
         &self.spool
     }
 
+    pub(crate) fn blobs_dir(&self) -> &Path {
+        &self.blobs
+    }
+
+    /// `meta/index.redb`: the embedded metadata store.
+    pub(crate) fn index_db(&self) -> PathBuf {
+        self.meta.join("index.redb")
+    }
+
     /// The directories `open` creates.
-    pub(crate) fn dirs(&self) -> [&Path; 3] {
-        [&self.blobs, &self.manifests_meta, &self.spool]
+    pub(crate) fn dirs(&self) -> [&Path; 4] {
+        [&self.blobs, &self.meta, &self.spool, &self.quarantine]
     }
 
     /// `blobs/<alg>/<2 hex>/<hex>`: content, blobs and manifests alike.
@@ -48,9 +59,22 @@ impl Layout {
         fanout(&self.blobs, d)
     }
 
-    /// `meta/manifests/<alg>/<2 hex>/<hex>`: a manifest's media type.
-    pub(crate) fn media_type(&self, d: &Digest) -> PathBuf {
-        fanout(&self.manifests_meta, d)
+    /// Where a file that is not what its name says goes: `quarantine/<alg>-<hex>.<unique>`.
+    /// Never served, never removed by wharf: an operator may want to look at it.
+    pub(crate) fn quarantine_file(&self, name: &str, seq: u64) -> PathBuf {
+        let name: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(200)
+            .collect();
+        self.quarantine
+            .join(format!("{name}.{}-{seq}", std::process::id()))
     }
 
     /// A spool file name no other write of this process (nor, by the pid, of another process
@@ -186,9 +210,11 @@ mod tests {
             Path::new("/var/cache/wharf/blobs/sha256/e3").join(hex)
         );
         assert_eq!(
-            layout.media_type(&d),
-            Path::new("/var/cache/wharf/meta/manifests/sha256/e3").join(hex)
+            layout.index_db(),
+            Path::new("/var/cache/wharf/meta/index.redb")
         );
+        let q = layout.quarantine_file("sha256-../../x", 3);
+        assert_eq!(q.parent(), Some(Path::new("/var/cache/wharf/quarantine")));
         let spool = layout.spool_file("fill", &d, 7);
         assert_eq!(spool.parent(), Some(Path::new("/var/cache/wharf/spool")));
         assert_ne!(spool, layout.spool_file("fill", &d, 8));

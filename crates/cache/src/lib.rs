@@ -3,14 +3,22 @@
 //! [`Store`] owns one directory:
 //!
 //! ```text
-//! <root>/blobs/<alg>/<2 hex>/<hex>             verified content, blobs and manifests alike
-//! <root>/meta/manifests/<alg>/<2 hex>/<hex>    a manifest's media type (a sidecar, until the index)
-//! <root>/spool/                                 fills and writes in progress; swept at start-up
+//! <root>/blobs/<alg>/<2 hex>/<hex>   verified content, blobs and manifests alike
+//! <root>/meta/index.redb             the metadata store: media types, fingerprints of verified
+//!                                     files, access times, tag records (meta.rs)
+//! <root>/spool/                       fills and writes in progress; swept at start-up
+//! <root>/quarantine/                  files found not to match their name; never served
 //! ```
 //!
 //! Nothing under `blobs/` was written in place: every file is written in `spool/` while it is
 //! hashed, verified, fsynced, renamed into place, and its directory fsynced. A crash leaves at
 //! worst a spool file, which [`Store::open`] removes.
+//!
+//! What stays is decided by the index (`index.rs`): a moka cache of every stored digest,
+//! weighted by size, bounded by `max_size`, evicting the least recently used; evicted files are
+//! unlinked (a reader holding one open reads on). Start-up (`recover.rs`) rebuilds the index
+//! from the files and the metadata store in access order, hashing only files it did not verify
+//! before or that changed since.
 //!
 //! A miss becomes a [`Fill`] ([`Store::fill`]): one task per digest, detached from every client,
 //! that streams the upstream body into the spool and publishes how many bytes are on disk. Every
@@ -23,11 +31,17 @@
 
 mod error;
 mod fill;
+#[cfg(test)]
+mod hit_ratio;
+mod index;
 mod layout;
+mod meta;
+mod recover;
 mod store;
 mod tags;
+mod writer;
 
 pub use error::{FillError, StoreError};
-pub use fill::{Fill, FillSource, Opener, SourceError};
-pub use store::{Store, StoreOptions};
-pub use tags::TagRecord;
+pub use fill::{Fill, FillSource, Opener, SourceError, file_chunks};
+pub use store::{Store, StoreOptions, StoreStats};
+pub use tags::{TagEntry, TagRecord};

@@ -4,17 +4,22 @@ use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, Weak, mpsc};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::fs;
+use tokio::time::Instant;
 use wharf_oci::Digest;
 
 use crate::error::StoreError;
 use crate::fill::Fill;
+use crate::index::{Index, Policy, Sink};
 use crate::layout::{self, Layout};
-use crate::tags::{TagRecord, Tags};
+use crate::meta;
+use crate::recover;
+use crate::tags::{TagEntry, TagRecord, Tags};
+use crate::writer::{Op, Writer};
 
 /// Settings of a [`Store`]; `StoreOptions::default()` holds the defaults each field names.
 #[derive(Clone, Debug)]
@@ -26,6 +31,12 @@ pub struct StoreOptions {
     /// How many times a fill whose upstream body breaks mid-way asks the opener to resume from
     /// the last byte on disk before giving up. Default: 3.
     pub fill_max_resumes: u32,
+    /// The budget: blobs and manifests together stay within this many bytes, the least
+    /// recently used leaving first. Default: 50 GiB.
+    pub max_size: u64,
+    /// How often the access times recorded since the last time are written to the metadata
+    /// store (they order eviction after a restart). Default: 30 s.
+    pub access_flush_interval: Duration,
 }
 
 impl Default for StoreOptions {
@@ -33,8 +44,28 @@ impl Default for StoreOptions {
         StoreOptions {
             fill_inactivity_timeout: Duration::from_secs(30),
             fill_max_resumes: 3,
+            max_size: 50 << 30,
+            access_flush_interval: Duration::from_secs(30),
         }
     }
+}
+
+/// What [`Store::stats`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Bytes of stored content (blobs and manifests).
+    pub size_bytes: u64,
+    /// The budget, `max_size`.
+    pub max_size_bytes: u64,
+    /// Pieces of content stored, manifests included.
+    pub entries: u64,
+    /// Of those, manifests.
+    pub manifests: u64,
+    /// Tag records.
+    pub tags: u64,
+    /// Blob and manifest lookups answered from the store, and those that were not.
+    pub hits: u64,
+    pub misses: u64,
 }
 
 /// The digest-addressed store under one root directory. See the crate docs for the layout.
@@ -42,11 +73,30 @@ impl Default for StoreOptions {
 pub struct Store {
     pub(crate) layout: Layout,
     pub(crate) options: StoreOptions,
-    /// Numbers spool files, so that concurrent writes never share one.
+    /// Numbers spool and quarantine files, so that concurrent writes never share one.
     seq: AtomicU64,
     tags: Tags,
+    index: Index,
+    meta: Writer,
+    hits: AtomicU64,
+    misses: AtomicU64,
     /// Fills in flight, by digest. A fill removes itself when it ends (see `fill::task`).
     pub(crate) fills: Mutex<HashMap<Digest, Arc<Fill>>>,
+    /// Fills that stored their content, while their readers live: an eviction of that content
+    /// leaves the file on disk until they are gone (a reader opens the stored file only when
+    /// it first reads).
+    pins: Pins,
+}
+
+type Pins = Arc<Mutex<HashMap<Digest, Weak<Fill>>>>;
+
+fn is_pinned(pins: &Pins, d: &Digest) -> bool {
+    let mut pins = pins.lock().unwrap_or_else(PoisonError::into_inner);
+    let alive = pins.get(d).is_some_and(|w| w.strong_count() > 0);
+    if !alive {
+        pins.remove(d);
+    }
+    alive
 }
 
 impl Store {
@@ -55,9 +105,12 @@ impl Store {
         Store::open_with(root, StoreOptions::default()).await
     }
 
-    /// Opens (creating if needed) the store at `root`, and sweeps the spool: files left there by
-    /// a crash mid-write were never verified and are never served.
+    /// Opens (creating if needed) the store at `root`: sweeps the spool (files left there by a
+    /// crash mid-write were never verified), reconciles the content with the metadata store
+    /// (`recover.rs`: unknown or changed files are hashed, mismatches quarantined), and loads
+    /// the index in access order, evicting what is over `max_size`.
     pub async fn open_with(root: &Path, options: StoreOptions) -> Result<Arc<Store>, StoreError> {
+        let started = Instant::now();
         let layout = Layout::new(root);
         for dir in layout.dirs() {
             fs::create_dir_all(dir)
@@ -68,12 +121,64 @@ impl Store {
         if swept > 0 {
             tracing::info!(root = %root.display(), swept, "swept unfinished spool files");
         }
+        let (tx, rx) = mpsc::channel();
+        // Evicted content is unlinked by the writer thread, off the request path.
+        let sink_tx = tx.clone();
+        let sink: Sink = Arc::new(move |digest, _why| {
+            let _ = sink_tx.send(Op::Dropped(digest));
+        });
+        let max_size = options.max_size;
+        let at = layout.clone();
+        let (db, index, tags, report, seq) = tokio::task::spawn_blocking(move || {
+            let db = meta::open(&at)?;
+            let seq = AtomicU64::new(0);
+            let recovered = recover::recover(&at, &db, &seq)?;
+            let index = Index::new(max_size, Policy::Lru, sink);
+            for k in recovered.kept {
+                index.load(&k.digest, k.size, k.media_type, k.access_ms);
+            }
+            index.settle();
+            let tags = Tags::load(recovered.tags);
+            Ok::<_, StoreError>((db, index, tags, recovered.report, seq.into_inner()))
+        })
+        .await
+        .map_err(|e| StoreError::io("opening", root)(io::Error::other(e)))??;
+        let pins: Pins = Arc::default();
+        let pinned = pins.clone();
+        let meta = Writer::start(
+            db,
+            rx,
+            tx,
+            index.handle(),
+            layout.clone(),
+            Arc::new(move |d: &Digest| is_pinned(&pinned, d)),
+            options.access_flush_interval,
+        )?;
+        tracing::info!(
+            root = %root.display(),
+            entries = index.entry_count(),
+            bytes = index.bytes(),
+            max_size,
+            tags = tags.len(),
+            trusted = report.trusted,
+            verified = report.verified,
+            quarantined = report.quarantined,
+            dropped_rows = report.dropped_rows,
+            dropped_tags = report.dropped_tags,
+            ms = started.elapsed().as_millis() as u64,
+            "store open"
+        );
         Ok(Arc::new(Store {
             layout,
             options,
-            seq: AtomicU64::new(0),
-            tags: Tags::default(),
+            seq: AtomicU64::new(seq),
+            tags,
+            index,
+            meta,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             fills: Mutex::new(HashMap::new()),
+            pins,
         }))
     }
 
@@ -89,48 +194,79 @@ impl Store {
         self.seq.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The size of the stored content for `d`, if it is stored (a stat, no read).
+    fn counted<T>(&self, found: Option<T>) -> Option<T> {
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// The size of the stored content for `d`, if it is stored (from the index, no I/O).
     pub async fn blob_size(&self, d: &Digest) -> Option<u64> {
-        let meta = fs::metadata(self.layout.blob(d)).await.ok()?;
-        meta.is_file().then_some(meta.len())
+        self.index.get(d).map(|e| e.size)
     }
 
     /// The stored content for `d`, opened, with its size. The open file stays readable if the
-    /// content is evicted meanwhile.
+    /// content is evicted meanwhile. A file of another size than the one verified is
+    /// quarantined, never served.
     pub async fn open_blob(&self, d: &Digest) -> Result<Option<(fs::File, u64)>, StoreError> {
+        let Some(entry) = self.index.get(d) else {
+            return Ok(self.counted(None));
+        };
         let path = self.layout.blob(d);
         let file = match fs::File::open(&path).await {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Removed behind the index's back (or an unlink raced a new fill): a miss.
+                self.index.remove(d);
+                return Ok(self.counted(None));
+            }
             Err(e) => return Err(StoreError::io("opening blob", &path)(e)),
         };
         let meta = file
             .metadata()
             .await
             .map_err(StoreError::io("reading metadata of", &path))?;
-        Ok(Some((file, meta.len())))
+        if meta.len() != entry.size {
+            self.quarantine(d, "its size changed since it was verified")
+                .await;
+            return Ok(self.counted(None));
+        }
+        Ok(self.counted(Some((file, meta.len()))))
     }
 
-    /// A stored manifest: its media type and bytes, if both are stored.
+    /// A stored manifest: its media type and bytes, if both are stored. The bytes are hashed
+    /// on every read (manifests are small): a manifest changed on disk is quarantined and
+    /// reported missing, so it is fetched again.
     pub async fn get_manifest(&self, d: &Digest) -> Result<Option<(String, Bytes)>, StoreError> {
-        let type_path = self.layout.media_type(d);
-        let Some(media_type) = read_if_there(&type_path).await? else {
-            return Ok(None);
+        let Some(media_type) = self.index.get(d).and_then(|e| e.media_type.clone()) else {
+            return Ok(self.counted(None));
         };
-        let media_type = String::from_utf8(media_type).map_err(|e| StoreError::Io {
-            op: "reading media type",
-            path: type_path.clone(),
-            source: io::Error::new(io::ErrorKind::InvalidData, e),
-        })?;
-        let Some(bytes) = read_if_there(&self.layout.blob(d)).await? else {
-            return Ok(None);
+        let path = self.layout.blob(d);
+        let bytes = match fs::read(&path).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.index.remove(d);
+                return Ok(self.counted(None));
+            }
+            Err(e) => return Err(StoreError::io("reading", &path)(e)),
         };
-        Ok(Some((media_type, Bytes::from(bytes))))
+        let mut verifier = d.verifier();
+        verifier.update(&bytes);
+        if verifier.finish() != *d {
+            self.quarantine(d, "its content does not match its digest")
+                .await;
+            return Ok(self.counted(None));
+        }
+        Ok(self.counted(Some((media_type.to_string(), Bytes::from(bytes)))))
     }
 
     /// Stores a manifest byte-exact with its media type, after checking that `bytes` hash to `d`;
-    /// on a mismatch nothing is stored. The bytes are written first, the media type last, so a
-    /// crash between the two leaves a blob [`get_manifest`](Store::get_manifest) does not serve.
+    /// on a mismatch nothing is stored. The bytes are published first and indexed with their
+    /// media type after, so a crash between the two leaves content that is not a manifest.
     pub async fn put_manifest(
         &self,
         d: &Digest,
@@ -154,8 +290,60 @@ impl Store {
         }
         let tmp = self.layout.spool_file("manifest", d, self.next_seq());
         layout::write_atomic(&tmp, &self.layout.blob(d), bytes).await?;
-        let tmp = self.layout.spool_file("mediatype", d, self.next_seq());
-        layout::write_atomic(&tmp, &self.layout.media_type(d), media_type.as_bytes()).await
+        self.admit_with(d, bytes.len() as u64, Some(media_type));
+        Ok(())
+    }
+
+    /// Indexes verified content that was just published at its place under `blobs/` (a fill
+    /// calls this when it completes). Evicts what no longer fits in the budget, which may be
+    /// this content itself if it is larger than the whole budget.
+    pub fn admit(&self, d: &Digest, size: u64) {
+        let fill = self
+            .fills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(d)
+            .map(Arc::downgrade);
+        if let Some(fill) = fill {
+            let mut pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
+            pins.retain(|_, w| w.strong_count() > 0);
+            pins.insert(d.clone(), fill);
+        }
+        self.admit_with(d, size, None);
+    }
+
+    fn admit_with(&self, d: &Digest, size: u64, media_type: Option<&str>) {
+        let fresh = self.index.admit(d, size, media_type);
+        if fresh || media_type.is_some() {
+            self.meta.send(Op::Put {
+                digest: d.clone(),
+                media_type: media_type.map(Arc::from),
+            });
+        }
+    }
+
+    /// Drops the content for `d` (blob or manifest): the file goes, readers that have it open
+    /// finish. Returns its size if it was stored.
+    pub fn remove(&self, d: &Digest) -> Option<u64> {
+        let size = self.index.remove(d);
+        self.index.settle();
+        size
+    }
+
+    /// Moves the file for `d` to `quarantine/` and forgets it.
+    async fn quarantine(&self, d: &Digest, why: &str) {
+        let from = self.layout.blob(d);
+        let name = format!("{}-{}", d.algorithm().as_str(), d.hex());
+        let to = self.layout.quarantine_file(&name, self.next_seq());
+        match fs::rename(&from, &to).await {
+            Ok(()) => {
+                tracing::error!(digest = %d, moved_to = %to.display(), "stored content quarantined: {why}")
+            }
+            Err(e) => {
+                tracing::error!(digest = %d, error = %e, "stored content could not be quarantined ({why}); dropping it")
+            }
+        }
+        self.index.remove(d);
     }
 
     /// The record of `upstream`'s `repo:tag`, if there is one.
@@ -163,21 +351,89 @@ impl Store {
         self.tags.get(upstream, repo, tag)
     }
 
-    /// Records (or replaces) what `upstream`'s `repo:tag` points at.
+    /// Records (or replaces) what `upstream`'s `repo:tag` points at. Persisted (with its
+    /// validation time) by the metadata writer.
     pub fn put_tag(&self, upstream: &str, repo: &str, tag: &str, rec: TagRecord) {
-        self.tags.put(upstream, repo, tag, rec)
+        let row = rec.to_row();
+        let key = self.tags.put(upstream, repo, tag, rec);
+        self.meta.send(Op::PutTag(key, row));
     }
 
     /// Forgets `upstream`'s `repo:tag`, returning the record it had.
     pub fn remove_tag(&self, upstream: &str, repo: &str, tag: &str) -> Option<TagRecord> {
-        self.tags.remove(upstream, repo, tag)
+        let removed = self.tags.remove(upstream, repo, tag)?;
+        self.meta.send(Op::RemoveTag((
+            upstream.to_owned(),
+            repo.to_owned(),
+            tag.to_owned(),
+        )));
+        Some(removed)
+    }
+
+    /// Every tag record, sorted by upstream, repository and tag.
+    pub fn tags(&self) -> Vec<TagEntry> {
+        self.tags.list()
+    }
+
+    /// Whether the content for `d` is stored (without counting as an access).
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.index.contains(d)
+    }
+
+    /// Size, budget, entries and hit counts.
+    pub fn stats(&self) -> StoreStats {
+        self.index.settle();
+        StoreStats {
+            size_bytes: self.index.bytes(),
+            max_size_bytes: self.index.max_bytes(),
+            entries: self.index.entry_count(),
+            manifests: self
+                .index
+                .entries()
+                .filter(|(_, e)| e.media_type.is_some())
+                .count() as u64,
+            tags: self.tags.len() as u64,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until every change so far (and the current access times) is committed to the
+    /// metadata store. `wharf serve` calls it when it stops.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.meta.flush().await.map_err(|message| StoreError::Meta {
+            op: "flushing",
+            message,
+        })
+    }
+
+    /// Whether the store can take new content: the metadata writer runs and a file can be
+    /// created in the spool.
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        if !self.meta.is_running() {
+            return Err(StoreError::Meta {
+                op: "writing",
+                message: "the metadata writer has stopped".into(),
+            });
+        }
+        let probe = self.layout.spool_dir().join(format!(
+            "probe-{}-{}",
+            std::process::id(),
+            self.next_seq()
+        ));
+        let written = fs::write(&probe, b"").await;
+        layout::remove_if_there(&probe).await;
+        written.map_err(StoreError::io(
+            "writing a probe file in",
+            self.layout.spool_dir(),
+        ))
     }
 }
 
-async fn read_if_there(path: &Path) -> Result<Option<Vec<u8>>, StoreError> {
-    match fs::read(path).await {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StoreError::io("reading", path)(e)),
+impl Drop for Store {
+    /// Commits what is pending and closes the metadata store, so the same root can be opened
+    /// again right after.
+    fn drop(&mut self) {
+        self.meta.stop();
     }
 }

@@ -47,6 +47,9 @@ async fn concurrent_readers_share_one_upstream_fetch() {
     for r in readers {
         bounded(r).await.expect("reader task");
     }
+    // Readers end once the content is verified; storing it may still be under way.
+    let fill = store.fill(&d, upstream.opener.clone());
+    bounded(fill.done()).await.expect("stored");
 
     assert_eq!(upstream.opens(), 1, "the upstream was asked more than once");
     assert_eq!(store.blob_size(&d).await, Some(data.len() as u64));
@@ -173,7 +176,8 @@ async fn chunked_upstream_is_ready_once_done() {
     body.finish();
     let size = bounded(ready).await.expect("task").expect("ready");
     assert_eq!(size, 70_000);
-    // Ready waited for the end: the content is stored by now.
+    // Ready waited for the end: the content is verified by now, and stored once done.
+    bounded(fill.done()).await.expect("stored");
     assert_eq!(store.blob_size(&d).await, Some(70_000));
     assert!(bounded(collect(fill.reader(0, size))).await.expect("read") == data);
 }

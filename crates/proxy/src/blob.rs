@@ -29,7 +29,7 @@ impl Proxy {
     ) -> Result<Response<Body>, ProxyError> {
         let range = req_headers.get(header::RANGE).and_then(|v| v.to_str().ok());
         if let Some((file, size)) = self.store.open_blob(digest).await? {
-            return Ok(match range::answer(range, size) {
+            let resp = match range::answer(range, size) {
                 _ if head => blob_response(StatusCode::OK, digest, size, None, body::empty()),
                 RangeAnswer::Full => blob_response(
                     StatusCode::OK,
@@ -46,7 +46,8 @@ impl Proxy {
                     body::file_range(file, start, end),
                 ),
                 RangeAnswer::Unsatisfiable => unsatisfiable(size),
-            });
+            };
+            return Ok(cache_status(CACHE_HIT, resp));
         }
         let up = &target.upstream;
         if head {
@@ -60,13 +61,8 @@ impl Proxy {
                     upstream: up.name.clone(),
                     message: format!("HEAD of blob {digest} came without a Content-Length"),
                 })?;
-            return Ok(blob_response(
-                StatusCode::OK,
-                digest,
-                size,
-                None,
-                body::empty(),
-            ));
+            let resp = blob_response(StatusCode::OK, digest, size, None, body::empty());
+            return Ok(cache_status(CACHE_MISS, resp));
         }
 
         let fill = self.store.fill(digest, opener(target, digest));
@@ -75,7 +71,7 @@ impl Proxy {
             missing: Missing::Blob,
             source,
         })?;
-        Ok(match range::answer(range, size) {
+        let resp = match range::answer(range, size) {
             RangeAnswer::Full => blob_response(
                 StatusCode::OK,
                 digest,
@@ -91,8 +87,20 @@ impl Proxy {
                 body::stream(fill.reader(start, end)),
             ),
             RangeAnswer::Unsatisfiable => unsatisfiable(size),
-        })
+        };
+        Ok(cache_status(CACHE_MISS, resp))
     }
+}
+
+/// `X-Wharf-Cache: hit` when the blob was already in the store, `miss` when this request had to
+/// go upstream (or join a download in progress): `wharf prefetch` reports and skips by it.
+const CACHE_HIT: &str = "hit";
+const CACHE_MISS: &str = "miss";
+
+fn cache_status(value: &'static str, mut resp: Response<Body>) -> Response<Body> {
+    resp.headers_mut()
+        .insert("x-wharf-cache", HeaderValue::from_static(value));
+    resp
 }
 
 /// How a fill opens the upstream body, from byte `offset` on.

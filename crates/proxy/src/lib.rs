@@ -9,15 +9,21 @@
 //!   -> Upstreams::select: ?ns=<prefix> | /<mount>/v2/ | first name component | default upstream
 //!      (anything else: NAME_UNKNOWN; library/ added for Docker Hub)
 //!   -> manifest: by digest from the store, else one GET, verified, stored byte-exact
-//!      by tag: fresh record -> its digest; stale -> one HEAD upstream; upstream failing -> stale digest
+//!      by tag: fresh record (tag_ttl, immutable_tags) -> its digest; else one HEAD upstream;
+//!      upstream unreachable / 5xx / 429 / timeout -> last known digest (freshness.rs)
 //!   -> blob: stored file (Range honoured) | the digest's fill, tailed while it grows
 //!   -> tags/list: passed through, Link rewritten to the client's path
 //!   -> errors: ProxyError::into_response, the one place that writes OCI error JSON
 //! ```
+//!
+//! The admin listener (`admin.rs`, `server.admin_listen`) is separate: `/healthz`, `/readyz`
+//! and the JSON API behind `wharf cache stats|ls|rm`.
 
+pub mod admin;
 mod blob;
 pub mod body;
 mod error;
+pub mod freshness;
 mod manifest;
 pub mod range;
 pub mod route;
@@ -26,6 +32,7 @@ mod tags;
 pub mod upstreams;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
@@ -43,15 +50,30 @@ use route::{Endpoint, RouteError};
 pub struct Proxy {
     upstreams: Upstreams,
     store: Arc<Store>,
+    /// Tag requests answered with a record the upstream could not confirm (stale-if-error).
+    stale_served: AtomicU64,
 }
 
 impl Proxy {
     pub fn new(upstreams: Upstreams, store: Arc<Store>) -> Arc<Self> {
-        Arc::new(Proxy { upstreams, store })
+        Arc::new(Proxy {
+            upstreams,
+            store,
+            stale_served: AtomicU64::new(0),
+        })
     }
 
     pub fn upstreams(&self) -> &Upstreams {
         &self.upstreams
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// How many tag requests were answered stale because the upstream failed.
+    pub fn stale_served(&self) -> u64 {
+        self.stale_served.load(Ordering::Relaxed)
     }
 
     /// Answers one request. Never fails: every error becomes an OCI error response.

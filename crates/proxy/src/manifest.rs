@@ -1,9 +1,13 @@
 //! `GET`/`HEAD /v2/<name>/manifests/<reference>`.
 //!
 //! By digest: the store, else one upstream GET, verified and stored byte-exact with its
-//! `Content-Type`. By tag: a tag record validated within the upstream's `tag_ttl` is served
-//! without asking; an older one is revalidated with one `HEAD` (never a GET, which would spend
-//! Docker Hub's rate limit); when the upstream fails, the last known digest is served.
+//! `Content-Type`. By tag: a tag record validated within the upstream's `tag_ttl` (or matching
+//! its `immutable_tags`) is served without asking; an older one is revalidated with one `HEAD`
+//! (never a GET, which would spend Docker Hub's rate limit); when the upstream is unreachable,
+//! answers 5xx or 429, or times out, the last known digest is served (`freshness.rs`). A tag
+//! whose manifest was evicted is fetched again, never served half.
+
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
@@ -14,6 +18,7 @@ use wharf_oci::{Digest, ErrorCode, Reference, media::AcceptSet};
 
 use crate::body::{self, Body};
 use crate::error::{Missing, ProxyError};
+use crate::freshness::{Stale, backoff_for};
 use crate::upstreams::Target;
 use crate::{Proxy, header_digest};
 
@@ -73,6 +78,7 @@ impl Proxy {
             .await
     }
 
+    /// See `freshness.rs` for the decision drawn out.
     async fn manifest_by_tag(&self, target: &Target, tag: &str) -> Result<Manifest, ProxyError> {
         let up = &target.upstream;
         let repo = target.repo.as_str();
@@ -90,45 +96,81 @@ impl Proxy {
             None => None,
         };
         let (Some(rec), Some(cached)) = (record, cached) else {
-            // Nothing usable: fetch it.
+            // Nothing usable (never seen, or its manifest was evicted): fetch it.
             return self.fetch_tag(target, tag).await;
         };
-        if rec.validated_at.elapsed() < up.tag_ttl {
+        if up.is_immutable(tag) || rec.validated_at.elapsed() < up.tag_ttl {
             return Ok(cached);
         }
-        match up.client.manifest(Method::HEAD, repo, tag).await {
-            Ok(resp) => match header_digest(&resp.headers) {
-                Some(d) if d == rec.digest => {
-                    self.store.put_tag(
-                        &up.name,
-                        repo,
-                        tag,
-                        TagRecord {
-                            validated_at: Instant::now(),
-                            ..rec
-                        },
-                    );
-                    Ok(cached)
-                }
-                Some(d) => {
-                    let m = self
+        if up.backoff.remaining().is_some() {
+            self.served_stale(target, tag, Stale::BackingOff, None);
+            return Ok(cached);
+        }
+        let head = up.client.manifest(Method::HEAD, repo, tag).await;
+        let fresh = match head {
+            Ok(resp) => {
+                up.backoff.clear();
+                match header_digest(&resp.headers) {
+                    Some(d) if d == rec.digest => {
+                        self.store.put_tag(
+                            &up.name,
+                            repo,
+                            tag,
+                            TagRecord {
+                                validated_at: Instant::now(),
+                                ..rec
+                            },
+                        );
+                        return Ok(cached);
+                    }
+                    Some(d) => self
                         .fetch_manifest(target, &d.to_string(), Some(&d))
-                        .await?;
-                    self.remember_tag(target, tag, &m);
-                    Ok(m)
+                        .await
+                        .inspect(|m| self.remember_tag(target, tag, m)),
+                    // No digest on the HEAD: the only way to know is a GET.
+                    None => self.fetch_tag(target, tag).await,
                 }
-                // No digest on the HEAD: the only way to know is a GET.
-                None => self.fetch_tag(target, tag).await,
-            },
+            }
             Err(e) if e.is_not_found() => {
                 self.store.remove_tag(&up.name, repo, tag);
-                Err(ProxyError::upstream(Missing::Manifest)(e))
-            }
-            Err(e) if e.is_unreachable() || e.is_rate_limited() || e.is_timeout() => {
-                tracing::warn!(upstream = %up.name, repo, tag, error = %e, "upstream failed; serving the last known digest (stale)");
-                Ok(cached)
+                return Err(ProxyError::upstream(Missing::Manifest)(e));
             }
             Err(e) => Err(ProxyError::upstream(Missing::Manifest)(e)),
+        };
+        // The HEAD, or the GET after it, failed in a way that stale-if-error covers: serve
+        // the last known digest and leave the upstream alone for a while.
+        match fresh {
+            Err(ProxyError::Upstream { missing, source }) => match backoff_for(&source) {
+                Some(window) => {
+                    up.backoff.trip(window);
+                    self.served_stale(target, tag, Stale::of(&source), Some(&source));
+                    Ok(cached)
+                }
+                None => Err(ProxyError::Upstream { missing, source }),
+            },
+            other => other,
+        }
+    }
+
+    /// Every stale answer goes through here: the log line, and the counter the admin API
+    /// reports. (The metrics issue adds `wharf_tag_stale_served_total{upstream,reason}` here.)
+    fn served_stale(
+        &self,
+        target: &Target,
+        tag: &str,
+        why: Stale,
+        error: Option<&wharf_upstream::Error>,
+    ) {
+        self.stale_served.fetch_add(1, Ordering::Relaxed);
+        let up = &target.upstream;
+        match error {
+            Some(e) => tracing::warn!(upstream = %up.name, repo = target.repo.as_str(), tag,
+                reason = why.as_str(), error = %e,
+                "upstream failed; serving the last known digest (stale)"),
+            None => tracing::warn!(upstream = %up.name, repo = target.repo.as_str(), tag,
+                reason = why.as_str(),
+                backoff_left_ms = up.backoff.remaining().map_or(0, |d| d.as_millis() as u64),
+                "upstream failed recently; serving the last known digest (stale)"),
         }
     }
 

@@ -25,7 +25,11 @@ pub async fn serve(
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(Duration::from_secs(30))
+        // What hyper queues per connection before it stops asking the body for more (and the
+        // largest request head). Its default, ~400 KiB, let 64 clients of one blob hold 32 MiB
+        // in queued chunks; one chunk each is enough, the socket buffer does the rest.
+        .max_buf_size(128 * 1024);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

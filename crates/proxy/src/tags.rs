@@ -71,10 +71,13 @@ impl Proxy {
     }
 }
 
+/// The `last` and `n` of the next page.
+type NextPage = (String, usize);
+
 /// Applies `last` (exclusive) and `n` to a full tag list. Returns the new body and, when tags
 /// remain, the `last` and `n` of the next page; `None` when there is nothing to page (no `n` or
 /// `last`, or a body that is not a tag list, which is then passed through untouched).
-fn page(body: &[u8], query: Option<&str>) -> Option<(Vec<u8>, Option<(String, usize)>)> {
+fn page(body: &[u8], query: Option<&str>) -> Option<(Vec<u8>, Option<NextPage>)> {
     let n = match query_param(query, "n") {
         Some(n) => Some(n.parse::<usize>().ok()?),
         None => None,

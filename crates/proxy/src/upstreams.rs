@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use wharf_oci::RepositoryName;
 
+use crate::freshness::Backoff;
+
 /// One upstream as the proxy sees it.
 pub struct Upstream {
     pub name: String,
@@ -21,11 +23,20 @@ pub struct Upstream {
     pub library_prefix: bool,
     /// Within this time since the last validation, a tag is served without asking upstream.
     pub tag_ttl: Duration,
+    /// Tags matching any of these are never revalidated once recorded (`immutable_tags`).
+    pub immutable_tags: regex::RegexSet,
+    /// While open, tag records are served without asking this upstream (it failed just now).
+    pub backoff: Backoff,
 }
 
 impl Upstream {
     fn answers_to(&self, prefix: &str) -> bool {
         self.prefixes.iter().any(|p| p.eq_ignore_ascii_case(prefix))
+    }
+
+    /// Whether `tag` matches one of the upstream's `immutable_tags` patterns.
+    pub fn is_immutable(&self, tag: &str) -> bool {
+        self.immutable_tags.is_match(tag)
     }
 }
 

@@ -106,10 +106,9 @@ pub struct Upstream {
     pub ca_file: Option<PathBuf>,
     #[serde(default, with = "humantime_serde_compat::option")]
     pub tag_ttl: Option<Duration>,
-    /// Tags matching these patterns are never revalidated (enforced from the store issue on).
+    /// Tags matching any of these regular expressions (searched, so anchor them with `^...$`)
+    /// are never revalidated once recorded. Default: none.
     #[serde(default)]
-    #[allow(dead_code)]
-    // read once tag freshness rules land; accepted now so configs stay valid
     pub immutable_tags: Vec<String>,
     #[serde(default = "default_connect_timeout", with = "humantime_serde_compat")]
     pub connect_timeout: Duration,
@@ -119,6 +118,17 @@ pub struct Upstream {
     /// Hosts besides the upstream's own domain that may receive its credentials as a token realm.
     #[serde(default)]
     pub realm_hosts: Vec<String>,
+}
+
+impl Upstream {
+    /// `immutable_tags` compiled into one set; the error names the bad pattern.
+    pub fn immutable_set(&self) -> Result<regex::RegexSet, (usize, String)> {
+        for (j, p) in self.immutable_tags.iter().enumerate() {
+            regex::Regex::new(p)
+                .map_err(|e| (j, format!("{p:?} is not a valid regular expression: {e}")))?;
+        }
+        regex::RegexSet::new(&self.immutable_tags).map_err(|e| (0, e.to_string()))
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -306,6 +316,9 @@ impl Config {
                     format!("{} is not a readable file", p.display()),
                 ));
             }
+            if let Err((j, m)) = u.immutable_set() {
+                return Err(invalid(f(&format!("immutable_tags[{j}]")), m));
+            }
         }
         Ok(())
     }
@@ -440,5 +453,22 @@ mod tests {
             err("[[upstream]]\nname = \"a\"\nurl = \"http://x\"\n")
                 .contains("upstream[0].prefixes")
         );
+        assert!(
+            err(&format!("{up}immutable_tags = ['^v[0-9]+$', 'v(1']\n"))
+                .contains("upstream[0].immutable_tags[1]")
+        );
+    }
+
+    #[test]
+    fn immutable_tags_compile_into_one_set() {
+        let c = Config::parse(
+            "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndefault = true\n\
+             immutable_tags = ['^v?[0-9]+\\.[0-9]+\\.[0-9]+$', '^sha256-']\n",
+            "t",
+        )
+        .unwrap();
+        let set = c.upstream[0].immutable_set().unwrap();
+        assert!(set.is_match("v1.2.3") && set.is_match("1.2.3") && set.is_match("sha256-ab"));
+        assert!(!set.is_match("latest") && !set.is_match("v1.2") && !set.is_match("1.2.3-rc"));
     }
 }

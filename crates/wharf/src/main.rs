@@ -1,6 +1,10 @@
 //! The `wharf` binary: the command line, configuration loading and the wiring of the crates.
 
+mod cache_cmd;
+mod client_config;
 mod config;
+mod mirror;
+mod prefetch;
 mod serve;
 
 use std::path::PathBuf;
@@ -32,6 +36,12 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Look into and trim the cache of a running wharf (through its admin listener).
+    Cache(cache_cmd::Args),
+    /// Print (or write) the mirror configuration for podman, containerd or Docker clients.
+    ClientConfig(client_config::Args),
+    /// Warm the cache: pull images through the running wharf as a client would.
+    Prefetch(prefetch::Args),
 }
 
 fn main() -> ExitCode {
@@ -69,5 +79,8 @@ fn main() -> ExitCode {
             print!("{}", config::EMBEDDED_DEFAULT);
             ExitCode::SUCCESS
         }
+        Command::Cache(args) => cache_cmd::run(args),
+        Command::ClientConfig(args) => client_config::run(args),
+        Command::Prefetch(args) => prefetch::run(args),
     }
 }

@@ -1,5 +1,7 @@
 //! `wharf serve`: builds the store, the upstream clients and the proxy from a checked
-//! configuration, then serves until SIGINT or SIGTERM.
+//! configuration, then serves the registry API (`server.listen`) and the admin API
+//! (`server.admin_listen`) until SIGINT or SIGTERM, and commits the store's metadata before it
+//! exits.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,6 +41,7 @@ pub fn run(config: Config) -> ExitCode {
 async fn serve(config: Config) -> Result<(), String> {
     let options = wharf_cache::StoreOptions {
         fill_inactivity_timeout: config.cache.fill_inactivity_timeout,
+        max_size: config.cache.max_size,
         ..Default::default()
     };
     let store = wharf_cache::Store::open_with(&config.cache.dir, options)
@@ -49,18 +52,44 @@ async fn serve(config: Config) -> Result<(), String> {
         upstreams
             .push(build_upstream(u, &config).map_err(|e| format!("upstream {}: {e}", u.name))?);
     }
-    let proxy = Proxy::new(Upstreams::new(upstreams), store);
+    let proxy = Proxy::new(Upstreams::new(upstreams), store.clone());
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
+    let admin_listener = tokio::net::TcpListener::bind(config.server.admin_listen)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot listen on {} (server.admin_listen): {e}",
+                config.server.admin_listen
+            )
+        })?;
     tracing::info!(
         listen = %config.server.listen,
+        admin = %config.server.admin_listen,
         store = %config.cache.dir.display(),
         upstreams = config.upstream.len(),
         "wharf {} serving",
         env!("CARGO_PKG_VERSION")
     );
-    wharf_proxy::serve(listener, proxy, shutdown_signal(), Duration::from_secs(10)).await;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let admin = tokio::spawn(wharf_proxy::admin::serve(
+        admin_listener,
+        proxy.clone(),
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+    ));
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    wharf_proxy::serve(listener, proxy, shutdown, Duration::from_secs(10)).await;
+    let _ = admin.await;
+    // Tags, validation times and access times written since the last batch.
+    if let Err(e) = store.flush().await {
+        tracing::error!(error = %e, "could not commit the store's metadata");
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -106,6 +135,10 @@ fn build_upstream(u: &config::Upstream, config: &Config) -> Result<Upstream, Str
         is_default: u.default,
         library_prefix: docker_hub,
         tag_ttl: u.tag_ttl.unwrap_or(config.cache.tag_ttl),
+        immutable_tags: u
+            .immutable_set()
+            .map_err(|(j, m)| format!("immutable_tags[{j}]: {m}"))?,
+        backoff: Default::default(),
     })
 }
 

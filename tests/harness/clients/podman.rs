@@ -13,6 +13,8 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 /// empty image store, so its first pull fetches everything.
 pub struct Podman {
     dir: tempfile::TempDir,
+    /// `$HOME` for podman when it has a per-user drop-in (see [`Podman::with_drop_in`]).
+    home: Option<PathBuf>,
 }
 
 impl Podman {
@@ -39,7 +41,22 @@ impl Podman {
             ),
         );
         crate::clients::write_policy(&d.join("policy.json"));
-        Podman { dir }
+        Podman { dir, home: None }
+    }
+
+    /// The harness's main registries.conf without mirrors, plus `text` as the drop-in
+    /// `registries.conf.d/wharf.conf` where podman reads per-user drop-ins
+    /// (`$HOME/.config/containers/`, `$HOME` private to this instance): the file
+    /// `wharf client-config podman` writes, used as an operator would install it.
+    pub fn with_drop_in(text: &str) -> Podman {
+        let mut p = Podman::with_registries_conf(&crate::clients::plain_registries_conf(&[]));
+        let home = p.dir.path().join("home");
+        write_file(
+            &home.join(".config/containers/registries.conf.d/wharf.conf"),
+            text,
+        );
+        p.home = Some(home);
+        p
     }
 
     /// [`crate::REGISTRY_NAME`] -> dead port, mirrored at `mirror_location`
@@ -68,6 +85,9 @@ impl Podman {
         cmd.env("CONTAINERS_REGISTRIES_CONF", d.join("registries.conf"))
             .env("CONTAINERS_STORAGE_CONF", d.join("storage.conf"))
             .env("CONTAINERS_CONF", d.join("containers.conf"));
+        if let Some(home) = &self.home {
+            cmd.env("HOME", home);
+        }
         cmd
     }
 

@@ -10,7 +10,9 @@
 //! every reader, and the fill leaves the in-flight map before it is published, so the next
 //! request after a failure starts a fresh fill.
 
+mod chunks;
 mod reader;
+mod spool;
 mod task;
 
 use std::path::PathBuf;
@@ -24,6 +26,8 @@ use wharf_oci::Digest;
 
 use crate::error::FillError;
 use crate::store::Store;
+
+pub use chunks::file_chunks;
 
 /// An error of the caller's upstream, kept whole so the caller can downcast it again.
 pub type SourceError = Arc<dyn std::error::Error + Send + Sync>;
@@ -49,6 +53,10 @@ pub(crate) enum Progress {
     Opening,
     /// The spool file exists and holds `written` bytes; `len` is the announced total.
     Writing { len: Option<u64>, written: u64 },
+    /// All `len` bytes are in the spool file and match the digest; the file is being fsynced
+    /// and renamed. Readers need not wait for the disk: what they send now is verified, and
+    /// their handle on the spool stays good across the rename (and a failure to store).
+    Verified { len: u64 },
     /// Verified and renamed into place.
     Done { len: u64 },
     /// Nothing stored; the spool file is gone.
@@ -101,11 +109,13 @@ impl Fill {
 
     /// Waits until the upstream answered: the total size, or the error that failed the fill.
     /// When the upstream did not announce a length, the size is only known, and this only
-    /// returns, once the fill is done.
+    /// returns, once the whole content has arrived and matched its digest.
     pub async fn ready(&self) -> Result<u64, FillError> {
         self.wait(|p| match p {
             Progress::Opening | Progress::Writing { len: None, .. } => None,
-            Progress::Writing { len: Some(len), .. } | Progress::Done { len } => Some(Ok(*len)),
+            Progress::Writing { len: Some(len), .. }
+            | Progress::Verified { len }
+            | Progress::Done { len } => Some(Ok(*len)),
             Progress::Failed(e) => Some(Err(e.clone())),
         })
         .await
@@ -114,7 +124,7 @@ impl Fill {
     /// Waits for the end of the fill: `Ok` once the content is verified and stored.
     pub async fn done(&self) -> Result<(), FillError> {
         self.wait(|p| match p {
-            Progress::Opening | Progress::Writing { .. } => None,
+            Progress::Opening | Progress::Writing { .. } | Progress::Verified { .. } => None,
             Progress::Done { .. } => Some(Ok(())),
             Progress::Failed(e) => Some(Err(e.clone())),
         })
@@ -125,8 +135,9 @@ impl Fill {
     /// and reading the stored file once it is done. Memory is one chunk at a time, whatever the
     /// size.
     ///
-    /// The chunk that ends the range is held back until the whole content is verified, so a
-    /// stream that ends without an error carried verified bytes. If the fill fails, or `end` lies
+    /// The chunk that ends the range is held back until the whole content is verified (not
+    /// until it is stored: the fsync is no reason to keep clients waiting), so a stream that
+    /// ends without an error carried verified bytes. If the fill fails, or `end` lies
     /// past the content, the stream ends with an `Err` whose inner error is the [`FillError`]
     /// where there is one (`io::Error::get_ref` + downcast): an HTTP body is cut short of its
     /// `Content-Length`, and a client sees a broken download, never wrong bytes.
@@ -162,6 +173,15 @@ impl Fill {
             digest: self.digest.clone(),
         }
     }
+}
+
+/// Runs file I/O on the blocking pool; a panic there becomes an error here.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 #[cfg(test)]

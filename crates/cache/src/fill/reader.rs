@@ -4,23 +4,26 @@
 //! The handle is opened on the spool file while the fill writes, and kept across the rename
 //! (same inode), so a reader never looks for the spool after it moved. A reader that starts after
 //! the fill is done opens the stored file instead. Should the spool vanish between the reader
-//! seeing `Writing` and opening it, the fill has just renamed or removed it; the reader waits for
-//! the outcome and goes on from there.
+//! seeing `Writing` (or `Verified`) and opening it, the fill has just renamed or removed it; the
+//! reader waits for the outcome and goes on from there.
+//!
+//! The last chunk of the range waits for `Verified`, not for `Done`: once the digest matched,
+//! the bytes in the spool are right whether or not the fsync and rename that follow succeed.
 
-use std::io::{self, SeekFrom};
+use std::fs::File;
+use std::io;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
-use tokio::fs::File;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::watch;
 
-use super::{Fill, Progress};
+use super::chunks::read_at;
+use super::{Fill, Progress, blocking};
 
 /// The most a reader holds in memory at once.
-const CHUNK: u64 = 128 * 1024;
+const CHUNK: u64 = 256 * 1024;
 
 pub(super) fn stream(
     fill: Arc<Fill>,
@@ -31,6 +34,7 @@ pub(super) fn stream(
         rx: fill.progress.clone(),
         fill,
         file: None,
+        verified: None,
         pos: start,
         end,
     };
@@ -49,7 +53,9 @@ pub(super) fn stream(
 struct Tail {
     fill: Arc<Fill>,
     rx: watch::Receiver<Progress>,
-    file: Option<File>,
+    file: Option<Arc<File>>,
+    /// The content's length, once this reader has seen it verified.
+    verified: Option<u64>,
     pos: u64,
     end: u64,
 }
@@ -61,12 +67,21 @@ impl Tail {
                 return Ok(None);
             }
             // Copy out of the channel: its guard must not live across an await.
-            let (on_disk, verified) = match &*self.rx.borrow_and_update() {
-                Progress::Opening => (None, false),
-                Progress::Writing { written, .. } => (Some(*written), false),
-                Progress::Done { len } => (Some(*len), true),
+            let (on_disk, verified, stored) = match &*self.rx.borrow_and_update() {
+                Progress::Opening => (None, false, false),
+                Progress::Writing { written, .. } => (Some(*written), false, false),
+                Progress::Verified { len } => (Some(*len), true, false),
+                Progress::Done { len } => (Some(*len), true, true),
+                // Storing failed after the digest matched: the open file still holds the right
+                // bytes, so a reader that saw them verified reads on.
+                Progress::Failed(_) if self.file.is_some() && self.verified.is_some() => {
+                    (self.verified, true, false)
+                }
                 Progress::Failed(e) => return Err(io::Error::other(e.clone())),
             };
+            if verified {
+                self.verified = on_disk;
+            }
             let Some(on_disk) = on_disk else {
                 self.changed().await?;
                 continue;
@@ -81,7 +96,7 @@ impl Tail {
                 ));
             }
             if self.file.is_none() {
-                self.file = self.open(verified).await?;
+                self.file = self.open(stored).await?;
                 if self.file.is_none() {
                     self.changed().await?;
                     continue;
@@ -102,36 +117,32 @@ impl Tail {
         }
     }
 
-    /// Opens the spool file (or the stored file once the fill is done) at the reader's position.
+    /// Opens the spool file (or the stored file once the fill is done).
     /// `None`: the spool is gone, renamed or removed, and the outcome is about to be published.
-    async fn open(&self, verified: bool) -> io::Result<Option<File>> {
-        let path = if verified {
-            &self.fill.blob
+    async fn open(&self, stored: bool) -> io::Result<Option<Arc<File>>> {
+        let path = if stored {
+            self.fill.blob.clone()
         } else {
-            &self.fill.spool
+            self.fill.spool.clone()
         };
-        let mut file = match File::open(path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound && !verified => return Ok(None),
-            Err(e) => return Err(with_path(e, "opening", path)),
-        };
-        file.seek(SeekFrom::Start(self.pos))
-            .await
-            .map_err(|e| with_path(e, "seeking in", path))?;
-        Ok(Some(file))
+        blocking(move || match File::open(&path) {
+            Ok(f) => Ok(Some(Arc::new(f))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !stored => Ok(None),
+            Err(e) => Err(with_path(e, "opening", &path)),
+        })
+        .await
     }
 
+    /// The next `want` bytes (at most CHUNK: the cast cannot truncate).
     async fn read(&mut self, want: u64) -> io::Result<Bytes> {
-        let Some(file) = self.file.as_mut() else {
+        let Some(file) = &self.file else {
             return Err(io::Error::other("fill reader read before opening"));
         };
-        // `want` is at most CHUNK, so the cast cannot truncate.
-        let mut buf = BytesMut::zeroed(want as usize);
-        file.read_exact(&mut buf)
+        let chunk = read_at(file, self.pos, want as usize)
             .await
             .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", self.fill.digest)))?;
         self.pos += want;
-        Ok(buf.freeze())
+        Ok(chunk)
     }
 
     /// Waits for the fill to publish something new. The fill task only drops its sender after

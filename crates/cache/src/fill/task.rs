@@ -1,18 +1,22 @@
 //! The fill task: upstream body -> spool file (hashed as it is written) -> verify -> fsync ->
 //! rename -> fsync the directory, publishing progress on the way.
+//!
+//! Chunks that arrive together are written together (up to [`BATCH`]) and published once, so
+//! readers wake once per batch rather than once per network read; the writing and hashing run
+//! on the blocking pool while the next batch arrives (`spool.rs`).
 
 use std::path::Path;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::fs;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout, timeout_at};
 use wharf_oci::Digest;
 
-use super::{Fill, FillSource, Opener, Progress};
+use super::spool::SpoolWriter;
+use super::{Fill, FillSource, Opener, Progress, blocking};
 use crate::error::{FillError, StoreError};
 use crate::layout;
 use crate::store::Store;
@@ -35,6 +39,11 @@ pub(super) async fn run(
         layout::remove_if_there(&fill.spool).await;
     }
     spool.0 = None;
+    if let Ok(len) = &outcome {
+        // Indexed while still registered, so the store sees this fill's readers and keeps
+        // the file for them even if the content is evicted at once.
+        store.admit(&fill.digest, *len);
+    }
     // Leave the in-flight map before telling anyone: whoever asks after hearing of a failure
     // starts a fresh fill, and after a success finds the content stored.
     drop(registration);
@@ -65,53 +74,110 @@ async fn fetch(
         return Ok(meta.len());
     }
 
-    let mut source = open_within(idle, open, 0, digest).await?;
+    let source = open_within(idle, open, 0, digest).await?;
     let total = source.len;
-    let disk = |op, e| FillError::store(digest, StoreError::io(op, &fill.spool)(e));
-    let mut file = fs::OpenOptions::new()
+    let file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&fill.spool)
         .await
-        .map_err(|e| disk("creating spool file", e))?;
+        .map_err(|e| disk(fill, "creating spool file", e))?
+        .into_std()
+        .await;
     tx.send_replace(Progress::Writing {
         len: total,
         written: 0,
     });
+    let mut writer = SpoolWriter::new(file, digest.verifier(), tx.clone(), total);
+    let received = receive(store, fill, open, source, &mut writer).await;
+    // Whatever happened, no write may still be running when the outcome is published.
+    let finished = writer.finish().await;
+    let written = received?;
+    let (file, actual) = finished.map_err(|e| disk(fill, "writing spool file", e))?;
 
-    let mut verifier = digest.verifier();
+    if let Some(expected) = total.filter(|&t| t != written) {
+        return Err(length_mismatch(digest, expected, written));
+    }
+    if actual != *digest {
+        return Err(FillError::DigestMismatch {
+            digest: digest.clone(),
+            actual,
+        });
+    }
+    // Readers may finish now; storing is the fill's business from here on.
+    tx.send_replace(Progress::Verified { len: written });
+    blocking(move || file.sync_all())
+        .await
+        .map_err(|e| disk(fill, "fsyncing spool file", e))?;
+    layout::publish(&fill.spool, &fill.blob)
+        .await
+        .map_err(|e| FillError::store(digest, e))?;
+    Ok(written)
+}
+
+/// Upstream chunks that have already arrived are written together, up to this many bytes.
+const BATCH: usize = 1024 * 1024;
+
+/// Receives the body into `writer`, resuming from the last byte received when it breaks;
+/// returns how many bytes were received.
+async fn receive(
+    store: &Store,
+    fill: &Fill,
+    open: &Opener,
+    mut source: FillSource,
+    writer: &mut SpoolWriter,
+) -> Result<u64, FillError> {
+    let digest = &fill.digest;
+    let idle = store.options.fill_inactivity_timeout;
+    let total = source.len;
     let mut resumes = 0;
+    // What the batching below took from the body but could not use yet: its end or its break.
+    let mut carried = None;
     // Reset by every byte that arrives, so only silence times out, never slowness.
     let mut deadline = Instant::now() + idle;
     loop {
-        let next = timeout_at(deadline, source.body.next())
-            .await
-            .map_err(|_| timed_out(digest, idle))?;
+        let next = match carried.take() {
+            Some(next) => next,
+            None => timeout_at(deadline, source.body.next())
+                .await
+                .map_err(|_| timed_out(digest, idle))?,
+        };
         match next {
-            None => break,
-            Some(Ok(chunk)) if chunk.is_empty() => {}
+            None => return Ok(writer.written()),
             Some(Ok(chunk)) => {
-                let written = verifier.len() + chunk.len() as u64;
-                if let Some(expected) = total.filter(|&t| written > t) {
-                    return Err(length_mismatch(digest, expected, written));
+                // Whatever else has already arrived goes into the same write and the same
+                // publication: one write and one wake-up of every reader per batch rather
+                // than per network read keeps the fill ahead of a herd of readers.
+                let mut size = chunk.len();
+                let mut batch = vec![chunk];
+                while size < BATCH {
+                    match source.body.next().now_or_never() {
+                        Some(Some(Ok(more))) => {
+                            size += more.len();
+                            batch.push(more);
+                        }
+                        Some(other) => {
+                            carried = Some(other);
+                            break;
+                        }
+                        None => break,
+                    }
                 }
-                file.write_all(&chunk)
+                if size == 0 {
+                    continue;
+                }
+                let after = writer.written() + size as u64;
+                if let Some(expected) = total.filter(|&t| after > t) {
+                    return Err(length_mismatch(digest, expected, after));
+                }
+                writer
+                    .write(batch)
                     .await
-                    .map_err(|e| disk("writing spool file", e))?;
-                // tokio's File finishes writes on a blocking thread; flushing waits for that, so
-                // the count published next is really in the file readers open themselves.
-                file.flush()
-                    .await
-                    .map_err(|e| disk("writing spool file", e))?;
-                verifier.update(&chunk);
-                tx.send_replace(Progress::Writing {
-                    len: total,
-                    written,
-                });
+                    .map_err(|e| disk(fill, "writing spool file", e))?;
                 deadline = Instant::now() + idle;
             }
             Some(Err(broke)) => {
-                let offset = verifier.len();
+                let offset = writer.written();
                 if resumes == store.options.fill_max_resumes {
                     return Err(source_failed(digest, broke));
                 }
@@ -135,26 +201,10 @@ async fn fetch(
             }
         }
     }
+}
 
-    let written = verifier.len();
-    if let Some(expected) = total.filter(|&t| t != written) {
-        return Err(length_mismatch(digest, expected, written));
-    }
-    let actual = verifier.finish();
-    if actual != *digest {
-        return Err(FillError::DigestMismatch {
-            digest: digest.clone(),
-            actual,
-        });
-    }
-    file.sync_all()
-        .await
-        .map_err(|e| disk("fsyncing spool file", e))?;
-    drop(file);
-    layout::publish(&fill.spool, &fill.blob)
-        .await
-        .map_err(|e| FillError::store(digest, e))?;
-    Ok(written)
+fn disk(fill: &Fill, op: &'static str, e: std::io::Error) -> FillError {
+    FillError::store(&fill.digest, StoreError::io(op, &fill.spool)(e))
 }
 
 async fn open_within(

@@ -1,6 +1,6 @@
 //! Reader edge cases that need a hand on the fill's channel: the spool vanishing between a
-//! reader seeing `Writing` and opening it, the last chunk waiting for verification, and a fill
-//! task that dies. Time is paused: a paused runtime only advances a sleep once every other task
+//! reader seeing `Writing` and opening it, the last chunk waiting for verification (and no
+//! longer than that), a failure to store after verification, and a fill task that dies. Time is paused: a paused runtime only advances a sleep once every other task
 //! waits on something other than time (blocking file I/O included), so "after the reader is
 //! parked" is exact, not a guess.
 
@@ -132,4 +132,66 @@ async fn readers_and_waiters_learn_of_a_dead_fill_task() {
     let ready = ready.await.expect("ready task");
     assert!(matches!(ready, Err(FillError::Aborted { .. })));
     assert!(matches!(fill.done().await, Err(FillError::Aborted { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn last_chunk_leaves_once_verified_before_the_blob_is_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (fill, tx) = fill_at(dir.path());
+    std::fs::write(&fill.spool, CONTENT).expect("write spool");
+    tx.send_replace(Progress::Writing {
+        len: Some(10),
+        written: 10,
+    });
+    let reader = drain(&fill, 0, 10);
+    let_others_park().await;
+    assert!(
+        !reader.is_finished(),
+        "the last chunk left before verification"
+    );
+
+    tx.send_replace(Progress::Verified { len: 10 });
+    let (got, err) = reader.await.expect("reader task");
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(got, CONTENT);
+    assert!(!fill.blob.exists(), "the test never stored it");
+    // Waiting for the fill still means waiting for the store.
+    let done = tokio::spawn({
+        let fill = fill.clone();
+        async move { fill.done().await }
+    });
+    let_others_park().await;
+    assert!(!done.is_finished());
+    tx.send_replace(Progress::Done { len: 10 });
+    done.await.expect("done task").expect("done");
+}
+
+#[tokio::test(start_paused = true)]
+async fn reader_that_saw_verified_bytes_reads_on_when_storing_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (fill, tx) = fill_at(dir.path());
+    // Several chunks, so the failure lands between two of them.
+    let content: Vec<u8> = (0..400_000u32).map(|i| (i % 241) as u8).collect();
+    std::fs::write(&fill.spool, &content).expect("write spool");
+    let len = content.len() as u64;
+    tx.send_replace(Progress::Verified { len });
+    let mut reader = fill.reader(0, len);
+    let first = reader.next().await.expect("a chunk").expect("no error");
+    assert!(first.len() < content.len());
+
+    // The fsync failed: the fill removes the spool and publishes the failure.
+    std::fs::remove_file(&fill.spool).expect("remove spool");
+    tx.send_replace(Progress::Failed(FillError::Aborted {
+        digest: fill.digest.clone(),
+    }));
+    let mut got = first.to_vec();
+    while let Some(chunk) = reader.next().await {
+        got.extend_from_slice(&chunk.expect("verified bytes keep flowing"));
+    }
+    assert!(got == content);
+
+    // A reader that never saw the content verified learns of the failure.
+    let (got, err) = drain(&fill, 0, len).await.expect("reader task");
+    assert!(got.is_empty());
+    assert!(err.is_some());
 }

@@ -1,0 +1,241 @@
+//! The embedded metadata store, `meta/index.redb`: what the store knows that the file names do
+//! not say, kept across restarts.
+//!
+//! ```text
+//! blobs   digest -> (size, mtime ns, inode, media type if a manifest)   verified content
+//! access  digest -> last access, ms since the Unix epoch                 approximate LRU order
+//! tags    (upstream, repository, tag) -> (digest, media type, size, validated, ms since epoch)
+//! meta    "schema" -> 1
+//! ```
+//!
+//! A `blobs` row says "this file was verified, and looked like this then": start-up trusts a
+//! file whose size, mtime and inode still match its row, and hashes any other (see
+//! `recover.rs`). Times are wall-clock, so they mean the same after a restart.
+//!
+//! Start-up reads it all (`load`) and corrects it (`repair`); after that one thread owns it and
+//! writes in batches (`writer.rs`).
+
+// redb's error is large; it is built only when the disk fails, never on a request's path.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+
+use redb::{Database, Durability, ReadableTable, TableDefinition};
+
+use crate::error::StoreError;
+use crate::index::now_ms;
+use crate::layout::Layout;
+
+/// (size, mtime ns, inode, media type)
+type BlobValue = (u64, u64, u64, Option<&'static str>);
+pub(crate) const BLOBS: TableDefinition<&str, BlobValue> = TableDefinition::new("blobs");
+pub(crate) const ACCESS: TableDefinition<&str, u64> = TableDefinition::new("access");
+/// (upstream, repository, tag)
+type TagKeyValue = (&'static str, &'static str, &'static str);
+/// (digest, media type, size, validated ms)
+type TagValue = (&'static str, &'static str, u64, u64);
+pub(crate) const TAGS: TableDefinition<TagKeyValue, TagValue> = TableDefinition::new("tags");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const SCHEMA: u64 = 1;
+
+/// What a verified file looked like when it was verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fingerprint {
+    pub(crate) len: u64,
+    pub(crate) mtime_ns: u64,
+    pub(crate) ino: u64,
+}
+
+impl Fingerprint {
+    pub(crate) fn of(m: &std::fs::Metadata) -> Fingerprint {
+        #[cfg(unix)]
+        let (mtime_ns, ino) = {
+            use std::os::unix::fs::MetadataExt;
+            let ns = m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec());
+            (u64::try_from(ns).unwrap_or(0), m.ino())
+        };
+        #[cfg(not(unix))]
+        let (mtime_ns, ino) = (
+            m.modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(0)),
+            0,
+        );
+        Fingerprint {
+            len: m.len(),
+            mtime_ns,
+            ino,
+        }
+    }
+}
+
+/// A `blobs` row.
+#[derive(Clone, Debug)]
+pub(crate) struct BlobRow {
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) media_type: Option<String>,
+}
+
+/// A `tags` row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TagRow {
+    pub(crate) digest: String,
+    pub(crate) media_type: String,
+    pub(crate) size: u64,
+    pub(crate) validated_ms: u64,
+}
+
+pub(crate) type TagKey = (String, String, String);
+
+fn meta_err(op: &'static str) -> impl FnOnce(redb::Error) -> StoreError {
+    move |e| StoreError::Meta {
+        op,
+        message: e.to_string(),
+    }
+}
+
+pub(crate) fn into_redb<E: Into<redb::Error>>(e: E) -> redb::Error {
+    e.into()
+}
+
+/// Opens (or creates) the database. One that cannot be read is moved to `quarantine/` and
+/// replaced by an empty one: the content is then re-verified, nothing is lost but time.
+pub(crate) fn open(layout: &Layout) -> Result<Database, StoreError> {
+    let path = layout.index_db();
+    let db = match Database::create(&path) {
+        Ok(db) => db,
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+            return Err(StoreError::InUse { path });
+        }
+        Err(e) => {
+            let aside = layout.quarantine_file("index.redb", now_ms());
+            tracing::error!(path = %path.display(), error = %e, moved_to = %aside.display(),
+                "the metadata store cannot be opened; starting a new one and re-verifying the content");
+            std::fs::rename(&path, &aside).map_err(StoreError::io(
+                "moving the unreadable metadata store from",
+                &path,
+            ))?;
+            Database::create(&path).map_err(|e| meta_err("creating")(e.into()))?
+        }
+    };
+    let txn = db
+        .begin_write()
+        .map_err(|e| meta_err("opening")(e.into()))?;
+    {
+        let created = (|| -> Result<Option<u64>, redb::Error> {
+            txn.open_table(BLOBS)?;
+            txn.open_table(ACCESS)?;
+            txn.open_table(TAGS)?;
+            let mut meta = txn.open_table(META)?;
+            let found = meta.get("schema")?.map(|v| v.value());
+            if found.is_none() {
+                meta.insert("schema", SCHEMA)?;
+            }
+            Ok(found)
+        })()
+        .map_err(meta_err("preparing tables in"))?;
+        if let Some(v) = created.filter(|v| *v != SCHEMA) {
+            return Err(StoreError::Meta {
+                op: "reading",
+                message: format!("schema version {v} is not {SCHEMA}, which this wharf knows"),
+            });
+        }
+    }
+    txn.commit().map_err(|e| meta_err("preparing")(e.into()))?;
+    Ok(db)
+}
+
+/// Everything the database holds, read at start-up.
+#[derive(Default)]
+pub(crate) struct Loaded {
+    pub(crate) blobs: HashMap<String, BlobRow>,
+    pub(crate) access: HashMap<String, u64>,
+    pub(crate) tags: Vec<(TagKey, TagRow)>,
+}
+
+pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
+    (|| -> Result<Loaded, redb::Error> {
+        let txn = db.begin_read()?;
+        let mut out = Loaded::default();
+        for row in txn.open_table(BLOBS)?.iter()? {
+            let (k, v) = row?;
+            let (len, mtime_ns, ino, media_type) = v.value();
+            out.blobs.insert(
+                k.value().to_owned(),
+                BlobRow {
+                    fingerprint: Fingerprint { len, mtime_ns, ino },
+                    media_type: media_type.map(str::to_owned),
+                },
+            );
+        }
+        for row in txn.open_table(ACCESS)?.iter()? {
+            let (k, v) = row?;
+            out.access.insert(k.value().to_owned(), v.value());
+        }
+        for row in txn.open_table(TAGS)?.iter()? {
+            let (k, v) = row?;
+            let (u, r, t) = k.value();
+            let (digest, media_type, size, validated_ms) = v.value();
+            out.tags.push((
+                (u.to_owned(), r.to_owned(), t.to_owned()),
+                TagRow {
+                    digest: digest.to_owned(),
+                    media_type: media_type.to_owned(),
+                    size,
+                    validated_ms,
+                },
+            ));
+        }
+        Ok(out)
+    })()
+    .map_err(meta_err("reading"))
+}
+
+/// The start-up corrections: rows for content verified now, rows to drop.
+#[derive(Default)]
+pub(crate) struct Repairs {
+    pub(crate) put: Vec<(String, BlobRow)>,
+    pub(crate) drop: Vec<String>,
+    pub(crate) drop_tags: Vec<TagKey>,
+}
+
+pub(crate) fn repair(db: &Database, r: &Repairs) -> Result<(), StoreError> {
+    if r.put.is_empty() && r.drop.is_empty() && r.drop_tags.is_empty() {
+        return Ok(());
+    }
+    (|| -> Result<(), redb::Error> {
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate);
+        {
+            let mut blobs = txn.open_table(BLOBS)?;
+            let mut access = txn.open_table(ACCESS)?;
+            let mut tags = txn.open_table(TAGS)?;
+            let now = now_ms();
+            for (k, row) in &r.put {
+                blobs.insert(k.as_str(), blob_value(row))?;
+                if access.get(k.as_str())?.is_none() {
+                    access.insert(k.as_str(), now)?;
+                }
+            }
+            for k in &r.drop {
+                blobs.remove(k.as_str())?;
+                access.remove(k.as_str())?;
+            }
+            for (u, repo, t) in &r.drop_tags {
+                tags.remove((u.as_str(), repo.as_str(), t.as_str()))?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    })()
+    .map_err(meta_err("repairing"))
+}
+
+pub(crate) fn blob_value(row: &BlobRow) -> (u64, u64, u64, Option<&str>) {
+    let fp = row.fingerprint;
+    (fp.len, fp.mtime_ns, fp.ino, row.media_type.as_deref())
+}

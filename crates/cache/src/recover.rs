@@ -1,0 +1,330 @@
+//! Start-up: reconcile what is on disk with what the metadata store says.
+//!
+//! ```text
+//! walk blobs/<alg>/<2 hex>/   (the fan-out directories split over a few threads), stat each file
+//!   name is not a digest in its place     -> quarantine/
+//!   size, mtime, inode match its row      -> trusted: kept without reading a byte
+//!   anything else (no row, changed file)  -> hashed: kept with a new row, or quarantine/
+//! rows with no file                       -> dropped
+//! tags whose manifest is not kept         -> dropped (the next pull fetches the tag again)
+//! ```
+//!
+//! So a start-up reads no content it verified before unless the file changed since, and a
+//! file flipped on disk while wharf was down (its mtime moves) is hashed, found out and
+//! quarantined, never served. The entries come back in access order for the index to load.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use redb::Database;
+use wharf_oci::Digest;
+
+use crate::error::StoreError;
+use crate::layout::Layout;
+use crate::meta::{self, BlobRow, Fingerprint, Repairs, TagKey, TagRow};
+
+/// One piece of content kept.
+pub(crate) struct Kept {
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    pub(crate) media_type: Option<Arc<str>>,
+    pub(crate) access_ms: u64,
+}
+
+/// What start-up found, and what it did about it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Report {
+    pub(crate) trusted: usize,
+    pub(crate) verified: usize,
+    pub(crate) quarantined: usize,
+    pub(crate) dropped_rows: usize,
+    pub(crate) dropped_tags: usize,
+}
+
+pub(crate) struct Recovered {
+    /// Least recently used first.
+    pub(crate) kept: Vec<Kept>,
+    pub(crate) tags: Vec<(TagKey, TagRow)>,
+    pub(crate) report: Report,
+}
+
+/// A file found under `blobs/`.
+struct Found {
+    digest: Digest,
+    path: PathBuf,
+    fingerprint: Fingerprint,
+}
+
+/// What walking `blobs/` finds: files in their places, and strays.
+type Walked = (Vec<Found>, Vec<PathBuf>);
+
+/// Threads for walking and hashing: the work is syscalls and reads more than CPU.
+fn workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8))
+}
+
+pub(crate) fn recover(
+    layout: &Layout,
+    db: &Database,
+    seq: &AtomicU64,
+) -> Result<Recovered, StoreError> {
+    // Reading the database and listing the files are independent: do both at once.
+    let (loaded, walked) = std::thread::scope(|s| {
+        let loading = s.spawn(|| meta::load(db));
+        let walked = walk(layout.blobs_dir());
+        let loaded = loading.join().unwrap_or_else(|_| {
+            Err(StoreError::Meta {
+                op: "reading",
+                message: "the reader panicked".into(),
+            })
+        });
+        (loaded, walked)
+    });
+    let (loaded, (found, strays)) = (loaded?, walked?);
+    let mut rows = loaded.blobs;
+    let mut report = Report::default();
+    let quarantine = |path: &Path, name: &str| {
+        let to = layout.quarantine_file(name, seq.fetch_add(1, Ordering::Relaxed));
+        match std::fs::rename(path, &to) {
+            Ok(()) => tracing::warn!(file = %path.display(), moved_to = %to.display(),
+                "quarantined a file whose content does not match its name"),
+            Err(e) => tracing::error!(file = %path.display(), error = %e,
+                "could not quarantine a file whose content does not match its name"),
+        }
+    };
+    for stray in &strays {
+        let name = stray
+            .strip_prefix(layout.blobs_dir())
+            .unwrap_or(stray)
+            .to_string_lossy()
+            .into_owned();
+        quarantine(stray, &name);
+        report.quarantined += 1;
+    }
+
+    let mut kept = Vec::with_capacity(found.len());
+    let mut check = Vec::new();
+    for f in found {
+        let row = rows.remove(&f.digest.to_string());
+        match row {
+            Some(row) if row.fingerprint == f.fingerprint => {
+                report.trusted += 1;
+                kept.push((f.digest, f.fingerprint, row.media_type));
+            }
+            row => check.push((f, row.and_then(|r| r.media_type))),
+        }
+    }
+    let mut repairs = Repairs {
+        drop: rows.into_keys().collect(),
+        ..Repairs::default()
+    };
+    report.dropped_rows = repairs.drop.len();
+
+    for ((f, media_type), ok) in verify_all(check) {
+        let key = f.digest.to_string();
+        if ok {
+            report.verified += 1;
+            let row = BlobRow {
+                fingerprint: f.fingerprint,
+                media_type: media_type.clone(),
+            };
+            repairs.put.push((key, row));
+            kept.push((f.digest, f.fingerprint, media_type));
+        } else {
+            quarantine(
+                &f.path,
+                &format!("{}-{}", f.digest.algorithm().as_str(), f.digest.hex()),
+            );
+            report.quarantined += 1;
+            repairs.drop.push(key);
+        }
+    }
+
+    let manifests: HashMap<String, ()> = kept
+        .iter()
+        .filter(|(_, _, mt)| mt.is_some())
+        .map(|(d, _, _)| (d.to_string(), ()))
+        .collect();
+    let (tags, gone): (Vec<_>, Vec<_>) = loaded
+        .tags
+        .into_iter()
+        .partition(|(_, row)| manifests.contains_key(&row.digest));
+    report.dropped_tags = gone.len();
+    repairs.drop_tags = gone.into_iter().map(|(k, _)| k).collect();
+    meta::repair(db, &repairs)?;
+
+    let mut kept: Vec<Kept> = kept
+        .into_iter()
+        .map(|(digest, fp, media_type)| {
+            // Content nobody recorded an access for: its mtime (when it was stored) is the
+            // best guess.
+            let access_ms = loaded
+                .access
+                .get(&digest.to_string())
+                .copied()
+                .unwrap_or(fp.mtime_ns / 1_000_000);
+            Kept {
+                digest,
+                size: fp.len,
+                media_type: media_type.map(Arc::from),
+                access_ms,
+            }
+        })
+        .collect();
+    kept.sort_by_key(|k| k.access_ms);
+    Ok(Recovered { kept, tags, report })
+}
+
+/// Lists `blobs/`: the files in their fan-out places, and the strays (files anywhere else, or
+/// whose name is not the digest of their place).
+fn walk(blobs: &Path) -> Result<Walked, StoreError> {
+    let mut shards = Vec::new();
+    let mut strays = Vec::new();
+    for alg in list(blobs)? {
+        if !alg.is_dir() {
+            strays.push(alg);
+            continue;
+        }
+        for shard in list(&alg)? {
+            if shard.is_dir() {
+                shards.push(shard);
+            } else {
+                strays.push(shard);
+            }
+        }
+    }
+    let n = workers();
+    let results: Vec<Result<Walked, StoreError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|w| {
+                let mine: Vec<&PathBuf> = shards.iter().skip(w).step_by(n).collect();
+                s.spawn(move || {
+                    let mut found = Vec::new();
+                    let mut strays = Vec::new();
+                    for shard in mine {
+                        walk_shard(shard, &mut found, &mut strays)?;
+                    }
+                    Ok((found, strays))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(StoreError::io("walking", blobs)(io::Error::other(
+                        "a walker panicked",
+                    )))
+                })
+            })
+            .collect()
+    });
+    let mut found = Vec::new();
+    for r in results {
+        let (f, s) = r?;
+        found.extend(f);
+        strays.extend(s);
+    }
+    Ok((found, strays))
+}
+
+fn walk_shard(
+    shard: &Path,
+    found: &mut Vec<Found>,
+    strays: &mut Vec<PathBuf>,
+) -> Result<(), StoreError> {
+    let prefix = shard.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let alg = shard
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let entries = std::fs::read_dir(shard).map_err(StoreError::io("listing", shard))?;
+    for entry in entries {
+        let entry = entry.map_err(StoreError::io("listing", shard))?;
+        let path = entry.path();
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            // Gone between listing and stat: nothing to keep.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(StoreError::io("reading metadata of", &path)(e)),
+        };
+        if !meta.is_file() {
+            tracing::warn!(path = %path.display(), "ignoring a non-file in the blob store");
+            continue;
+        }
+        let name = entry.file_name();
+        let digest = name
+            .to_str()
+            .and_then(|hex| Digest::parse(&format!("{alg}:{hex}")).ok())
+            .filter(|d| d.hex().starts_with(prefix) && prefix.len() == 2);
+        match digest {
+            Some(digest) => found.push(Found {
+                digest,
+                path,
+                fingerprint: Fingerprint::of(&meta),
+            }),
+            None => strays.push(path),
+        }
+    }
+    Ok(())
+}
+
+fn list(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    std::fs::read_dir(dir)
+        .and_then(|entries| entries.map(|e| e.map(|e| e.path())).collect())
+        .map_err(StoreError::io("listing", dir))
+}
+
+/// Hashes each file against its name, a few at a time.
+fn verify_all<T: Send>(items: Vec<(Found, T)>) -> Vec<((Found, T), bool)> {
+    if items.is_empty() {
+        return Vec::new();
+    }
+    let n = workers().min(items.len());
+    let mut buckets: Vec<Vec<(Found, T)>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        buckets[i % n].push(item);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = buckets
+            .into_iter()
+            .map(|bucket| {
+                s.spawn(move || {
+                    bucket
+                        .into_iter()
+                        .map(|item| {
+                            let ok = verify(&item.0.path, &item.0.digest).unwrap_or_else(|e| {
+                                tracing::warn!(path = %item.0.path.display(), error = %e, "cannot read stored content to verify it");
+                                false
+                            });
+                            (item, ok)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Whether the file at `path` hashes to `digest`.
+pub(crate) fn verify(path: &Path, digest: &Digest) -> io::Result<bool> {
+    let mut file = std::fs::File::open(path)?;
+    let mut verifier = digest.verifier();
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        verifier.update(&buf[..n]);
+    }
+    Ok(verifier.finish() == *digest)
+}

@@ -1,0 +1,296 @@
+//! The metadata writer: one thread owns the database after start-up and writes in batches.
+//! Requests only send it a message ([`Op`]), so no request waits on a commit (redb serialises
+//! write transactions). It also unlinks the files of evicted content (later, if a fill's
+//! readers still need the file), and every `flush_every` persists the access times the index
+//! recorded since the last time. A crash loses at most the last batch: content without a row is
+//! verified at the next start-up, a row without content is dropped then.
+
+// redb's error is large; it is built only when the disk fails, never on a request's path.
+#![allow(clippy::result_large_err)]
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use redb::{Database, Durability, ReadableTable};
+use tokio::sync::oneshot;
+use wharf_oci::Digest;
+
+use crate::error::StoreError;
+use crate::index::{IndexHandle, now_ms};
+use crate::layout::Layout;
+use crate::meta::{
+    ACCESS, BLOBS, BlobRow, Fingerprint, TAGS, TagKey, TagRow, blob_value, into_redb,
+};
+
+/// Whether a digest's file must stay on disk although it left the index: a fill that just
+/// stored it still has readers that may not have opened it yet.
+pub(crate) type Pinned = Arc<dyn Fn(&Digest) -> bool + Send + Sync>;
+
+/// How often pinned files of evicted content are looked at again.
+const PIN_RETRY: Duration = Duration::from_millis(200);
+
+/// A message to the writer thread.
+pub(crate) enum Op {
+    /// Content was admitted: record it (the thread stats the file for its fingerprint).
+    Put {
+        digest: Digest,
+        media_type: Option<Arc<str>>,
+    },
+    /// Content left the index: unlink the file (unless it was admitted again meanwhile) and
+    /// drop its rows.
+    Dropped(Digest),
+    PutTag(TagKey, TagRow),
+    RemoveTag(TagKey),
+    /// Persist access times and everything sent before, then answer.
+    Flush(oneshot::Sender<Result<(), String>>),
+    Stop,
+}
+
+/// The writer thread and the way to reach it.
+pub(crate) struct Writer {
+    tx: mpsc::Sender<Op>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+
+/// Most operations written in one transaction.
+const BATCH: usize = 4096;
+
+impl Writer {
+    pub(crate) fn start(
+        db: Database,
+        rx: mpsc::Receiver<Op>,
+        tx: mpsc::Sender<Op>,
+        index: IndexHandle,
+        layout: Layout,
+        pinned: Pinned,
+        flush_every: Duration,
+    ) -> Result<Writer, StoreError> {
+        let ctx = Context {
+            index,
+            layout,
+            pinned,
+        };
+        let thread = std::thread::Builder::new()
+            .name("wharf-store-meta".into())
+            .spawn(move || run(&db, &rx, &ctx, flush_every))
+            .map_err(StoreError::io(
+                "starting the metadata writer for",
+                Path::new("meta"),
+            ))?;
+        Ok(Writer {
+            tx,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(crate) fn send(&self, op: Op) {
+        // Fails only once the thread is gone (the store is closing): nothing left to record.
+        let _ = self.tx.send(op);
+    }
+
+    /// Waits until everything sent so far, and the current access times, are committed.
+    pub(crate) async fn flush(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Op::Flush(tx));
+        rx.await
+            .unwrap_or_else(|_| Err("the metadata writer has stopped".into()))
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
+    /// Writes what is pending, stops the thread and waits for it (which closes the database).
+    pub(crate) fn stop(&self) {
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            self.send(Op::Stop);
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the writer thread works with besides the database.
+struct Context {
+    index: IndexHandle,
+    layout: Layout,
+    pinned: Pinned,
+}
+
+fn run(db: &Database, rx: &mpsc::Receiver<Op>, ctx: &Context, every: Duration) {
+    let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+    let mut last_scan = now_ms();
+    // Evicted content whose file is pinned by readers: unlinked once they are gone.
+    let mut deferred: Vec<Digest> = Vec::new();
+    loop {
+        let mut ops = Vec::new();
+        let wait = if deferred.is_empty() {
+            every
+        } else {
+            PIN_RETRY.min(every)
+        };
+        match rx.recv_timeout(wait) {
+            Ok(op) => ops.push(op),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        while ops.len() < BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut acks = Vec::new();
+        let mut stop = false;
+        let mut work = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                Op::Flush(ack) => acks.push(ack),
+                Op::Stop => stop = true,
+                other => work.push(other),
+            }
+        }
+        let now = now_ms();
+        let scan = stop || !acks.is_empty() || now.saturating_sub(last_scan) >= every_ms;
+        if scan {
+            last_scan = now;
+        }
+        let result = if work.is_empty() && !scan {
+            Ok(())
+        } else {
+            write(db, work, scan, ctx, &mut deferred).map_err(|e| e.to_string())
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "writing the store's metadata failed");
+        }
+        deferred.retain(|d| {
+            if ctx.index.contains(d) {
+                return false; // wanted again
+            }
+            if (ctx.pinned)(d) && !stop {
+                return true;
+            }
+            unlink(&ctx.layout.blob(d));
+            false
+        });
+        for ack in acks {
+            let _ = ack.send(result.clone());
+        }
+        if stop {
+            return;
+        }
+    }
+}
+
+fn write(
+    db: &Database,
+    ops: Vec<Op>,
+    scan: bool,
+    ctx: &Context,
+    deferred: &mut Vec<Digest>,
+) -> Result<(), redb::Error> {
+    let (index, layout) = (&ctx.index, &ctx.layout);
+    let mut saved = Vec::new();
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate);
+    {
+        let mut blobs = txn.open_table(BLOBS)?;
+        let mut access = txn.open_table(ACCESS)?;
+        let mut tags = txn.open_table(TAGS)?;
+        for op in ops {
+            match op {
+                Op::Put { digest, media_type } => {
+                    let Ok(m) = std::fs::metadata(layout.blob(&digest)) else {
+                        continue; // evicted (or quarantined) before this ran
+                    };
+                    let key = digest.to_string();
+                    let media_type = match media_type {
+                        Some(mt) => Some(mt.to_string()),
+                        None => blobs
+                            .get(key.as_str())?
+                            .and_then(|v| v.value().3.map(str::to_owned)),
+                    };
+                    let row = BlobRow {
+                        fingerprint: Fingerprint::of(&m),
+                        media_type,
+                    };
+                    blobs.insert(key.as_str(), blob_value(&row))?;
+                    access.insert(key.as_str(), now_ms())?;
+                }
+                Op::Dropped(digest) => {
+                    if index.contains(&digest) {
+                        continue; // admitted again since: the file is wanted
+                    }
+                    let key = digest.to_string();
+                    blobs.remove(key.as_str())?;
+                    access.remove(key.as_str())?;
+                    if (ctx.pinned)(&digest) {
+                        deferred.push(digest);
+                    } else {
+                        unlink(&layout.blob(&digest));
+                    }
+                }
+                Op::PutTag((u, r, t), row) => {
+                    tags.insert(
+                        (u.as_str(), r.as_str(), t.as_str()),
+                        (
+                            row.digest.as_str(),
+                            row.media_type.as_str(),
+                            row.size,
+                            row.validated_ms,
+                        ),
+                    )?;
+                }
+                Op::RemoveTag((u, r, t)) => {
+                    tags.remove((u.as_str(), r.as_str(), t.as_str()))?;
+                }
+                Op::Flush(_) | Op::Stop => {}
+            }
+        }
+        if scan {
+            for (d, e) in index.entries() {
+                let at = e.last_access.load(Ordering::Relaxed);
+                if at != e.saved_access.load(Ordering::Relaxed) {
+                    let key = d.to_string();
+                    if blobs.get(key.as_str())?.is_some() {
+                        access.insert(key.as_str(), at)?;
+                    }
+                    saved.push((e, at));
+                }
+            }
+        }
+    }
+    txn.commit().map_err(into_redb)?;
+    for (e, at) in saved {
+        e.saved_access.store(at, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn unlink(path: &PathBuf) {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove evicted content");
+        }
+        _ => {}
+    }
+}

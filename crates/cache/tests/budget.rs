@@ -1,0 +1,174 @@
+//! The budget: content that no longer fits leaves, least recently used first, file and all;
+//! a reader holding an evicted file still gets every byte; manifests are evicted like blobs.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
+use tokio::io::AsyncReadExt;
+use wharf_cache::{FillSource, Opener, Store, StoreOptions};
+use wharf_oci::Digest;
+
+use common::{bounded, content, files_under};
+
+const KIB: usize = 1024;
+
+/// An upstream that answers with all of `bytes` at once.
+fn whole(bytes: Vec<u8>) -> Opener {
+    let bytes = Bytes::from(bytes);
+    Arc::new(move |_| {
+        let b = bytes.clone();
+        async move {
+            Ok(FillSource {
+                len: Some(b.len() as u64),
+                body: futures_util::stream::iter([Ok(b)]).boxed(),
+            })
+        }
+        .boxed()
+    })
+}
+
+/// Content `n` of `len` bytes, distinct for each `n`.
+fn blob(n: u8, len: usize) -> Vec<u8> {
+    let mut b = content(len);
+    b[0] = n;
+    b
+}
+
+async fn fill(store: &Arc<Store>, bytes: Vec<u8>) -> Digest {
+    let d = Digest::sha256_of(&bytes);
+    bounded(store.fill(&d, whole(bytes)).done())
+        .await
+        .expect("fill");
+    d
+}
+
+async fn open_small(root: &Path, max_size: usize) -> Arc<Store> {
+    let options = StoreOptions {
+        max_size: max_size as u64,
+        ..StoreOptions::default()
+    };
+    Store::open_with(root, options).await.expect("open")
+}
+
+fn blob_path(root: &Path, d: &Digest) -> std::path::PathBuf {
+    let hex = d.hex();
+    root.join("blobs/sha256").join(&hex[..2]).join(hex)
+}
+
+fn bytes_on_disk(root: &Path) -> u64 {
+    files_under(&root.join("blobs"))
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test]
+async fn the_least_recently_used_leaves_and_its_file_goes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_small(dir.path(), 10 * KIB).await;
+    let a = fill(&store, blob(1, 4 * KIB)).await;
+    let b = fill(&store, blob(2, 4 * KIB)).await;
+    // A is used again: B is now the least recently used.
+    assert!(store.open_blob(&a).await.expect("open").is_some());
+    let c = fill(&store, blob(3, 4 * KIB)).await;
+    store.flush().await.expect("flush");
+
+    assert_eq!(store.blob_size(&b).await, None, "B was evicted");
+    assert!(!blob_path(dir.path(), &b).exists(), "B's file was removed");
+    for kept in [&a, &c] {
+        assert_eq!(store.blob_size(kept).await, Some(4 * KIB as u64));
+        assert!(blob_path(dir.path(), kept).is_file());
+    }
+    let stats = store.stats();
+    assert_eq!(stats.size_bytes, 8 * KIB as u64);
+    assert_eq!(stats.max_size_bytes, 10 * KIB as u64);
+    assert_eq!(stats.entries, 2);
+    assert!(bytes_on_disk(dir.path()) <= 10 * KIB as u64);
+
+    // An evicted blob is a miss, and a new fill brings it back.
+    assert!(store.open_blob(&b).await.expect("open").is_none());
+    fill(&store, blob(2, 4 * KIB)).await;
+    assert_eq!(store.blob_size(&b).await, Some(4 * KIB as u64));
+    store.flush().await.expect("flush");
+    assert!(bytes_on_disk(dir.path()) <= 10 * KIB as u64);
+}
+
+#[tokio::test]
+async fn a_reader_of_an_evicted_blob_gets_every_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_small(dir.path(), 300 * KIB).await;
+    let data = blob(1, 200 * KIB);
+    let a = fill(&store, data.clone()).await;
+    let (mut file, size) = store.open_blob(&a).await.expect("open").expect("stored");
+    assert_eq!(size, data.len() as u64);
+    let mut first = vec![0; 1000];
+    file.read_exact(&mut first).await.expect("read");
+
+    // Something larger arrives: A must go, while its reader is half-way.
+    fill(&store, blob(2, 200 * KIB)).await;
+    store.flush().await.expect("flush");
+    assert!(!blob_path(dir.path(), &a).exists(), "A's file was unlinked");
+
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest).await.expect("read the rest");
+    first.extend(rest);
+    assert_eq!(first, data);
+}
+
+#[tokio::test]
+async fn manifests_are_evicted_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_small(dir.path(), 8 * KIB).await;
+    let manifest =
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
+    let m = Digest::sha256_of(manifest);
+    store
+        .put_manifest(&m, "application/vnd.oci.image.manifest.v1+json", manifest)
+        .await
+        .expect("put");
+    fill(&store, blob(1, 4 * KIB)).await;
+    fill(&store, blob(2, 4 * KIB)).await;
+    store.flush().await.expect("flush");
+    assert!(store.get_manifest(&m).await.expect("get").is_none());
+    assert!(!blob_path(dir.path(), &m).exists());
+}
+
+#[tokio::test]
+async fn content_larger_than_the_budget_is_served_but_not_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_small(dir.path(), 16 * KIB).await;
+    let small = fill(&store, blob(1, 2 * KIB)).await;
+    let data = blob(2, 64 * KIB);
+    let d = Digest::sha256_of(&data);
+    let f = store.fill(&d, whole(data.clone()));
+    let reader = f.reader(0, data.len() as u64);
+    bounded(f.done()).await.expect("fill");
+    store.flush().await.expect("flush");
+    // Evicted at once, but the reader that had not opened the file yet still reads it all.
+    assert_eq!(store.blob_size(&d).await, None);
+    let got = bounded(common::collect(reader)).await.expect("read");
+    assert_eq!(got, data);
+    // Its fill and readers gone, the file goes.
+    drop(f);
+    store.flush().await.expect("flush");
+    assert_eq!(store.blob_size(&d).await, None);
+    assert_eq!(store.blob_size(&small).await, Some(2 * KIB as u64));
+    assert!(bytes_on_disk(dir.path()) <= 16 * KIB as u64);
+}
+
+#[tokio::test]
+async fn hits_and_misses_are_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_small(dir.path(), 64 * KIB).await;
+    let a = fill(&store, blob(1, KIB)).await;
+    assert!(store.open_blob(&a).await.expect("open").is_some());
+    assert!(store.open_blob(&a).await.expect("open").is_some());
+    let missing = Digest::sha256_of(b"missing");
+    assert!(store.open_blob(&missing).await.expect("open").is_none());
+    let s = store.stats();
+    assert_eq!((s.hits, s.misses), (2, 1));
+}

@@ -1,0 +1,363 @@
+//! The admin listener (`server.admin_listen`, loopback by default; never the registry port):
+//! health, readiness, and the small JSON API that `wharf cache stats|ls|rm` calls.
+//!
+//! ```text
+//! GET  /healthz              200 "ok" while the process serves
+//! GET  /readyz               200 once the store is open and writable, else 503
+//! GET  /admin/cache/stats    size, budget, entries, hits and misses, stale answers
+//! GET  /admin/cache/tags     tag records per upstream and repository
+//! POST /admin/cache/rm       {"ref": "<name>[:tag|@digest]", "image": bool}: drop a tag (or a
+//!                            whole image: its manifests, config and layers) so the next pull
+//!                            fetches it again
+//! GET  /metrics              (reserved for the metrics endpoint)
+//! ```
+//!
+//! References name upstreams as clients do: `oracle/os/oraclelinux:7-slim`,
+//! `container-registry.oracle.com/os/oraclelinux:7-slim`, or a bare `hello:latest` for the
+//! default upstream (see `upstreams.rs`).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use wharf_oci::{Digest, Reference, RepositoryName};
+
+use crate::Proxy;
+use crate::body::{self, Body};
+
+/// Largest request body the admin API reads.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Serves the admin API for `proxy` on `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let proxy = proxy.clone();
+        let service = service_fn(move |req| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(handle(&proxy, req).await) }
+        });
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Answers one admin request.
+pub async fn handle<B>(proxy: &Proxy, req: Request<B>) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let resp = match (&method, path.as_str()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, "/readyz") => match proxy.store().check_writable().await {
+            Ok(()) => json_response(StatusCode::OK, &json!({"status": "ready"})),
+            Err(e) => json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "error": e.to_string()}),
+            ),
+        },
+        (&Method::GET, "/admin/cache/stats") => json_response(StatusCode::OK, &stats(proxy)),
+        (&Method::GET, "/admin/cache/tags") => json_response(StatusCode::OK, &tags(proxy)),
+        (&Method::POST, "/admin/cache/rm") => match read_json(req).await {
+            Ok(v) => rm(proxy, &v).await,
+            Err(e) => error(StatusCode::BAD_REQUEST, e),
+        },
+        (
+            _,
+            "/healthz" | "/readyz" | "/admin/cache/stats" | "/admin/cache/tags" | "/admin/cache/rm",
+        ) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {path}"),
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no admin endpoint at {path}"),
+        ),
+    };
+    tracing::debug!(target: "wharf::admin", %method, path, status = resp.status().as_u16());
+    resp
+}
+
+fn stats(proxy: &Proxy) -> Value {
+    let s = proxy.store().stats();
+    let lookups = s.hits + s.misses;
+    json!({
+        "size_bytes": s.size_bytes,
+        "max_size_bytes": s.max_size_bytes,
+        "entries": s.entries,
+        "manifests": s.manifests,
+        "blobs": s.entries - s.manifests.min(s.entries),
+        "tags": s.tags,
+        "hits": s.hits,
+        "misses": s.misses,
+        "hit_ratio": (lookups > 0).then(|| s.hits as f64 / lookups as f64),
+        "stale_served": proxy.stale_served(),
+    })
+}
+
+fn tags(proxy: &Proxy) -> Value {
+    let store = proxy.store();
+    let mut by_upstream: BTreeMap<String, BTreeMap<String, Vec<Value>>> = BTreeMap::new();
+    // Every configured upstream is listed, even with nothing cached.
+    for up in proxy.upstreams().iter() {
+        by_upstream.entry(up.name.clone()).or_default();
+    }
+    for t in store.tags() {
+        let immutable = proxy
+            .upstreams()
+            .iter()
+            .find(|u| u.name == t.upstream)
+            .is_some_and(|u| u.is_immutable(&t.tag));
+        by_upstream
+            .entry(t.upstream)
+            .or_default()
+            .entry(t.repository)
+            .or_default()
+            .push(json!({
+                "tag": t.tag,
+                "digest": t.record.digest.to_string(),
+                "media_type": t.record.media_type,
+                "size": t.record.size,
+                "validated_secs_ago": t.record.validated_at.elapsed().as_secs(),
+                "immutable": immutable,
+                "manifest_cached": store.contains(&t.record.digest),
+            }));
+    }
+    let upstreams: Vec<Value> = by_upstream
+        .into_iter()
+        .map(|(name, repos)| {
+            let repositories: Vec<Value> = repos
+                .into_iter()
+                .map(|(repo, tags)| json!({"name": repo, "tags": tags}))
+                .collect();
+            json!({"name": name, "repositories": repositories})
+        })
+        .collect();
+    json!({ "upstreams": upstreams })
+}
+
+/// `name[:tag]` or `name@digest`; no tag means `latest`, as with Docker.
+fn split_ref(r: &str) -> Result<(&str, Reference), String> {
+    let (name, reference) = if let Some((name, digest)) = r.split_once('@') {
+        (name, digest.to_owned())
+    } else {
+        let slash = r.rfind('/').map_or(0, |i| i + 1);
+        match r[slash..].rfind(':') {
+            Some(i) => (&r[..slash + i], r[slash + i + 1..].to_owned()),
+            None => (r, "latest".to_owned()),
+        }
+    };
+    let reference = Reference::parse(&reference).map_err(|e| format!("{r:?}: {e}"))?;
+    Ok((name, reference))
+}
+
+async fn rm(proxy: &Proxy, body: &Value) -> Response<Body> {
+    let Some(r) = body.get("ref").and_then(Value::as_str) else {
+        return error(StatusCode::BAD_REQUEST, "the body needs a \"ref\" string");
+    };
+    let image = body.get("image").and_then(Value::as_bool).unwrap_or(false);
+    let (name, reference) = match split_ref(r) {
+        Ok(x) => x,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let name = match RepositoryName::parse(name) {
+        Ok(n) => n,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{r:?}: {e}")),
+    };
+    let target = match proxy.upstreams().select(None, None, &name) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::NOT_FOUND, e.0),
+    };
+    let (up, repo) = (&target.upstream.name, target.repo.as_str());
+    let store = proxy.store();
+    let mut removed_tags = Vec::new();
+    let digest = match &reference {
+        Reference::Tag(tag) => {
+            let Some(rec) = store.remove_tag(up, repo, tag) else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("no tag record for {repo}:{tag} of upstream {up}"),
+                );
+            };
+            removed_tags.push(tag.clone());
+            rec.digest
+        }
+        Reference::Digest(d) => d.clone(),
+    };
+    let (mut removed, mut freed) = (0u64, 0u64);
+    if image || matches!(reference, Reference::Digest(_)) {
+        // The other tags of this repository that point at the image go too, so a pull by any
+        // of them fetches it again rather than finding a record without its manifest.
+        for t in store.tags() {
+            if t.upstream == *up && t.repository == repo && t.record.digest == digest {
+                store.remove_tag(up, repo, &t.tag);
+                removed_tags.push(t.tag);
+            }
+        }
+        for d in image_content(proxy, &digest).await {
+            if let Some(size) = store.remove(&d) {
+                removed += 1;
+                freed += size;
+            }
+        }
+        if removed == 0 && removed_tags.is_empty() {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("nothing cached for {repo}@{digest} of upstream {up}"),
+            );
+        }
+    }
+    if let Err(e) = store.flush().await {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
+    tracing::info!(upstream = %up, repo, reference = r, image, removed_tags = removed_tags.len(),
+        removed, freed, "removed from the cache by an operator");
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "upstream": up,
+            "repository": repo,
+            "digest": digest.to_string(),
+            "removed_tags": removed_tags,
+            "removed_content": removed,
+            "freed_bytes": freed,
+        }),
+    )
+}
+
+/// The manifest `d` and everything it references that is stored: for an index, its child
+/// manifests and theirs; for an image, its config and layers.
+async fn image_content(proxy: &Proxy, d: &Digest) -> Vec<Digest> {
+    let store = proxy.store();
+    let mut out = vec![d.clone()];
+    let mut manifests = vec![d.clone()];
+    // Bounded: an index of indexes of indexes is already unusual.
+    for _ in 0..4 {
+        let mut next = Vec::new();
+        for m in manifests {
+            let Ok(Some((_, bytes))) = store.get_manifest(&m).await else {
+                continue;
+            };
+            let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
+                continue;
+            };
+            let digests = |key: &str| -> Vec<Digest> {
+                doc.get(key)
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.get("digest")?.as_str())
+                    .filter_map(|s| Digest::parse(s).ok())
+                    .collect()
+            };
+            let children = digests("manifests");
+            out.extend(children.iter().cloned());
+            next.extend(children);
+            out.extend(digests("layers"));
+            if let Some(c) = doc
+                .get("config")
+                .and_then(|c| c.get("digest"))
+                .and_then(Value::as_str)
+                .and_then(|s| Digest::parse(s).ok())
+            {
+                out.push(c);
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        manifests = next;
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+async fn read_json<B>(req: Request<B>) -> Result<Value, String>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let bytes = Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the request body: {e}"))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| format!("the request body is not JSON: {e}"))
+}
+
+fn text(status: StatusCode, s: &'static str) -> Response<Body> {
+    let mut resp = Response::new(body::full(s));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut text = v.to_string();
+    text.push('\n');
+    let mut resp = Response::new(body::full(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    json_response(status, &json!({ "error": message.into() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_like_docker_does() {
+        let (n, r) = split_ref("oracle/os/oraclelinux:7-slim").expect("ref");
+        assert!(n == "oracle/os/oraclelinux" && r == Reference::Tag("7-slim".into()));
+        let (n, r) = split_ref("registry.local:5000/hello").expect("ref");
+        assert!(n == "registry.local:5000/hello" && r == Reference::Tag("latest".into()));
+        let d = Digest::sha256_of(b"x");
+        let r = format!("hello@{d}");
+        let (n, r) = split_ref(&r).expect("ref");
+        assert!(n == "hello" && r == Reference::Digest(d));
+        assert!(split_ref("hello:").is_err());
+        assert!(split_ref("hello@sha256:nothex").is_err());
+    }
+}
