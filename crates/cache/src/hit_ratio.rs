@@ -2,7 +2,7 @@
 //! and cache controls"). Not a check, a measurement; run it with
 //!
 //! ```sh
-//! cargo test -p wharf-cache --lib hit_ratio -- --ignored --nocapture
+//! cargo bench -p wharf-cache --bench hit_ratio
 //! ```
 //!
 //! Each trace is replayed through the store's own [`Index`] (moka, weighted by size) with each
@@ -218,9 +218,8 @@ fn rollout(warm: &Trace, budget: u64, policy: Policy, pulls: usize) -> usize {
     fetched
 }
 
-#[test]
-#[ignore = "a measurement: run with --ignored --nocapture"]
-fn hit_ratio() {
+/// Replays the traces and prints the table (the `hit_ratio` bench target calls it).
+pub fn run() {
     let mut rng = Rng(20_240_601);
     let traces = [
         ("zipf", zipf_trace(&mut rng, 300_000)),

@@ -73,6 +73,8 @@ pub(crate) struct Index {
     /// Bytes of all entries (exact; moka's weighted size is in rounded-up KiB).
     bytes: Arc<AtomicU64>,
     max_bytes: u64,
+    /// Entries and bytes the policy evicted (not explicit removals), for the metrics.
+    evicted: Arc<[AtomicU64; 2]>,
 }
 
 impl std::fmt::Debug for Index {
@@ -103,6 +105,8 @@ impl Index {
     pub(crate) fn new(max_bytes: u64, policy: Policy, sink: Sink) -> Index {
         let bytes = Arc::new(AtomicU64::new(0));
         let counted = bytes.clone();
+        let evicted: Arc<[AtomicU64; 2]> = Arc::default();
+        let counted_evictions = evicted.clone();
         let cache = Cache::builder()
             .max_capacity((max_bytes / UNIT).max(1))
             .weigher(|_: &Digest, e: &Arc<Entry>| weight(e.size))
@@ -118,6 +122,10 @@ impl Index {
                     RemovalCause::Explicit => Removal::Removed,
                 };
                 counted.fetch_sub(e.size, Ordering::Relaxed);
+                if removal == Removal::Evicted {
+                    counted_evictions[0].fetch_add(1, Ordering::Relaxed);
+                    counted_evictions[1].fetch_add(e.size, Ordering::Relaxed);
+                }
                 sink(Digest::clone(&digest), removal);
             })
             .build();
@@ -125,6 +133,7 @@ impl Index {
             cache,
             bytes,
             max_bytes,
+            evicted,
         }
     }
 
@@ -197,6 +206,14 @@ impl Index {
 
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Entries and bytes evicted by the size policy since the store opened.
+    pub(crate) fn evicted(&self) -> (u64, u64) {
+        (
+            self.evicted[0].load(Ordering::Relaxed),
+            self.evicted[1].load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn max_bytes(&self) -> u64 {

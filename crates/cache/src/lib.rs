@@ -31,8 +31,9 @@
 
 mod error;
 mod fill;
-#[cfg(test)]
-mod hit_ratio;
+/// The figures behind the index's policy; run by the `hit_ratio` bench target.
+#[doc(hidden)]
+pub mod hit_ratio;
 mod index;
 mod layout;
 mod meta;

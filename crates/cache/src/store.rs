@@ -66,6 +66,11 @@ pub struct StoreStats {
     /// Blob and manifest lookups answered from the store, and those that were not.
     pub hits: u64,
     pub misses: u64,
+    /// Entries and bytes evicted to stay within the budget since the store opened.
+    pub evictions: u64,
+    pub evicted_bytes: u64,
+    /// Blob fills downloading now.
+    pub fills_in_flight: u64,
 }
 
 /// The digest-addressed store under one root directory. See the crate docs for the layout.
@@ -383,7 +388,16 @@ impl Store {
     /// Size, budget, entries and hit counts.
     pub fn stats(&self) -> StoreStats {
         self.index.settle();
+        let (evictions, evicted_bytes) = self.index.evicted();
+        let fills_in_flight = self
+            .fills
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len() as u64;
         StoreStats {
+            evictions,
+            evicted_bytes,
+            fills_in_flight,
             size_bytes: self.index.bytes(),
             max_size_bytes: self.index.max_bytes(),
             entries: self.index.entry_count(),

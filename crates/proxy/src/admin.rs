@@ -9,7 +9,7 @@
 //! POST /admin/cache/rm       {"ref": "<name>[:tag|@digest]", "image": bool}: drop a tag (or a
 //!                            whole image: its manifests, config and layers) so the next pull
 //!                            fetches it again
-//! GET  /metrics              (reserved for the metrics endpoint)
+//! GET  /metrics              Prometheus text exposition (the `wharf-metrics` families)
 //! ```
 //!
 //! References name upstreams as clients do: `oracle/os/oraclelinux:7-slim`,
@@ -87,6 +87,7 @@ where
                 &json!({"status": "unavailable", "error": e.to_string()}),
             ),
         },
+        (&Method::GET, "/metrics") => metrics(proxy),
         (&Method::GET, "/admin/cache/stats") => json_response(StatusCode::OK, &stats(proxy)),
         (&Method::GET, "/admin/cache/tags") => json_response(StatusCode::OK, &tags(proxy)),
         (&Method::POST, "/admin/cache/rm") => match read_json(req).await {
@@ -95,7 +96,8 @@ where
         },
         (
             _,
-            "/healthz" | "/readyz" | "/admin/cache/stats" | "/admin/cache/tags" | "/admin/cache/rm",
+            "/healthz" | "/readyz" | "/metrics" | "/admin/cache/stats" | "/admin/cache/tags"
+            | "/admin/cache/rm",
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {path}"),
@@ -106,6 +108,25 @@ where
         ),
     };
     tracing::debug!(target: "wharf::admin", %method, path, status = resp.status().as_u16());
+    resp
+}
+
+/// The store's gauges are read now; everything else is counted as it happens.
+fn metrics(proxy: &Proxy) -> Response<Body> {
+    let s = proxy.store().stats();
+    let m = proxy.metrics();
+    m.set_cache(wharf_metrics::CacheSnapshot {
+        size_bytes: s.size_bytes,
+        budget_bytes: s.max_size_bytes,
+        entries: s.entries,
+        evictions: s.evictions,
+        evicted_bytes: s.evicted_bytes,
+    });
+    let mut resp = Response::new(body::full(m.encode()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(wharf_metrics::CONTENT_TYPE),
+    );
     resp
 }
 

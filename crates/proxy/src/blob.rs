@@ -11,10 +11,12 @@ use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use wharf_cache::{FillSource, Opener, SourceError};
+use wharf_metrics::{Metrics, Outcome};
 use wharf_oci::Digest;
 
 use crate::body::{self, Body};
 use crate::error::{Missing, ProxyError};
+use crate::observe::{Answered, FillGauge, Held};
 use crate::range::{self, RangeAnswer};
 use crate::upstreams::Target;
 use crate::{Proxy, content_length};
@@ -47,7 +49,7 @@ impl Proxy {
                 ),
                 RangeAnswer::Unsatisfiable => unsatisfiable(size),
             };
-            return Ok(cache_status(CACHE_HIT, resp));
+            return Ok(answered(Outcome::Hit, cache_status(CACHE_HIT, resp)));
         }
         let up = &target.upstream;
         if head {
@@ -62,15 +64,35 @@ impl Proxy {
                     message: format!("HEAD of blob {digest} came without a Content-Length"),
                 })?;
             let resp = blob_response(StatusCode::OK, digest, size, None, body::empty());
-            return Ok(cache_status(CACHE_MISS, resp));
+            return Ok(answered(Outcome::Miss, cache_status(CACHE_MISS, resp)));
         }
 
-        let fill = self.store.fill(digest, opener(target, digest));
+        // cache.max_concurrent_fills bounds the downloads, not the readers: joining a fill in
+        // flight needs no place. A new fill waits for a permit (never fails for lack of one);
+        // the opener holds it for the fill's life, and drops it at once if another request
+        // started the same fill meanwhile.
+        let gauge = FillGauge::new(&self.metrics, &up.name);
+        let fill = match self.store.fill_in_flight(digest) {
+            Some(fill) => fill,
+            None => {
+                let permit = self.fill_permits.clone().acquire_owned().await.ok();
+                let open = opener(target, digest, permit, &self.metrics, gauge.clone());
+                self.store.fill(digest, open)
+            }
+        };
+        let waiting = Held::new(self.metrics.fill_waiters.with_label_values(&[&up.name]));
         let size = fill.ready().await.map_err(|source| ProxyError::Fill {
             upstream: up.name.clone(),
             missing: Missing::Blob,
             source,
         })?;
+        drop(waiting);
+        // This request's opener ran: it started the fill; else it joined one in flight.
+        let outcome = if gauge.is_opened() {
+            Outcome::Miss
+        } else {
+            Outcome::Coalesced
+        };
         let resp = match range::answer(range, size) {
             RangeAnswer::Full => blob_response(
                 StatusCode::OK,
@@ -88,8 +110,13 @@ impl Proxy {
             ),
             RangeAnswer::Unsatisfiable => unsatisfiable(size),
         };
-        Ok(cache_status(CACHE_MISS, resp))
+        Ok(answered(outcome, cache_status(CACHE_MISS, resp)))
     }
+}
+
+fn answered(outcome: Outcome, mut resp: Response<Body>) -> Response<Body> {
+    resp.extensions_mut().insert(Answered(outcome));
+    resp
 }
 
 /// `X-Wharf-Cache: hit` when the blob was already in the store, `miss` when this request had to
@@ -104,12 +131,24 @@ fn cache_status(value: &'static str, mut resp: Response<Body>) -> Response<Body>
 }
 
 /// How a fill opens the upstream body, from byte `offset` on.
-fn opener(target: &Target, digest: &Digest) -> Opener {
+fn opener(
+    target: &Target,
+    digest: &Digest,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    metrics: &Metrics,
+    gauge: Arc<FillGauge>,
+) -> Opener {
+    let received = metrics
+        .upstream_received_bytes
+        .with_label_values(&[&target.upstream.name]);
     let client = target.upstream.client.clone();
     let repo = target.repo.as_str().to_owned();
     let digest = digest.clone();
     Arc::new(move |offset: u64| {
+        let _fill_permit = &permit;
+        gauge.opened();
         let (client, repo, digest) = (client.clone(), repo.clone(), digest.clone());
+        let received = received.clone();
         async move {
             let from = (offset > 0).then_some(offset);
             let resp = client
@@ -123,6 +162,7 @@ fn opener(target: &Target, digest: &Digest) -> Opener {
             let body = resp
                 .body
                 .into_data_stream()
+                .inspect_ok(move |chunk| received.inc_by(chunk.len() as u64))
                 .map_err(|e| Arc::new(e) as SourceError)
                 .boxed();
             Ok(FillSource { len, body })

@@ -3,7 +3,9 @@
 //! A request's way through:
 //!
 //! ```text
-//! accept (TCP) -> hyper-util auto (HTTP/1.1, h2c) -> Proxy::handle
+//! accept (TCP or rustls, server.rs / tls.rs; bounds in limits.rs)
+//!   -> hyper-util auto (HTTP/1.1, h2 by ALPN or h2c) -> Proxy::handle
+//!   -> URI too long? 414; client authentication (auth.rs): 401 with wharf's own challenge
 //!   -> route::parse_path: /v2/ ping | /[<mount>/]v2/<name>/{manifests,blobs,tags,referrers,blobs/uploads}
 //!      (parsed from the end; name, tag and digest validated, never percent-decoded)
 //!   -> Upstreams::select: ?ns=<prefix> | /<mount>/v2/ | first name component | default upstream
@@ -16,19 +18,24 @@
 //!   -> errors: ProxyError::into_response, the one place that writes OCI error JSON
 //! ```
 //!
-//! The admin listener (`admin.rs`, `server.admin_listen`) is separate: `/healthz`, `/readyz`
+//! The admin listener (`admin.rs`, `server.admin_listen`) is separate: `/healthz`, `/readyz`,
+//! `/metrics` (the families of `wharf-metrics`, counted by `observe.rs`)
 //! and the JSON API behind `wharf cache stats|ls|rm`.
 
 pub mod admin;
+pub mod auth;
 mod blob;
 pub mod body;
 mod error;
 pub mod freshness;
+pub mod limits;
 mod manifest;
+mod observe;
 pub mod range;
 pub mod route;
 mod server;
 mod tags;
+pub mod tls;
 pub mod upstreams;
 
 use std::sync::Arc;
@@ -41,7 +48,7 @@ use wharf_oci::{Digest, ErrorCode, NameError};
 
 pub use body::Body;
 pub use error::ProxyError;
-pub use server::serve;
+pub use server::{ServerOptions, serve, serve_with};
 pub use upstreams::{Upstream, Upstreams};
 
 use route::{Endpoint, RouteError};
@@ -52,19 +59,83 @@ pub struct Proxy {
     store: Arc<Store>,
     /// Tag requests answered with a record the upstream could not confirm (stale-if-error).
     stale_served: AtomicU64,
+    /// Who may pull; `None`: everyone, and `Authorization` is ignored.
+    auth: Option<auth::ClientAuth>,
+    /// Fills started at once (`cache.max_concurrent_fills`); a fill waits for a permit.
+    pub(crate) fill_permits: Arc<tokio::sync::Semaphore>,
+    /// Where requests, fills and stale answers are counted (`wharf-metrics`).
+    pub(crate) metrics: wharf_metrics::Metrics,
+}
+
+/// What a [`Proxy`] is built with besides its upstreams and store.
+pub struct ProxyOptions {
+    pub auth: Option<auth::ClientAuth>,
+    /// Default 64.
+    pub max_concurrent_fills: usize,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            auth: None,
+            max_concurrent_fills: 64,
+        }
+    }
 }
 
 impl Proxy {
     pub fn new(upstreams: Upstreams, store: Arc<Store>) -> Arc<Self> {
+        Proxy::with_options(upstreams, store, ProxyOptions::default())
+    }
+
+    pub fn with_options(
+        upstreams: Upstreams,
+        store: Arc<Store>,
+        options: ProxyOptions,
+    ) -> Arc<Self> {
+        Proxy::with_metrics(
+            upstreams,
+            store,
+            options,
+            wharf_metrics::Metrics::standalone(),
+        )
+    }
+
+    /// As [`Proxy::with_options`], counting into `metrics` (which `/metrics` on the admin
+    /// listener exports). Upstream clients count into it once given it with
+    /// `Client::with_metrics`.
+    pub fn with_metrics(
+        upstreams: Upstreams,
+        store: Arc<Store>,
+        options: ProxyOptions,
+        metrics: wharf_metrics::Metrics,
+    ) -> Arc<Self> {
+        for up in upstreams.iter() {
+            metrics.init_upstream(&up.name);
+        }
         Arc::new(Proxy {
+            metrics,
             upstreams,
             store,
             stale_served: AtomicU64::new(0),
+            auth: options.auth,
+            fill_permits: Arc::new(tokio::sync::Semaphore::new(
+                options.max_concurrent_fills.max(1),
+            )),
         })
+    }
+
+    /// Client authentication, if configured (SIGHUP reloads its htpasswd file).
+    pub fn auth(&self) -> Option<&auth::ClientAuth> {
+        self.auth.as_ref()
     }
 
     pub fn upstreams(&self) -> &Upstreams {
         &self.upstreams
+    }
+
+    pub fn metrics(&self) -> &wharf_metrics::Metrics {
+        &self.metrics
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -82,15 +153,31 @@ impl Proxy {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let head = method == Method::HEAD;
-        let mut resp = match self.route(&req).await {
-            Ok(r) => r,
-            Err(e) => {
-                if !matches!(e, ProxyError::Oci { .. }) {
-                    tracing::warn!(%method, path, error = %e, "request failed");
-                }
-                e.into_response(head)
-            }
+        let admitted = match limits::check_uri(&req) {
+            Err(e) => Err(limits::uri_too_long(e, head)),
+            Ok(()) => self.authenticate(&req, head).await,
         };
+        let endpoint = route::parse_path(&path).map_or("other", |p| p.endpoint.kind());
+        let mut upstream = None;
+        let mut failed = true;
+        let resp = match admitted {
+            Err(refused) => refused,
+            Ok(()) => match self.route(&req, &mut upstream).await {
+                Ok(r) => {
+                    failed = false;
+                    r
+                }
+                Err(e) => {
+                    if !matches!(e, ProxyError::Oci { .. }) {
+                        tracing::warn!(%method, path, error = %e, "request failed");
+                    }
+                    e.into_response(head)
+                }
+            },
+        };
+        let upstream = upstream.as_deref().unwrap_or("none");
+        let (mut resp, result) =
+            observe::record(&self.metrics, upstream, endpoint, failed, started, resp);
         let h = resp.headers_mut();
         h.insert(
             "docker-distribution-api-version",
@@ -102,11 +189,35 @@ impl Proxy {
             path,
             status = resp.status().as_u16(),
             ms = started.elapsed().as_millis() as u64,
+            upstream,
+            result = result.as_str(),
         );
         resp
     }
 
-    async fn route<B>(&self, req: &Request<B>) -> Result<Response<Body>, ProxyError> {
+    /// Client authentication (auth.rs): `Err` is the 401 to send, with wharf's own challenge.
+    async fn authenticate<B>(&self, req: &Request<B>, head: bool) -> Result<(), Response<Body>> {
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
+        let ping =
+            matches!(route::parse_path(req.uri().path()), Ok(p) if p.endpoint == Endpoint::Ping);
+        match auth.check(req.headers(), ping).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let mut resp = e.into_response(head);
+                auth::add_challenge(&mut resp);
+                Err(resp)
+            }
+        }
+    }
+
+    /// `upstream` is set to the chosen upstream's name, for the metrics.
+    async fn route<B>(
+        &self,
+        req: &Request<B>,
+        upstream: &mut Option<String>,
+    ) -> Result<Response<Body>, ProxyError> {
         let head = match *req.method() {
             Method::GET => false,
             Method::HEAD => true,
@@ -138,6 +249,7 @@ impl Proxy {
             .upstreams
             .select(ns.as_deref(), parsed.mount.as_deref(), name)
             .map_err(|e| ProxyError::oci(ErrorCode::NameUnknown, e.0))?;
+        *upstream = Some(target.upstream.name.clone());
         let mut resp = match &parsed.endpoint {
             Endpoint::Ping => ping(),
             Endpoint::Manifest { reference, .. } => {

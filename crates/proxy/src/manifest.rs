@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use tokio::time::Instant;
 use wharf_cache::TagRecord;
+use wharf_metrics::Outcome;
 use wharf_oci::{Digest, ErrorCode, Reference, media::AcceptSet};
 
 use crate::body::{self, Body};
@@ -30,6 +31,8 @@ struct Manifest {
     digest: Digest,
     media_type: String,
     bytes: Bytes,
+    /// For the metrics: from the store (`hit`, `stale`) or fetched (`miss`).
+    outcome: Outcome,
 }
 
 impl Proxy {
@@ -72,6 +75,7 @@ impl Proxy {
                 digest: digest.clone(),
                 media_type,
                 bytes,
+                outcome: Outcome::Hit,
             });
         }
         self.fetch_manifest(target, &digest.to_string(), Some(digest))
@@ -92,6 +96,7 @@ impl Proxy {
                     digest: rec.digest.clone(),
                     media_type,
                     bytes,
+                    outcome: Outcome::Hit,
                 }),
             None => None,
         };
@@ -104,7 +109,10 @@ impl Proxy {
         }
         if up.backoff.remaining().is_some() {
             self.served_stale(target, tag, Stale::BackingOff, None);
-            return Ok(cached);
+            return Ok(Manifest {
+                outcome: Outcome::Stale,
+                ..cached
+            });
         }
         let head = up.client.manifest(Method::HEAD, repo, tag).await;
         let fresh = match head {
@@ -121,11 +129,13 @@ impl Proxy {
                                 ..rec
                             },
                         );
+                        self.revalidated(target, "unchanged");
                         return Ok(cached);
                     }
                     Some(d) => self
                         .fetch_manifest(target, &d.to_string(), Some(&d))
                         .await
+                        .inspect(|_| self.revalidated(target, "changed"))
                         .inspect(|m| self.remember_tag(target, tag, m)),
                     // No digest on the HEAD: the only way to know is a GET.
                     None => self.fetch_tag(target, tag).await,
@@ -144,16 +154,34 @@ impl Proxy {
                 Some(window) => {
                     up.backoff.trip(window);
                     self.served_stale(target, tag, Stale::of(&source), Some(&source));
-                    Ok(cached)
+                    self.revalidated(target, "failed_served_stale");
+                    Ok(Manifest {
+                        outcome: Outcome::Stale,
+                        ..cached
+                    })
                 }
-                None => Err(ProxyError::Upstream { missing, source }),
+                None => {
+                    self.revalidated(target, "failed");
+                    Err(ProxyError::Upstream { missing, source })
+                }
             },
-            other => other,
+            Err(e) => {
+                self.revalidated(target, "failed");
+                Err(e)
+            }
+            ok => ok,
         }
     }
 
+    fn revalidated(&self, target: &Target, result: &'static str) {
+        self.metrics
+            .tag_revalidations
+            .with_label_values(&[target.upstream.name.as_str(), result])
+            .inc();
+    }
+
     /// Every stale answer goes through here: the log line, and the counter the admin API
-    /// reports. (The metrics issue adds `wharf_tag_stale_served_total{upstream,reason}` here.)
+    /// reports. It also counts `wharf_tag_stale_served_total{upstream,reason}`.
     fn served_stale(
         &self,
         target: &Target,
@@ -163,6 +191,10 @@ impl Proxy {
     ) {
         self.stale_served.fetch_add(1, Ordering::Relaxed);
         let up = &target.upstream;
+        self.metrics
+            .stale_served
+            .with_label_values(&[up.name.as_str(), why.as_str()])
+            .inc();
         match error {
             Some(e) => tracing::warn!(upstream = %up.name, repo = target.repo.as_str(), tag,
                 reason = why.as_str(), error = %e,
@@ -243,6 +275,7 @@ impl Proxy {
             digest,
             media_type,
             bytes,
+            outcome: Outcome::Miss,
         })
     }
 }
@@ -265,6 +298,8 @@ fn serve(m: Manifest, head: bool, req_headers: &HeaderMap) -> Response<Body> {
     if not_modified {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
     }
+    resp.extensions_mut()
+        .insert(crate::observe::Answered(m.outcome));
     let h = resp.headers_mut();
     if let Ok(ct) = HeaderValue::from_str(&m.media_type) {
         h.insert(header::CONTENT_TYPE, ct);

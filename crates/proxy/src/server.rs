@@ -1,38 +1,85 @@
-//! The listener: hyper-util's auto builder (HTTP/1.1 and h2c) over TCP, with graceful shutdown.
+//! The listener: TCP, or rustls when a certificate is configured (`tls.rs`), then hyper-util's
+//! auto builder (HTTP/1.1, and HTTP/2 by ALPN or the h2c preface), with the bounds of
+//! `limits.rs` and graceful shutdown.
+//!
+//! ```text
+//! accept (a connection permit first: at max_connections the loop waits, it does not refuse)
+//!   -> task: [TLS handshake, bounded] -> Tracked IO (idle timeout) -> hyper auto
+//!      -> per request: body bound (limits::refuse_body) -> Proxy::handle
+//! ```
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::Proxy;
+use crate::limits::{self, Activity, H1_MAX_BUF, Limits, Tracked};
+use crate::tls::Tls;
 
-/// Serves `proxy` on `listener` until `shutdown` resolves, then lets open requests finish
-/// (for at most `drain`).
+/// How the listener runs: plain or TLS, and its bounds.
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    pub tls: Option<Arc<Tls>>,
+    pub limits: Limits,
+}
+
+/// Serves `proxy` on `listener` (plain HTTP, default limits) until `shutdown` resolves, then
+/// lets open requests finish (for at most `drain`).
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
+    serve_with(listener, proxy, shutdown, drain, ServerOptions::default()).await;
+}
+
+/// [`serve`] with TLS and limits of the caller's choosing.
+pub async fn serve_with(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+    options: ServerOptions,
+) {
+    let limits = options.limits.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        // What hyper queues per connection before it stops asking the body for more (and the
-        // largest request head). Its default, ~400 KiB, let 64 clients of one blob hold 32 MiB
-        // in queued chunks; one chunk each is enough, the socket buffer does the rest.
-        .max_buf_size(128 * 1024);
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(H1_MAX_BUF);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(limits.max_header_bytes)
+        .max_concurrent_streams(256);
+    let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let acceptor = options.tls.as_ref().map(|t| t.acceptor());
     tokio::pin!(shutdown);
     loop {
+        // Back-pressure: at the bound, stop calling accept; the kernel queues the rest.
+        let permit = tokio::select! {
+            p = connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -46,21 +93,85 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let service = service_fn(move |req| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req).await) }
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+        let conn = Conn {
+            proxy: proxy.clone(),
+            builder: builder.clone(),
+            graceful: graceful.watcher(),
+            limits: limits.clone(),
+            peer,
+            _permit: permit,
+        };
+        match &acceptor {
+            None => {
+                tokio::spawn(conn.run(stream));
             }
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let handshake = acceptor.accept(stream);
+                    match tokio::time::timeout(conn.limits.tls_handshake_timeout, handshake).await {
+                        Ok(Ok(tls)) => conn.run(tls).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
+    drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(drain) => tracing::info!("drain time over; closing open connections"),
+    }
+}
+
+/// One accepted connection, holding its share of `max_connections` until it ends.
+struct Conn {
+    proxy: Arc<Proxy>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    graceful: Watcher,
+    limits: Limits,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Conn {
+    async fn run<IO>(self, io: IO)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let activity = Activity::new();
+        let io = Tracked::new(io, activity.clone());
+        let proxy = self.proxy.clone();
+        let busy = activity.clone();
+        let service = service_fn(move |req: http::Request<Incoming>| {
+            let proxy = proxy.clone();
+            let guard = busy.busy();
+            async move {
+                let _guard = guard;
+                if let Some(resp) = limits::refuse_body(&req) {
+                    return Ok::<_, Infallible>(resp);
+                }
+                Ok::<_, Infallible>(proxy.handle(req).await)
+            }
+        });
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let conn = self.graceful.watch(conn);
+        let peer = self.peer;
+        tokio::select! {
+            r = conn => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            }
+            () = activity.idle_for(self.limits.idle_timeout) => {
+                tracing::debug!(%peer, "closing an idle connection");
+            }
+        }
     }
 }

@@ -345,6 +345,30 @@ async fn a_failing_upstream_gets_the_stale_digest_served_and_is_left_alone_for_a
     tokio::time::advance(TTL - Duration::from_secs(1)).await;
     still(get_tag(&s.proxy, "latest")).await;
     assert_eq!(s.fake.take(), vec![]);
+
+    // The metrics tell the same story: fetched once, stale twice (the failure, then the
+    // back-off window), revalidated unchanged, then a hit within the TTL.
+    let m = s.proxy.metrics();
+    let requests = |result: &str| {
+        m.http_requests
+            .with_label_values(&["fake", "manifest", result])
+            .get()
+    };
+    assert_eq!(
+        (requests("miss"), requests("stale"), requests("hit")),
+        (1, 2, 2)
+    );
+    let stale = |reason: &str| m.stale_served.with_label_values(&["fake", reason]).get();
+    assert_eq!((stale("upstream_failed"), stale("backing_off")), (1, 1));
+    let revalidated = |result: &str| {
+        m.tag_revalidations
+            .with_label_values(&["fake", result])
+            .get()
+    };
+    assert_eq!(
+        (revalidated("failed_served_stale"), revalidated("unchanged")),
+        (1, 1)
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -165,6 +165,22 @@ impl Auth {
         key: &TokenKey,
         realm_host: &str,
     ) -> Result<Token, Error> {
+        let result = self.fetch_once(transport, key, realm_host).await;
+        if let Some(m) = transport.metrics.get() {
+            let outcome = if result.is_ok() { "ok" } else { "error" };
+            m.token_fetches
+                .with_label_values(&[self.upstream.as_str(), outcome])
+                .inc();
+        }
+        result
+    }
+
+    async fn fetch_once(
+        &self,
+        transport: &Transport,
+        key: &TokenKey,
+        realm_host: &str,
+    ) -> Result<Token, Error> {
         let failed = |status: Option<u16>, reason: String| Error::TokenFetch {
             upstream: self.upstream.clone(),
             realm_host: realm_host.to_owned(),

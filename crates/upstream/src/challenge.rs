@@ -8,7 +8,7 @@
 
 /// One challenge: a scheme and its parameters (or a token68).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Challenge {
+pub struct Challenge {
     /// As sent; compare with [`Challenge::is`], scheme names are case-insensitive.
     pub scheme: String,
     /// Parameter names lowercased, values unquoted and unescaped, in order, first one wins.
@@ -31,12 +31,12 @@ impl Challenge {
 }
 
 /// All challenges of all the given header lines, in order.
-pub(crate) fn parse_all<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Vec<Challenge> {
+pub fn parse_all<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Vec<Challenge> {
     lines.into_iter().flat_map(parse).collect()
 }
 
 /// The challenges of one header line.
-pub(crate) fn parse(line: &[u8]) -> Vec<Challenge> {
+pub fn parse(line: &[u8]) -> Vec<Challenge> {
     let mut p = Parser { s: line, i: 0 };
     let mut out = Vec::new();
     loop {

@@ -69,6 +69,7 @@ impl Client {
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
             user_agent: HeaderValue::from_static(concat!("wharf/", env!("CARGO_PKG_VERSION"))),
+            metrics: std::sync::OnceLock::new(),
         };
         let auth = Auth::new(config.name.clone(), basic, RealmPolicy::new(&base_uri));
         Ok(Client {
@@ -86,6 +87,13 @@ impl Client {
     /// credentials (hosts, without port). Applies to this client and all its clones.
     pub fn with_allowed_realm_hosts(self, hosts: Vec<String>) -> Self {
         self.inner.auth.allow_realm_hosts(hosts);
+        self
+    }
+
+    /// Counts this client's requests, token fetches and rate limit into `metrics` (applies to
+    /// all clones; the first call wins).
+    pub fn with_metrics(self, metrics: wharf_metrics::Metrics) -> Self {
+        let _ = self.inner.transport.metrics.set(metrics);
         self
     }
 

@@ -24,7 +24,7 @@
 //! ```
 
 mod auth;
-mod challenge;
+pub mod challenge;
 mod client;
 mod error;
 mod realm;

@@ -29,6 +29,8 @@ pub(crate) struct Transport {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub user_agent: HeaderValue,
+    /// Set once by [`crate::Client::with_metrics`]; unset, nothing is counted.
+    pub metrics: std::sync::OnceLock<wharf_metrics::Metrics>,
 }
 
 /// A request to send, re-built for every hop and every auth attempt.
@@ -121,6 +123,33 @@ impl Transport {
         let result = tokio::time::timeout(self.response_timeout, self.http.request(request)).await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         let url = redirect::display_without_query(uri);
+        if let Some(m) = self.metrics.get() {
+            let class = match &result {
+                Ok(Ok(r)) => wharf_metrics::status_class(r.status().as_u16()),
+                Ok(Err(_)) => "error",
+                Err(_) => "timeout",
+            };
+            let method = wharf_metrics::method_label(method.as_str());
+            m.upstream_requests
+                .with_label_values(&[self.upstream.as_str(), method, class])
+                .inc();
+            m.upstream_duration
+                .with_label_values(&[self.upstream.as_str(), method])
+                .observe(started.elapsed().as_secs_f64());
+            // Docker Hub: `ratelimit-remaining: 76;w=21600`.
+            if let Ok(Ok(r)) = &result
+                && let Some(left) = r
+                    .headers()
+                    .get("ratelimit-remaining")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split(';').next())
+                    .and_then(|v| v.trim().parse::<i64>().ok())
+            {
+                m.ratelimit_remaining
+                    .with_label_values(&[self.upstream.as_str()])
+                    .set(left);
+            }
+        }
         match result {
             Ok(Ok(response)) => {
                 tracing::debug!(upstream = %self.upstream, %method, %url, status = response.status().as_u16(), elapsed_ms, "upstream request");

@@ -36,8 +36,13 @@ pub struct Server {
     /// Metrics and admin API, never on the public port. Default `127.0.0.1:5001`.
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
+    /// TLS on `listen`: a PEM certificate chain (leaf first, then intermediates) and its PEM
+    /// private key. Both or neither; re-read on SIGHUP. Default: plain HTTP.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Connections served at once; at the bound new ones wait in the kernel's queue. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for Server {
@@ -47,6 +52,7 @@ impl Default for Server {
             admin_listen: default_admin_listen(),
             tls_cert: None,
             tls_key: None,
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -66,6 +72,9 @@ pub struct Cache {
     /// A fill whose upstream sends nothing for this long fails. Default `30s`.
     #[serde(default = "default_inactivity", with = "humantime_serde_compat")]
     pub fill_inactivity_timeout: Duration,
+    /// Downloads from upstreams running at once; more wait for a turn. Default 64.
+    #[serde(default = "default_max_concurrent_fills")]
+    pub max_concurrent_fills: usize,
 }
 
 impl Default for Cache {
@@ -75,6 +84,7 @@ impl Default for Cache {
             max_size: default_max_size(),
             tag_ttl: default_tag_ttl(),
             fill_inactivity_timeout: default_inactivity(),
+            max_concurrent_fills: default_max_concurrent_fills(),
         }
     }
 }
@@ -82,8 +92,16 @@ impl Default for Cache {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
+    /// Basic auth for clients: `htpasswd -B` (bcrypt) entries; re-read on SIGHUP.
     pub htpasswd: Option<PathBuf>,
+    /// Whether pulls need no credentials. Default: true without `htpasswd`, false with it.
     pub anonymous_pull: Option<bool>,
+}
+
+impl Auth {
+    pub fn anonymous_pull(&self) -> bool {
+        self.anonymous_pull.unwrap_or(self.htpasswd.is_none())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +167,12 @@ fn default_tag_ttl() -> Duration {
 fn default_inactivity() -> Duration {
     Duration::from_secs(30)
 }
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_max_concurrent_fills() -> usize {
+    64
+}
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -201,18 +225,7 @@ impl Config {
 
     /// Checks what serde cannot: cross-field rules and references to files and variables.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.server.tls_cert.is_some() || self.server.tls_key.is_some() {
-            return Err(invalid(
-                "server.tls_cert",
-                "TLS on the listener is not supported by this version yet; terminate TLS in front of wharf",
-            ));
-        }
-        if self.auth.htpasswd.is_some() || self.auth.anonymous_pull == Some(false) {
-            return Err(invalid(
-                "auth.htpasswd",
-                "client authentication is not supported by this version yet",
-            ));
-        }
+        self.validate_security()?;
         if self.server.listen == self.server.admin_listen {
             return Err(invalid(
                 "server.admin_listen",
@@ -319,6 +332,49 @@ impl Config {
             if let Err((j, m)) = u.immutable_set() {
                 return Err(invalid(f(&format!("immutable_tags[{j}]")), m));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// TLS files and the htpasswd file: present, readable and parseable, so `check-config`
+    /// finds what `serve` would trip over. Messages name the field and the file, never a key's
+    /// or a hash's contents.
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(cert), Some(key)) => {
+                wharf_proxy::tls::load_certified_key(cert, key)
+                    .map_err(|e| invalid(e.field(), e.to_string()))?;
+            }
+            (Some(_), None) => {
+                return Err(invalid(
+                    "server.tls_key",
+                    "tls_cert is set: give the private key too",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "server.tls_cert",
+                    "tls_key is set: give the certificate chain too",
+                ));
+            }
+            (None, None) => {}
+        }
+        if let Some(path) = &self.auth.htpasswd {
+            wharf_proxy::auth::Htpasswd::load(path)
+                .map_err(|e| invalid("auth.htpasswd", e.to_string()))?;
+        } else if self.auth.anonymous_pull == Some(false) {
+            return Err(invalid(
+                "auth.anonymous_pull",
+                "false needs auth.htpasswd: without users nobody could pull",
+            ));
+        }
+        if self.server.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be more than 0"));
+        }
+        if self.cache.max_concurrent_fills == 0 {
+            return Err(invalid("cache.max_concurrent_fills", "must be more than 0"));
         }
         Ok(())
     }
@@ -456,6 +512,66 @@ mod tests {
         assert!(
             err(&format!("{up}immutable_tags = ['^v[0-9]+$', 'v(1']\n"))
                 .contains("upstream[0].immutable_tags[1]")
+        );
+    }
+
+    #[test]
+    fn tls_and_htpasswd_are_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let up = "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndefault = true\n";
+        let key = dir.path().join("k.pem");
+        let cert = dir.path().join("c.pem");
+        let secret = "-----BEGIN PRIVATE KEY-----\nTOPSECRETKEYBYTES\n-----END PRIVATE KEY-----\n";
+        std::fs::write(&key, secret).unwrap();
+        std::fs::write(&cert, "not a certificate").unwrap();
+        let server = |c: &str, k: &str| format!("[server]\n{c}{k}\n{up}");
+        let c = format!("tls_cert = {:?}\n", cert.display().to_string());
+        let k = format!("tls_key = {:?}\n", key.display().to_string());
+        assert!(err(&server(&c, "")).starts_with("server.tls_key"));
+        assert!(err(&server("", &k)).starts_with("server.tls_cert"));
+        let e = err(&server(&c, &k));
+        assert!(e.starts_with("server.tls_cert"), "{e}");
+        let missing = format!(
+            "tls_cert = {:?}\n",
+            dir.path().join("nope").display().to_string()
+        );
+        assert!(err(&server(&missing, &k)).contains("cannot read"));
+        assert!(!e.contains("TOPSECRET"));
+
+        let htpasswd = dir.path().join("htpasswd");
+        std::fs::write(&htpasswd, "alice:{SHA}SECRETHASH=\n").unwrap();
+        let auth = format!(
+            "[auth]\nhtpasswd = {:?}\n{up}",
+            htpasswd.display().to_string()
+        );
+        let e = err(&auth);
+        assert!(
+            e.starts_with("auth.htpasswd") && e.contains("htpasswd -B"),
+            "{e}"
+        );
+        assert!(!e.contains("SECRETHASH"), "{e}");
+        assert!(
+            err(&format!("[auth]\nanonymous_pull = false\n{up}"))
+                .starts_with("auth.anonymous_pull")
+        );
+
+        std::fs::write(
+            &htpasswd,
+            "alice:$2y$05$6oDSXHgbzDv.k3jEX/jlaubEbNHKJw/l0YmbzfQnb0BG5YpVPwju2\n",
+        )
+        .unwrap();
+        let c = Config::parse(&auth, "t").unwrap();
+        assert!(
+            !c.auth.anonymous_pull(),
+            "htpasswd set: pulls need credentials by default"
+        );
+        assert!(Config::parse(up, "t").unwrap().auth.anonymous_pull());
+        assert!(
+            err(&format!("[server]\nmax_connections = 0\n{up}")).contains("server.max_connections")
+        );
+        assert!(
+            err(&format!("[cache]\nmax_concurrent_fills = 0\n{up}"))
+                .contains("cache.max_concurrent_fills")
         );
     }
 

@@ -1,13 +1,18 @@
 //! `wharf serve`: builds the store, the upstream clients and the proxy from a checked
-//! configuration, then serves the registry API (`server.listen`) and the admin API
-//! (`server.admin_listen`) until SIGINT or SIGTERM, and commits the store's metadata before it
-//! exits.
+//! configuration, then serves the registry API (`server.listen`, TLS if configured) and the
+//! admin API (`server.admin_listen`) until SIGINT or SIGTERM, and commits the store's metadata
+//! before it exits. SIGHUP re-reads the TLS certificate and the htpasswd file; open
+//! connections are not touched.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing_subscriber::EnvFilter;
-use wharf_proxy::{Proxy, Upstream, Upstreams};
+use wharf_proxy::auth::ClientAuth;
+use wharf_proxy::limits::Limits;
+use wharf_proxy::tls::Tls;
+use wharf_proxy::{Proxy, ProxyOptions, ServerOptions, Upstream, Upstreams};
 use wharf_upstream::Secret;
 
 use crate::config::{self, Config};
@@ -52,7 +57,34 @@ async fn serve(config: Config) -> Result<(), String> {
         upstreams
             .push(build_upstream(u, &config).map_err(|e| format!("upstream {}: {e}", u.name))?);
     }
-    let proxy = Proxy::new(Upstreams::new(upstreams), store.clone());
+    // One registry for every family; `/metrics` on the admin listener exports it.
+    let metrics = wharf_metrics::Metrics::new(&wharf_metrics::prometheus::Registry::new())
+        .map_err(|e| format!("registering metrics: {e}"))?;
+    for u in &mut upstreams {
+        u.client = u.client.clone().with_metrics(metrics.clone());
+    }
+    let auth = match &config.auth.htpasswd {
+        Some(path) => Some(
+            ClientAuth::from_file(path, config.auth.anonymous_pull())
+                .map_err(|e| format!("auth.htpasswd: {e}"))?,
+        ),
+        None => None,
+    };
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            Tls::load(cert, key).map_err(|e| format!("{}: {e}", e.field()))?,
+        )),
+        _ => None,
+    };
+    let proxy = Proxy::with_metrics(
+        Upstreams::new(upstreams),
+        store.clone(),
+        ProxyOptions {
+            auth,
+            max_concurrent_fills: config.cache.max_concurrent_fills,
+        },
+        metrics,
+    );
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
@@ -69,6 +101,9 @@ async fn serve(config: Config) -> Result<(), String> {
         admin = %config.server.admin_listen,
         store = %config.cache.dir.display(),
         upstreams = config.upstream.len(),
+        tls = tls.is_some(),
+        client_auth = config.auth.htpasswd.is_some(),
+        anonymous_pull = config.auth.anonymous_pull(),
         "wharf {} serving",
         env!("CARGO_PKG_VERSION")
     );
@@ -84,7 +119,16 @@ async fn serve(config: Config) -> Result<(), String> {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
     };
-    wharf_proxy::serve(listener, proxy, shutdown, Duration::from_secs(10)).await;
+    let reload = tokio::spawn(reload_on_sighup(proxy.clone(), tls.clone()));
+    let options = ServerOptions {
+        tls,
+        limits: Limits {
+            max_connections: config.server.max_connections,
+            ..Limits::default()
+        },
+    };
+    wharf_proxy::serve_with(listener, proxy, shutdown, Duration::from_secs(10), options).await;
+    reload.abort();
     let _ = admin.await;
     // Tags, validation times and access times written since the last batch.
     if let Err(e) = store.flush().await {
@@ -140,6 +184,40 @@ fn build_upstream(u: &config::Upstream, config: &Config) -> Result<Upstream, Str
             .map_err(|(j, m)| format!("immutable_tags[{j}]: {m}"))?,
         backoff: Default::default(),
     })
+}
+
+/// SIGHUP: the certificate and the htpasswd file are read again. What fails to load is
+/// reported and the old one kept.
+async fn reload_on_sighup(proxy: Arc<Proxy>, tls: Option<Arc<Tls>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; certificate reloads are off");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                    Err(e) => tracing::error!(
+                        "SIGHUP: keeping the old TLS certificate: {}: {e}",
+                        e.field()
+                    ),
+                }
+            }
+            if let Some(auth) = proxy.auth() {
+                match auth.reload() {
+                    Ok(n) => tracing::info!(users = n, "SIGHUP: htpasswd reloaded"),
+                    Err(e) => tracing::error!("SIGHUP: keeping the old users: auth.htpasswd: {e}"),
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (proxy, tls);
+    }
 }
 
 async fn shutdown_signal() {

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
-use rustix::io::{Errno, IoSliceMut, ReadWriteFlags, preadv2};
 
 /// Exactly `want` bytes of `file` at `pos`; a file that ends first is an error.
 pub(crate) async fn read_at(file: &Arc<File>, pos: u64, want: usize) -> io::Result<Bytes> {
@@ -36,7 +35,10 @@ pub(crate) async fn read_at(file: &Arc<File>, pos: u64, want: usize) -> io::Resu
 
 /// Reads what of `buf` is in the page cache, without ever waiting for the disk; 0 when
 /// nothing is, or when the kernel or filesystem cannot tell.
+#[cfg(target_os = "linux")]
 fn read_cached(file: &File, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+    use rustix::io::{Errno, IoSliceMut, ReadWriteFlags, preadv2};
+
     let mut done = 0;
     while done < buf.len() {
         let mut slice = [IoSliceMut::new(&mut buf[done..])];
@@ -50,6 +52,12 @@ fn read_cached(file: &File, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(done)
+}
+
+/// Without `RWF_NOWAIT` there is no telling what is cached: everything goes to the blocking pool.
+#[cfg(not(target_os = "linux"))]
+fn read_cached(_file: &File, _pos: u64, _buf: &mut [u8]) -> io::Result<usize> {
+    Ok(0)
 }
 
 /// The bytes `[start, end)` of `file`, `chunk` bytes at a time: one chunk in memory at once.

@@ -1,10 +1,12 @@
 //! Single-flight fills: one task per digest, detached from every client, that every reader tails.
 //!
 //! [`Store::fill`] either joins the fill in flight for a digest or starts one. The task
-//! (`task.rs`) streams the upstream body into a spool file while hashing it, and publishes its
-//! progress on a `watch` channel; readers (`reader.rs`) open the file themselves and read up to
-//! the published byte count, so a late reader catches up at disk speed and then tails. The
-//! channel is the only shared state: no lock is held while bytes move.
+//! (`task.rs`) streams the upstream body into a spool file while hashing it (`spool.rs`), and
+//! publishes its progress on a `watch` channel; readers (`reader.rs`) open the file themselves and
+//! read up to the published byte count, so a late reader catches up at disk speed and then tails.
+//! The channel is the only shared state: no lock is held while bytes move. Reads that the page
+//! cache can answer happen on the reader's own thread (`chunks.rs`), which is what lets a herd of
+//! readers keep up with one fill.
 //!
 //! Like pingora's cache lock, followers learn when the leader fails: the failure is published to
 //! every reader, and the fill leaves the in-flight map before it is published, so the next
@@ -99,6 +101,13 @@ impl Store {
         drop(fills);
         tokio::spawn(task::run(self.clone(), fill.clone(), tx, open));
         fill
+    }
+
+    /// The fill in flight for `digest`, if there is one; never starts a fill. Lets a caller that
+    /// bounds how many fills run join one without waiting for a place.
+    pub fn fill_in_flight(&self, digest: &Digest) -> Option<Arc<Fill>> {
+        let fills = self.fills.lock().unwrap_or_else(PoisonError::into_inner);
+        fills.get(digest).cloned()
     }
 }
 

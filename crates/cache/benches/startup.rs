@@ -1,7 +1,7 @@
 //! How long `Store::open` takes with 100 000 cached blobs. A measurement, not a check:
 //!
 //! ```sh
-//! cargo test -p wharf-cache --release --test startup_bench -- --ignored --nocapture
+//! cargo bench -p wharf-cache --bench startup
 //! ```
 //!
 //! It writes 100 000 small blobs into a fresh store's fan-out directories, then opens the store
@@ -17,8 +17,15 @@ use wharf_oci::Digest;
 
 const BLOBS: u32 = 100_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement: run with --ignored --nocapture"]
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(open_with_100k_blobs());
+}
+
 async fn open_with_100k_blobs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let made = Instant::now();

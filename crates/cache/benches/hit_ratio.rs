@@ -1,0 +1,9 @@
+//! LRU against TinyLFU on skewed traces; see `wharf_cache::hit_ratio` for the traces.
+//!
+//! ```sh
+//! cargo bench -p wharf-cache --bench hit_ratio
+//! ```
+
+fn main() {
+    wharf_cache::hit_ratio::run();
+}

@@ -1,0 +1,363 @@
+//! Client authentication: HTTP Basic against an htpasswd file of bcrypt entries
+//! (`htpasswd -B`), and whether pulls need it at all (`auth.anonymous_pull`).
+//!
+//! The rules:
+//! - no htpasswd: every request is anonymous and any `Authorization` is ignored;
+//! - htpasswd set: `/v2/` answers 401 with wharf's own challenge (`Basic realm="wharf"`) unless
+//!   valid credentials come with it, so `podman login` checks the password; credentials that
+//!   come with any request must be valid; pulls without credentials pass only when
+//!   `anonymous_pull` is true.
+//!
+//! bcrypt is slow by design (milliseconds to a quarter second per check), and a pull sends the
+//! credentials with every blob request. A successful check is remembered for [`VERIFIED_TTL`]
+//! under the SHA-256 of `user:password` (never the password itself), so a pull of 20 blobs
+//! costs one bcrypt run. Failures are not remembered. Checks run on the blocking pool.
+//!
+//! The client's `Authorization` is wharf's business only: the upstream client builds its own
+//! headers and never sees the client's request.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use base64::Engine;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use sha2::{Digest as _, Sha256};
+use tokio::time::Instant;
+use wharf_oci::ErrorCode;
+
+use crate::ProxyError;
+use crate::body::Body;
+
+/// How long a successful check is remembered.
+pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
+/// Entries kept at most; past it, expired ones go, then all.
+const VERIFIED_MAX: usize = 4096;
+/// What `WWW-Authenticate` says on every 401 of wharf's own.
+pub const CHALLENGE: &str = r#"Basic realm="wharf""#;
+
+/// A bad htpasswd file. `Display` names the file and line, never a hash or password.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct HtpasswdError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// The users of an htpasswd file: user name -> bcrypt hash.
+#[derive(Clone, Default)]
+pub struct Htpasswd {
+    users: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Htpasswd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Htpasswd")
+            .field("users", &self.users.len())
+            .finish()
+    }
+}
+
+impl Htpasswd {
+    pub fn load(path: &Path) -> Result<Htpasswd, HtpasswdError> {
+        let err = |message: String| HtpasswdError {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        Htpasswd::parse(&text).map_err(err)
+    }
+
+    /// `user:$2y$...` lines; blank lines and `#` comments are skipped. Only bcrypt entries are
+    /// accepted: MD5 (`$apr1$`), SHA-1 and crypt(3) hashes are too weak to keep.
+    pub fn parse(text: &str) -> Result<Htpasswd, String> {
+        let mut users = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let n = i + 1;
+            let (user, hash) = line
+                .split_once(':')
+                .ok_or_else(|| format!("line {n}: not user:hash"))?;
+            if user.is_empty() {
+                return Err(format!("line {n}: empty user name"));
+            }
+            let bcrypt = ["$2y$", "$2b$", "$2a$", "$2x$"]
+                .iter()
+                .any(|p| hash.starts_with(p));
+            if !bcrypt || hash.len() != 60 {
+                return Err(format!(
+                    "line {n} (user {user:?}): not a bcrypt hash; create entries with `htpasswd -B`"
+                ));
+            }
+            if users.insert(user.to_owned(), hash.to_owned()).is_some() {
+                return Err(format!("line {n}: user {user:?} is listed twice"));
+            }
+        }
+        if users.is_empty() {
+            return Err("lists no users".into());
+        }
+        Ok(Htpasswd { users })
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+/// What a request's credentials amount to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Anonymous,
+    User(String),
+}
+
+/// Client authentication for the registry API.
+pub struct ClientAuth {
+    file: Option<PathBuf>,
+    users: RwLock<Arc<Htpasswd>>,
+    anonymous_pull: bool,
+    /// sha256(user ":" password) -> when the successful check expires.
+    verified: Mutex<HashMap<[u8; 32], Instant>>,
+    /// How many times bcrypt ran (the expensive part).
+    bcrypt_runs: AtomicU64,
+}
+
+impl ClientAuth {
+    /// Users from `htpasswd`; `anonymous_pull` decides whether pulls need them.
+    pub fn new(users: Htpasswd, anonymous_pull: bool) -> Self {
+        ClientAuth {
+            file: None,
+            users: RwLock::new(Arc::new(users)),
+            anonymous_pull,
+            verified: Mutex::new(HashMap::new()),
+            bcrypt_runs: AtomicU64::new(0),
+        }
+    }
+
+    /// Like [`ClientAuth::new`], remembering the file for [`ClientAuth::reload`].
+    pub fn from_file(path: &Path, anonymous_pull: bool) -> Result<Self, HtpasswdError> {
+        let mut auth = ClientAuth::new(Htpasswd::load(path)?, anonymous_pull);
+        auth.file = Some(path.to_owned());
+        Ok(auth)
+    }
+
+    /// Reads the htpasswd file again (SIGHUP); on error the old users stay. Remembered checks
+    /// are forgotten, so a removed user or changed password takes effect at once.
+    pub fn reload(&self) -> Result<usize, HtpasswdError> {
+        let Some(path) = &self.file else {
+            return Ok(self.users().len());
+        };
+        let users = Htpasswd::load(path)?;
+        let n = users.len();
+        *self.users.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(users);
+        self.verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        Ok(n)
+    }
+
+    /// How many password checks needed bcrypt (the rest were remembered).
+    pub fn bcrypt_runs(&self) -> u64 {
+        self.bcrypt_runs.load(Ordering::Relaxed)
+    }
+
+    fn users(&self) -> Arc<Htpasswd> {
+        self.users
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Decides a request: `Ok(caller)` to go on, `Err(401 response)` otherwise. `ping` is
+    /// `GET /v2/`, which always wants credentials here (that is how clients log in).
+    pub async fn check(&self, headers: &HeaderMap, ping: bool) -> Result<Caller, ProxyError> {
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            if self.anonymous_pull && !ping {
+                return Ok(Caller::Anonymous);
+            }
+            return Err(unauthorized("authentication required"));
+        };
+        let Some((user, password)) = basic_credentials(value) else {
+            return Err(unauthorized(
+                "only Basic authentication with user:password is accepted",
+            ));
+        };
+        if self.verify(&user, &password).await {
+            Ok(Caller::User(user))
+        } else {
+            tracing::info!(user, "client authentication failed");
+            Err(unauthorized("invalid user name or password"))
+        }
+    }
+
+    async fn verify(&self, user: &str, password: &str) -> bool {
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(user.as_bytes())
+            .chain_update(b":")
+            .chain_update(password.as_bytes())
+            .finalize()
+            .into();
+        let now = Instant::now();
+        if self
+            .verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .is_some_and(|until| *until > now)
+        {
+            return true;
+        }
+        let Some(hash) = self.users().users.get(user).cloned() else {
+            return false;
+        };
+        let password = password.to_owned();
+        self.bcrypt_runs.fetch_add(1, Ordering::Relaxed);
+        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(false);
+        if ok {
+            let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+            if verified.len() >= VERIFIED_MAX {
+                verified.retain(|_, until| *until > now);
+                if verified.len() >= VERIFIED_MAX {
+                    verified.clear();
+                }
+            }
+            verified.insert(key, now + VERIFIED_TTL);
+        }
+        ok
+    }
+}
+
+/// `Basic base64(user:password)` decoded; `None` for anything else.
+fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
+    let v = value.to_str().ok()?.trim();
+    let (scheme, rest) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(rest.trim())
+        .ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+fn unauthorized(message: &str) -> ProxyError {
+    ProxyError::oci(ErrorCode::Unauthorized, message)
+}
+
+/// Adds wharf's own challenge to a 401 response of wharf's own.
+pub fn add_challenge(resp: &mut Response<Body>) {
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(CHALLENGE),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // `htpasswd -nbB alice s3cret` (cost 5).
+    const ALICE: &str = "alice:$2y$05$6oDSXHgbzDv.k3jEX/jlaubEbNHKJw/l0YmbzfQnb0BG5YpVPwju2";
+
+    fn basic(user: &str, password: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {v}")).unwrap(),
+        );
+        h
+    }
+
+    fn auth(anonymous_pull: bool) -> ClientAuth {
+        ClientAuth::new(Htpasswd::parse(ALICE).unwrap(), anonymous_pull)
+    }
+
+    #[test]
+    fn parses_bcrypt_only() {
+        assert_eq!(Htpasswd::parse(ALICE).unwrap().len(), 1);
+        assert!(
+            Htpasswd::parse("bob:$apr1$abc$defghijklmnopqrstuvwx")
+                .unwrap_err()
+                .contains("htpasswd -B")
+        );
+        assert!(Htpasswd::parse("# nobody\n").is_err());
+        let twice = format!("{ALICE}\n{ALICE}\n");
+        assert!(Htpasswd::parse(&twice).unwrap_err().contains("twice"));
+        // The message never quotes the hash.
+        let e = Htpasswd::parse("carol:{SHA}secrethashvalue=").unwrap_err();
+        assert!(!e.contains("secrethashvalue"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn decides_requests() {
+        let closed = auth(false);
+        let open = auth(true);
+        let none = HeaderMap::new();
+        assert!(closed.check(&none, false).await.is_err());
+        assert_eq!(open.check(&none, false).await.unwrap(), Caller::Anonymous);
+        assert!(open.check(&none, true).await.is_err(), "the ping asks");
+        let good = basic("alice", "s3cret");
+        assert_eq!(
+            closed.check(&good, true).await.unwrap(),
+            Caller::User("alice".into())
+        );
+        for bad in [basic("alice", "wrong"), basic("mallory", "s3cret")] {
+            assert!(closed.check(&bad, false).await.is_err());
+            assert!(open.check(&bad, false).await.is_err(), "wrong is wrong");
+        }
+        let mut bearer = HeaderMap::new();
+        bearer.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        assert!(open.check(&bearer, false).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn remembers_success_not_failure() {
+        let a = auth(false);
+        assert!(a.verify("alice", "s3cret").await);
+        assert_eq!(a.verified.lock().unwrap().len(), 1);
+        assert!(!a.verify("alice", "nope").await);
+        assert_eq!(a.verified.lock().unwrap().len(), 1);
+        // A remembered check is answered without bcrypt: a pull of 200 blobs costs one run.
+        for _ in 0..200 {
+            assert!(a.verify("alice", "s3cret").await);
+        }
+        assert_eq!(
+            a.bcrypt_runs(),
+            2,
+            "one success, one failure, then the cache"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn remembered_checks_expire() {
+        let a = auth(false);
+        assert!(a.verify("alice", "s3cret").await);
+        tokio::time::advance(VERIFIED_TTL + Duration::from_secs(1)).await;
+        let key_live = a
+            .verified
+            .lock()
+            .unwrap()
+            .values()
+            .all(|until| *until > Instant::now());
+        assert!(!key_live, "the remembered check outlived its TTL");
+    }
+}

@@ -1,0 +1,453 @@
+//! The listener's bounds against a real socket (limits.rs, server.rs), the fill bound
+//! (`cache.max_concurrent_fills`), and properties of routing: no request path, however encoded,
+//! names a file outside the store or an upstream that is not configured.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Component, Path};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use proptest::prelude::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use wharf_cache::Store;
+use wharf_oci::Digest;
+use wharf_proxy::freshness::Backoff;
+use wharf_proxy::limits::Limits;
+use wharf_proxy::route::{self, Endpoint};
+use wharf_proxy::{Proxy, ProxyOptions, ServerOptions, Upstream, Upstreams};
+
+fn upstream(name: &str, url: &str, prefixes: &[&str], default: bool) -> Upstream {
+    let client = wharf_upstream::Client::new(wharf_upstream::Config {
+        name: name.into(),
+        url: url.into(),
+        username: None,
+        password: None,
+        ca_file: None,
+        connect_timeout: Duration::from_secs(2),
+        response_timeout: Duration::from_secs(5),
+    })
+    .expect("client");
+    Upstream {
+        name: name.into(),
+        client,
+        prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+        is_default: default,
+        library_prefix: false,
+        tag_ttl: Duration::from_secs(300),
+        immutable_tags: regex::RegexSet::empty(),
+        backoff: Backoff::default(),
+    }
+}
+
+/// wharf's listener with `proxy` on a free port; stops when the returned sender drops.
+async fn listen(
+    proxy: Arc<Proxy>,
+    limits: Limits,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let options = ServerOptions { tls: None, limits };
+    tokio::spawn(wharf_proxy::serve_with(
+        listener,
+        proxy,
+        async move {
+            let _ = rx.await;
+        },
+        Duration::from_secs(1),
+        options,
+    ));
+    (addr, tx)
+}
+
+async fn dead_proxy(dir: &Path, options: ProxyOptions) -> Arc<Proxy> {
+    let store = Store::open(dir).await.expect("store");
+    // A port nobody listens on: a request that got that far would be a 5xx.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let ups = vec![upstream("dead", &format!("http://{dead}"), &["dead"], true)];
+    Proxy::with_options(Upstreams::new(ups), store, options)
+}
+
+/// Sends raw bytes and returns the status line's code (0 if the connection closed first).
+async fn raw_status(addr: SocketAddr, request: &[u8]) -> u16 {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    // The server may answer and close before it read everything we send.
+    let _ = s.write_all(request).await;
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn get(path: &str, extra: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: wharf\r\nConnection: close\r\n{extra}\r\n").into_bytes()
+}
+
+#[tokio::test]
+async fn oversized_requests_get_4xx_over_http1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = dead_proxy(dir.path(), ProxyOptions::default()).await;
+    let (addr, _stop) = listen(proxy, Limits::default()).await;
+
+    let long = format!("/v2/a/manifests/{}", "x".repeat(5000));
+    assert_eq!(raw_status(addr, &get(&long, "")).await, 414);
+    let query = format!("/v2/a/tags/list?last={}", "y".repeat(3000));
+    assert_eq!(raw_status(addr, &get(&query, "")).await, 414);
+    let big_header = format!("X-Pad: {}\r\n", "z".repeat(200 * 1024));
+    assert_eq!(raw_status(addr, &get("/v2/", &big_header)).await, 431);
+    let many: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    assert_eq!(raw_status(addr, &get("/v2/", &many)).await, 431);
+    let body = format!("Content-Length: 5000\r\n\r\n{}", "b".repeat(5000));
+    let with_body = format!("GET /v2/ HTTP/1.1\r\nHost: wharf\r\nConnection: close\r\n{body}");
+    assert_eq!(raw_status(addr, with_body.as_bytes()).await, 413);
+    let chunked = "GET /v2/ HTTP/1.1\r\nHost: wharf\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    assert_eq!(raw_status(addr, chunked.as_bytes()).await, 413);
+    let upload = "POST /v2/a/blobs/uploads/ HTTP/1.1\r\nHost: wharf\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(raw_status(addr, upload.as_bytes()).await, 405);
+    // A small GET still works.
+    assert_eq!(raw_status(addr, &get("/v2/", "")).await, 200);
+}
+
+#[tokio::test]
+async fn oversized_requests_get_4xx_over_h2c() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = dead_proxy(dir.path(), ProxyOptions::default()).await;
+    let (addr, _stop) = listen(proxy, Limits::default()).await;
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::handshake::<
+        _,
+        _,
+        http_body_util::Empty<Bytes>,
+    >(TokioExecutor::new(), TokioIo::new(stream))
+    .await
+    .expect("h2c handshake");
+    tokio::spawn(conn);
+    let mut status = |path: String, pad: usize| {
+        let req = http::Request::get(format!("http://wharf{path}"))
+            .header("x-pad", "p".repeat(pad))
+            .body(http_body_util::Empty::new())
+            .expect("request");
+        send.send_request(req)
+    };
+    let r = status(format!("/v2/a/manifests/{}", "x".repeat(5000)), 0)
+        .await
+        .expect("answer");
+    assert_eq!(r.status(), 414);
+    let r = status("/v2/".into(), 0).await.expect("answer");
+    assert_eq!(r.status(), 200);
+    // Over the header-list limit: a 431 or a refused stream, never a 5xx.
+    match status("/v2/".into(), 100 * 1024).await {
+        Ok(r) => assert!(r.status().is_client_error(), "{}", r.status()),
+        Err(e) => eprintln!("oversized h2 header list refused at the h2 layer: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn at_max_connections_new_ones_wait_instead_of_failing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let proxy = dead_proxy(dir.path(), ProxyOptions::default()).await;
+    let limits = Limits {
+        max_connections: 2,
+        ..Limits::default()
+    };
+    let (addr, _stop) = listen(proxy, limits).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: w\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await.expect("answered");
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(s);
+    }
+    let third = tokio::spawn(async move { raw_status(addr, &get("/v2/", "")).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection was served beyond the bound"
+    );
+    drop(held.pop());
+    let status = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("served once a connection closed")
+        .expect("join");
+    assert_eq!(status, 200);
+}
+
+/// An upstream that serves any blob `b<n>` slowly and counts the downloads running at once.
+struct SlowBlobs {
+    addr: SocketAddr,
+    running: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+}
+
+struct Running(Arc<AtomicUsize>);
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn blob_bytes(n: u8) -> Vec<u8> {
+    vec![n; 64 * 1024]
+}
+
+async fn slow_blobs() -> SlowBlobs {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (r, m) = (running.clone(), most.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                continue;
+            };
+            let (r, m) = (r.clone(), m.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let (r, m) = (r.clone(), m.clone());
+                    async move {
+                        let path = req.uri().path().to_owned();
+                        let n: u8 = (0..8)
+                            .find(|i| {
+                                path.ends_with(&Digest::sha256_of(&blob_bytes(*i)).to_string())
+                            })
+                            .unwrap_or(0);
+                        let data = Bytes::from(blob_bytes(n));
+                        let len = data.len();
+                        let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                        m.fetch_max(now, Ordering::SeqCst);
+                        let guard = Running(r.clone());
+                        let body = futures_util::stream::once(async move {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            let _g = guard;
+                            Ok::<_, Infallible>(Frame::data(data))
+                        });
+                        let resp = http::Response::builder()
+                            .header("content-length", len)
+                            .body(StreamBody::new(body.boxed()))
+                            .expect("response");
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    SlowBlobs {
+        addr,
+        running,
+        most,
+    }
+}
+
+async fn pull_blobs_at_once(max_fills: usize, blobs: u8) -> usize {
+    let fake = slow_blobs().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).await.expect("store");
+    let ups = vec![upstream(
+        "slow",
+        &format!("http://{}", fake.addr),
+        &["slow"],
+        true,
+    )];
+    let proxy = Proxy::with_options(
+        Upstreams::new(ups),
+        store,
+        ProxyOptions {
+            auth: None,
+            max_concurrent_fills: max_fills,
+        },
+    );
+    let tasks: Vec<_> = (0..blobs)
+        .map(|n| {
+            let proxy = proxy.clone();
+            tokio::spawn(async move {
+                let d = Digest::sha256_of(&blob_bytes(n));
+                let req = http::Request::get(format!("/v2/app/blobs/{d}"))
+                    .body(())
+                    .expect("req");
+                let resp = proxy.handle(req).await;
+                assert_eq!(resp.status(), 200);
+                let body = resp.into_body().collect().await.expect("body").to_bytes();
+                assert_eq!(body.as_ref(), blob_bytes(n).as_slice());
+            })
+        })
+        .collect();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("bounded")
+            .expect("blob served");
+    }
+    assert_eq!(fake.running.load(Ordering::SeqCst), 0);
+    fake.most.load(Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fills_beyond_the_bound_wait_for_a_turn() {
+    assert_eq!(pull_blobs_at_once(1, 3).await, 1, "one fill at a time");
+    assert_eq!(
+        pull_blobs_at_once(3, 3).await,
+        3,
+        "the bound is what limits them"
+    );
+}
+
+/// Path pieces an attacker would try.
+fn piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("..".to_owned()),
+        Just("%2e%2e".to_owned()),
+        Just("%2E%2e".to_owned()),
+        Just(".".to_owned()),
+        Just("".to_owned()),
+        Just("%00".to_owned()),
+        Just("\0".to_owned()),
+        Just("%2f".to_owned()),
+        Just("v2".to_owned()),
+        Just("blobs".to_owned()),
+        Just("manifests".to_owned()),
+        Just("tags".to_owned()),
+        Just("list".to_owned()),
+        Just("dead".to_owned()),
+        Just("evil.example.com".to_owned()),
+        Just("127.0.0.1:1".to_owned()),
+        Just(format!("sha256:{}", "a".repeat(64))),
+        Just(format!("sha256:{}", "A".repeat(64))),
+        Just("sha256:../../etc/passwd".to_owned()),
+        "[a-z0-9._:%-]{1,12}",
+        "\\PC{1,8}",
+        "x{1000,1100}",
+    ]
+}
+
+fn path() -> impl Strategy<Value = String> {
+    (
+        proptest::collection::vec(piece(), 1..10),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(pieces, v2, trailing)| {
+            let mut p = String::from(if v2 { "/v2/" } else { "/" });
+            p += &pieces.join("/");
+            if trailing {
+                p.push('/');
+            }
+            p
+        })
+}
+
+/// One configured upstream, `dead`, and no default: anything else must be refused.
+static ONLY_DEAD: std::sync::LazyLock<Upstreams> = std::sync::LazyLock::new(|| {
+    Upstreams::new(vec![upstream(
+        "dead",
+        "http://127.0.0.1:9",
+        &["dead"],
+        false,
+    )])
+});
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn no_path_escapes_the_store_or_reaches_an_unconfigured_upstream(
+        path in path(),
+        ns in proptest::option::of(prop_oneof![Just("dead".to_owned()), Just("evil.example.com".to_owned()), "\\PC{0,12}"]),
+    ) {
+        let Ok(parsed) = route::parse_path(&path) else { return Ok(()) };
+        prop_assert!(path.len() <= route::MAX_PATH_LEN);
+        let digest = match &parsed.endpoint {
+            Endpoint::Blob { digest, .. } | Endpoint::Referrers { digest, .. } => Some(digest.clone()),
+            Endpoint::Manifest { reference, .. } => reference.as_digest().cloned(),
+            _ => None,
+        };
+        if let Some(d) = digest {
+            prop_assert!(d.hex().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            // The store's rule: blobs/<alg>/<2 hex>/<hex>.
+            let rel = Path::new("blobs").join(d.algorithm().as_str()).join(&d.hex()[..2]).join(d.hex());
+            prop_assert!(rel.components().all(|c| matches!(c, Component::Normal(_))));
+        }
+        let Some(name) = parsed.endpoint.name() else { return Ok(()) };
+        for c in name.components() {
+            prop_assert!(!c.is_empty() && c != "." && c != ".." && !c.contains('%') && !c.contains('\0'));
+        }
+        if let Ok(target) = ONLY_DEAD.select(ns.as_deref(), parsed.mount.as_deref(), name) {
+            prop_assert_eq!(&target.upstream.name, "dead");
+            let is_dead = |s: Option<&str>| s.is_some_and(|s| s.eq_ignore_ascii_case("dead"));
+            let named = is_dead(ns.as_deref())
+                || (ns.is_none() && is_dead(parsed.mount.as_deref()))
+                || (ns.is_none() && parsed.mount.is_none() && is_dead(name.components().next()));
+            prop_assert!(named, "no default upstream, yet {path} ns={ns:?} was routed");
+            for c in target.repo.components() {
+                prop_assert!(!c.is_empty() && c != "." && c != "..");
+            }
+        }
+    }
+}
+
+/// The bound is on downloads, not readers: with every place taken, a request for a blob that
+/// is already being downloaded joins that download instead of waiting for a place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_a_fill_in_flight_needs_no_place() {
+    let fake = slow_blobs().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).await.expect("store");
+    let ups = vec![upstream(
+        "slow",
+        &format!("http://{}", fake.addr),
+        &["slow"],
+        true,
+    )];
+    let proxy = Proxy::with_options(
+        Upstreams::new(ups),
+        store.clone(),
+        ProxyOptions {
+            auth: None,
+            max_concurrent_fills: 1,
+        },
+    );
+    let d = Digest::sha256_of(&blob_bytes(0));
+    let path = format!("/v2/app/blobs/{d}");
+    let get = |proxy: Arc<Proxy>| {
+        let req = http::Request::get(path.clone()).body(()).expect("req");
+        async move { proxy.handle(req).await }
+    };
+    let first = get(proxy.clone()).await;
+    assert_eq!(first.status(), 200);
+    // The only place is held by the first download, whose body the fake holds for 300 ms.
+    let second = tokio::time::timeout(Duration::from_secs(30), get(proxy.clone()))
+        .await
+        .expect("bounded");
+    assert_eq!(second.status(), 200);
+    assert!(
+        !store.contains(&d) && fake.running.load(Ordering::SeqCst) == 1,
+        "the second request waited for the first download to end instead of joining it"
+    );
+    for resp in [first, second] {
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(body.as_ref(), blob_bytes(0).as_slice());
+    }
+    assert_eq!(fake.most.load(Ordering::SeqCst), 1, "one download");
+}

@@ -1,0 +1,30 @@
+//! Request paths and queries: route::parse_path and query_param never panic, and whatever
+//! they accept is path-safe (no empty, `.` or `..` component, digests in lowercase hex).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wharf_proxy::route::{self, Endpoint};
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (path, query) = s.split_once('?').unwrap_or((s, ""));
+    let _ = route::query_param(Some(query), "ns");
+    let Ok(parsed) = route::parse_path(path) else {
+        return;
+    };
+    if let Some(name) = parsed.endpoint.name() {
+        for c in name.components() {
+            assert!(!c.is_empty() && c != "." && c != "..", "{path:?}");
+        }
+    }
+    if let Endpoint::Blob { digest, .. } | Endpoint::Referrers { digest, .. } = &parsed.endpoint {
+        assert!(
+            digest
+                .hex()
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+    }
+});
