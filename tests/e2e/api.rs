@@ -255,3 +255,77 @@ fn check_config_accepts_a_valid_file_and_names_an_unknown_field() {
         "stderr should name the bad field:\n{out}"
     );
 }
+
+/// With `[log] format = "json"`, each request leaves one access line: a JSON object carrying the
+/// request id the client saw in `X-Request-Id`, the status, the bytes actually sent, the cache
+/// result and the upstream, and never the client's credentials.
+#[test]
+fn access_log_is_one_json_line_per_request_with_its_id_bytes_and_result() {
+    let set = images();
+    let up = Upstream::plain();
+    let wharf = Wharf::builder()
+        .upstream(wharf_e2e::UpstreamCfg::oracle(&up))
+        .extra_toml("[log]\nformat = \"json\"\n")
+        .start();
+    let http = Http::new();
+    let layer = &set.oraclelinux.layers[0];
+    let url = format!(
+        "{}/v2/oracle/{}/blobs/{}",
+        wharf.url(),
+        set.oraclelinux.repo,
+        layer.digest
+    );
+    let secret = "Basic d2hhcmYtdGVzdDpzM2NyZXQtcGFzcw==";
+    let mut seen = Vec::new();
+    for expected_result in ["miss", "hit"] {
+        let r = http.get(&url, &[("Authorization", secret)]);
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert_eq!(r.body.len() as u64, layer.size);
+        let id = r
+            .header("X-Request-Id")
+            .expect("X-Request-Id on every answer");
+        seen.push((id, expected_result));
+        // The download is stored once verified and synced; until then a request joins it.
+        let stored = (0..100).any(|_| {
+            let h = http.head(&url, &[]);
+            let hit = h.header("X-Wharf-Cache").as_deref() == Some("hit");
+            if !hit {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            hit
+        });
+        assert!(stored, "the blob was never stored");
+    }
+    assert_ne!(seen[0].0, seen[1].0, "request ids must differ");
+    // The line is written when the body ends; give the log a moment to reach the file.
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        let log = wharf.log();
+        lines = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "wharf::access")
+            .collect();
+        if lines.len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for (id, result) in &seen {
+        let line = lines
+            .iter()
+            .find(|v| v["fields"]["request_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no access line for request {id} in {lines:?}"));
+        let f = &line["fields"];
+        assert_eq!(f["status"], 200, "{line}");
+        assert_eq!(f["bytes"], layer.size, "{line}");
+        assert_eq!(f["complete"], true, "{line}");
+        assert_eq!(f["result"], *result, "{line}");
+        assert_eq!(f["upstream"], "oracle", "{line}");
+        assert_eq!(f["method"], "GET", "{line}");
+    }
+    assert!(
+        !wharf.log().contains("d2hhcmYtdGVzdDpzM2NyZXQtcGFzcw"),
+        "the client's Authorization reached the log"
+    );
+}

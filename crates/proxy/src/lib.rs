@@ -59,6 +59,10 @@ pub struct Proxy {
     store: Arc<Store>,
     /// Tag requests answered with a record the upstream could not confirm (stale-if-error).
     stale_served: AtomicU64,
+    /// Requests answered so far, for request ids.
+    requests: AtomicU64,
+    /// Distinguishes this run's request ids from another run's.
+    run_id: u32,
     /// Who may pull; `None`: everyone, and `Authorization` is ignored.
     auth: Option<auth::ClientAuth>,
     /// Fills started at once (`cache.max_concurrent_fills`); a fill waits for a permit.
@@ -118,6 +122,8 @@ impl Proxy {
             upstreams,
             store,
             stale_served: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            run_id: run_id(),
             auth: options.auth,
             fill_permits: Arc::new(tokio::sync::Semaphore::new(
                 options.max_concurrent_fills.max(1),
@@ -145,6 +151,13 @@ impl Proxy {
     /// How many tag requests were answered stale because the upstream failed.
     pub fn stale_served(&self) -> u64 {
         self.stale_served.load(Ordering::Relaxed)
+    }
+
+    /// A request id unique to this process run: a per-start random-ish prefix and a counter,
+    /// so ids from two runs of wharf do not collide in one log store.
+    fn next_request_id(&self) -> String {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        format!("{:08x}-{n:x}", self.run_id)
     }
 
     /// Answers one request. Never fails: every error becomes an OCI error response.
@@ -175,23 +188,22 @@ impl Proxy {
                 }
             },
         };
-        let upstream = upstream.as_deref().unwrap_or("none");
-        let (mut resp, result) =
-            observe::record(&self.metrics, upstream, endpoint, failed, started, resp);
+        let request_id = self.next_request_id();
+        let access = observe::Access {
+            method,
+            path,
+            request_id: request_id.clone(),
+            upstream: upstream.unwrap_or_else(|| "none".to_owned()),
+        };
+        let mut resp = observe::record(&self.metrics, access, endpoint, failed, started, resp);
         let h = resp.headers_mut();
         h.insert(
             "docker-distribution-api-version",
             HeaderValue::from_static("registry/2.0"),
         );
-        tracing::info!(
-            target: "wharf::access",
-            %method,
-            path,
-            status = resp.status().as_u16(),
-            ms = started.elapsed().as_millis() as u64,
-            upstream,
-            result = result.as_str(),
-        );
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            h.insert("x-request-id", v);
+        }
         resp
     }
 
@@ -287,6 +299,14 @@ fn ping() -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// A value that differs between runs of wharf: the start time's nanoseconds mixed with the pid.
+fn run_id() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
+    nanos ^ std::process::id().rotate_left(16)
 }
 
 /// The `Docker-Content-Digest` header, if present and valid.

@@ -21,19 +21,49 @@ use crate::body::Body;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Answered(pub Outcome);
 
+/// The access-log line of one request, written when its body ends (or the client goes away),
+/// so it can say how many bytes were sent and how long the whole answer took.
+pub(crate) struct Access {
+    pub method: http::Method,
+    pub path: String,
+    pub request_id: String,
+    pub upstream: String,
+}
+
 /// Counts a response body's bytes into `bytes` (and `served`, for content) as they are sent,
-/// and observes `duration` once the body ends or is dropped.
+/// and observes `duration` and writes the access line once the body ends or is dropped.
 struct Counting {
     inner: Body,
     bytes: IntCounter,
     served: Option<IntCounter>,
     duration: Option<(Histogram, Instant)>,
+    access: Option<(Access, u16, Outcome)>,
+    sent: u64,
+    /// What the response promised: its Content-Length (0 for HEAD), if it had one.
+    promised: Option<u64>,
+    /// The body reached its end (hyper may also stop polling once `promised` bytes are out).
+    ended: bool,
 }
 
 impl Counting {
     fn finish(&mut self) {
-        if let Some((h, started)) = self.duration.take() {
-            h.observe(started.elapsed().as_secs_f64());
+        let Some((h, started)) = self.duration.take() else {
+            return;
+        };
+        h.observe(started.elapsed().as_secs_f64());
+        if let Some((a, status, outcome)) = self.access.take() {
+            tracing::info!(
+                target: "wharf::access",
+                request_id = a.request_id,
+                method = %a.method,
+                path = a.path,
+                status,
+                bytes = self.sent,
+                complete = self.ended || self.promised == Some(self.sent),
+                ms = started.elapsed().as_millis() as u64,
+                upstream = a.upstream,
+                result = outcome.as_str(),
+            );
         }
     }
 }
@@ -57,13 +87,18 @@ impl HttpBody for Counting {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;
+                    self.sent += n;
                     self.bytes.inc_by(n);
                     if let Some(s) = &self.served {
                         s.inc_by(n);
                     }
                 }
             }
-            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => self.finish(),
+            Poll::Ready(None) => {
+                self.ended = true;
+                self.finish();
+            }
+            Poll::Ready(Some(Err(_))) => self.finish(),
             Poll::Pending => {}
         }
         polled
@@ -82,12 +117,13 @@ impl HttpBody for Counting {
 /// body so that bytes and duration are counted as it is sent. Returns how it was answered.
 pub(crate) fn record(
     m: &Metrics,
-    upstream: &str,
+    access: Access,
     endpoint: &str,
     failed: bool,
     started: Instant,
     resp: http::Response<Body>,
-) -> (http::Response<Body>, Outcome) {
+) -> http::Response<Body> {
+    let upstream = access.upstream.as_str();
     let outcome = match resp.extensions().get::<Answered>() {
         _ if failed || resp.status().as_u16() >= 400 => Outcome::Error,
         Some(Answered(o)) => *o,
@@ -110,16 +146,28 @@ pub(crate) fn record(
         .http_duration
         .with_label_values(&[endpoint, outcome.as_str()]);
     let bytes = m.http_response_bytes.with_label_values(&[endpoint]);
-    let resp = resp.map(|inner| {
+    let status = resp.status().as_u16();
+    let promised = if access.method == http::Method::HEAD {
+        Some(0)
+    } else {
+        resp.headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    };
+    resp.map(|inner| {
         Counting {
             inner,
             bytes,
             served,
             duration: Some((duration, started)),
+            access: Some((access, status, outcome)),
+            sent: 0,
+            promised,
+            ended: false,
         }
         .boxed_unsync()
-    });
-    (resp, outcome)
+    })
 }
 
 /// Held by a fill's opener for the fill's life: counts the fill as started and in flight once
