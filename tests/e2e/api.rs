@@ -297,6 +297,8 @@ fn access_log_is_one_json_line_per_request_with_its_id_bytes_and_result() {
         assert!(stored, "the blob was never stored");
     }
     assert_ne!(seen[0].0, seen[1].0, "request ids must differ");
+    let ping = http.get(&format!("{}/v2/", wharf.url()), &[]);
+    let ping_id = ping.header("X-Request-Id").expect("X-Request-Id on /v2/");
     // The line is written when the body ends; give the log a moment to reach the file.
     let mut lines = Vec::new();
     for _ in 0..50 {
@@ -306,7 +308,7 @@ fn access_log_is_one_json_line_per_request_with_its_id_bytes_and_result() {
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["target"] == "wharf::access")
             .collect();
-        if lines.len() >= 2 {
+        if lines.len() >= 3 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -324,6 +326,12 @@ fn access_log_is_one_json_line_per_request_with_its_id_bytes_and_result() {
         assert_eq!(f["upstream"], "oracle", "{line}");
         assert_eq!(f["method"], "GET", "{line}");
     }
+    let ping_line = lines
+        .iter()
+        .find(|v| v["fields"]["request_id"] == ping_id.as_str())
+        .unwrap_or_else(|| panic!("no access line for the ping in {lines:?}"));
+    assert_eq!(ping_line["fields"]["bytes"], ping.body.len() as u64);
+    assert_eq!(ping_line["fields"]["complete"], true, "{ping_line}");
     assert!(
         !wharf.log().contains("d2hhcmYtdGVzdDpzM2NyZXQtcGFzcw"),
         "the client's Authorization reached the log"

@@ -154,6 +154,7 @@ pub(crate) fn record(
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
+            .or_else(|| resp.body().size_hint().exact())
     };
     resp.map(|inner| {
         Counting {
