@@ -18,6 +18,7 @@
 //!   [`expect`]: assertions on OCI errors and on what reached the upstream.
 
 pub mod access_log;
+pub mod bench;
 pub mod clients;
 pub mod expect;
 pub mod faulty;

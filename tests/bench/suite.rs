@@ -1,0 +1,521 @@
+//! The benchmark suite (issue 8, first slice): wharf against the CNCF Distribution registry in
+//! proxy mode (the anchor) and nginx serving the same blob files with sendfile (what this machine
+//! can do), measured in the same run, alternating, `SUITE_REPEATS` times (default 3), medians.
+//!
+//! ```sh
+//! cargo build --release --bin wharf && cargo bench -p wharf-e2e --bench suite
+//! ```
+//!
+//! One real upstream (Debian's `docker-registry`) holds the harness's test images, among them
+//! `java/serverjre:latest` (5 layers, 300 MiB, the largest 100 MiB) and `os/oraclelinux:7-slim`
+//! (1 MiB layers). In front of it: wharf (the release binary, or `$WHARF_BIN`) and Distribution
+//! in proxy mode, each warmed with one GET of everything measured; beside it, nginx with
+//! `sendfile on` mapping `/v2/<repo>/blobs/sha256:<hex>` to the upstream's own `data` files.
+//! Then, per repeat and per measurement, each server in turn:
+//!
+//! 1. the 100 MiB blob, warm: one stream, then 16 concurrent streams (an async Rust client that
+//!    counts and discards the bytes; one extra GET checks the digest); MiB/s;
+//! 2. a 1 MiB blob with `wrk -t2 -c16 -d5s`: requests per second;
+//! 3. the manifest of `os/oraclelinux:7-slim` by tag and by digest: 500 sequential GETs on one
+//!    keep-alive connection with an OCI/Docker `Accept`, p50 and p99, and the upstream requests
+//!    per GET from the upstream's access log (mirrors only; the tag is within wharf's TTL);
+//! 4. the server's CPU time (utime + stime from `/proc/<pid>/stat`, nginx: master + workers) per
+//!    GiB served over the runs of (1), and its peak RSS (`VmHWM`) after all warm runs.
+//!
+//! Last (`SUITE_COLD=0` skips it): a cold `skopeo copy` of `java/serverjre:latest` through a
+//! fresh wharf and a fresh Distribution proxy, against the same copy straight from the upstream,
+//! with upstream requests and bytes per cold pull.
+//!
+//! Criterion micro-benchmarks of the hot paths are not part of this slice. Herds of cold clients
+//! are `bench/herd.rs`. Everything listens on 127.0.0.1 on free ports; every loop is bounded by a
+//! count and every client by a timeout.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wharf_e2e::bench::{
+    self, DistributionProxy, MANIFEST_ACCEPT, Nginx, cpu_time, peak_rss_kib, quantile,
+    sequential_latencies,
+};
+use wharf_e2e::herd::{self, Ask};
+use wharf_e2e::images::Descriptor;
+use wharf_e2e::{Skopeo, Upstream, Wharf};
+
+const MIB: f64 = 1_048_576.0;
+const GIB: f64 = 1_073_741_824.0;
+const STREAMS: usize = 16;
+const MANIFEST_GETS: usize = 500;
+const WRK_SECS: u64 = 5;
+const BIG_REPO: &str = "java/serverjre";
+const SMALL_REPO: &str = "os/oraclelinux";
+
+fn main() {
+    let repeats = env_num("SUITE_REPEATS", 3).clamp(1, 20);
+    let cold = std::env::var("SUITE_COLD").map_or(true, |v| v != "0");
+    let wharf_bin = wharf_e2e::wharf::wharf_bin();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let images = wharf_e2e::images();
+    let big = images
+        .serverjre
+        .layers
+        .iter()
+        .max_by_key(|l| l.size)
+        .expect("layers")
+        .clone();
+    let small = images.oraclelinux.layers[0].clone();
+    let tag = images.oraclelinux.tag.clone();
+    let digest = images.oraclelinux.manifest.digest.clone();
+
+    let up = Upstream::plain();
+    let wharf = Wharf::for_upstream(&up);
+    let dist = DistributionProxy::start(&up);
+    let nginx = Nginx::serving(up.storage_dir());
+    let servers = [
+        Server::Wharf(&wharf),
+        Server::Distribution(&dist),
+        Server::Nginx(&nginx),
+    ];
+    eprintln!(
+        "[suite] upstream {}, wharf {}, Distribution {}, nginx {}",
+        up.url(),
+        wharf.url(),
+        dist.url(),
+        nginx.url()
+    );
+
+    // Warm every mirror: one GET of each blob (Distribution stores a blob in the background
+    // while it streams it, so a second GET after a pause) and of the manifests.
+    for s in &servers {
+        for _ in 0..2 {
+            for (repo, b) in [(BIG_REPO, &big), (SMALL_REPO, &small)] {
+                let o = rt.block_on(herd::fetch(&s.blob_url(repo, b), &Ask::default(), 0, None));
+                assert!(
+                    o.complete() && o.digest == b.digest,
+                    "{} warm-up of {}: {} {}",
+                    s.name(),
+                    b.digest,
+                    o.describe(),
+                    s.diagnose()
+                );
+            }
+            if s.is_mirror() {
+                for r in [&tag, &digest] {
+                    let url = format!("{}/v2/{SMALL_REPO}/manifests/{r}", s.url());
+                    let (_, errors) = rt
+                        .block_on(sequential_latencies(
+                            &url,
+                            &[("Accept", MANIFEST_ACCEPT)],
+                            3,
+                            Duration::from_secs(30),
+                        ))
+                        .expect("manifest warm-up");
+                    assert_eq!(errors, 0, "{} manifest warm-up {url}", s.name());
+                }
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+    up.wait_log_stable();
+
+    let mut res: Vec<Results> = servers.iter().map(|_| Results::default()).collect();
+    for r in 0..repeats {
+        eprintln!("[suite] repeat {}/{repeats}", r + 1);
+        // 1. warm throughput, 4. CPU per GiB
+        for (s, res) in servers.iter().zip(res.iter_mut()) {
+            let url = s.blob_url(BIG_REPO, &big);
+            let ask = Ask {
+                hash: false,
+                timeout: Duration::from_secs(120),
+                ..Ask::default()
+            };
+            let cpu0 = s.cpu();
+            let one = rt.block_on(herd::fetch(&url, &ask, 0, None));
+            assert!(one.complete(), "{}: {}", s.name(), one.describe());
+            res.single
+                .push(big.size as f64 / MIB / (one.done - one.sent).as_secs_f64());
+            let herd = rt.block_on(herd::run(&url, STREAMS, &ask, None));
+            let first = herd.iter().map(|o| o.sent).min().expect("clients");
+            let last = herd.iter().map(|o| o.done).max().expect("clients");
+            let ok = herd.iter().filter(|o| o.complete()).count();
+            assert_eq!(ok, STREAMS, "{}: {}", s.name(), herd[0].describe());
+            res.conc
+                .push((big.size as f64 * STREAMS as f64) / MIB / (last - first).as_secs_f64());
+            let cpu = s.cpu().saturating_sub(cpu0).as_secs_f64();
+            let gib = big.size as f64 * (STREAMS + 1) as f64 / GIB;
+            res.cpu_per_gib.push(cpu / gib);
+            let check = rt.block_on(herd::fetch(&url, &Ask::default(), 0, None));
+            assert_eq!(check.digest, big.digest, "{}: digest", s.name());
+        }
+        // 2. 1 MiB blobs, wrk
+        for (s, res) in servers.iter().zip(res.iter_mut()) {
+            let w = bench::wrk(&s.blob_url(SMALL_REPO, &small), 2, STREAMS, WRK_SECS);
+            assert!(
+                w.requests_per_sec.is_finite() && w.non_2xx == 0,
+                "{}: wrk:\n{}",
+                s.name(),
+                w.output
+            );
+            res.rps.push(w.requests_per_sec);
+        }
+        // 3. manifests
+        for (s, res) in servers.iter().zip(res.iter_mut()) {
+            if !s.is_mirror() {
+                continue;
+            }
+            for (by_tag, r) in [(true, &tag), (false, &digest)] {
+                let url = format!("{}/v2/{SMALL_REPO}/manifests/{r}", s.url());
+                let mark = up.mark();
+                let (lat, errors) = rt
+                    .block_on(sequential_latencies(
+                        &url,
+                        &[("Accept", MANIFEST_ACCEPT)],
+                        MANIFEST_GETS,
+                        Duration::from_secs(120),
+                    ))
+                    .expect("manifest GETs");
+                let upstream = up.since(mark).len() as f64 / lat.len().max(1) as f64;
+                let p = [quantile(&lat, 0.5), quantile(&lat, 0.99)].map(ms);
+                let m = if by_tag {
+                    &mut res.by_tag
+                } else {
+                    &mut res.by_digest
+                };
+                m.p50.push(p[0]);
+                m.p99.push(p[1]);
+                m.upstream.push(upstream);
+                m.errors += errors;
+            }
+        }
+    }
+    for (s, res) in servers.iter().zip(res.iter_mut()) {
+        res.rss_mib = s.peak_rss_kib() as f64 / 1024.0;
+    }
+
+    let cold_res = cold.then(|| cold_pulls(&up, repeats));
+
+    let load = loadavg();
+    println!(
+        "# wharf benchmark suite\n\nwharf `{}`; Distribution `{}` (proxy mode, the anchor); \
+         nginx `{}` (sendfile, worker_processes auto); upstream Distribution with the test images. \
+         {} CPUs, kernel {}; load average at the end {load}. {repeats} repeats, alternating; medians.\n",
+        wharf_bin.display(),
+        bench::REGISTRY_BIN,
+        bench::NGINX_BIN,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        kernel(),
+    );
+    print_table(&res, cold_res.as_ref());
+}
+
+enum Server<'a> {
+    Wharf(&'a Wharf),
+    Distribution(&'a DistributionProxy),
+    Nginx(&'a Nginx),
+}
+
+impl Server<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Server::Wharf(_) => "wharf",
+            Server::Distribution(_) => "Distribution",
+            Server::Nginx(_) => "nginx",
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Server::Wharf(w) => w.url(),
+            Server::Distribution(d) => d.url(),
+            Server::Nginx(n) => n.url(),
+        }
+    }
+
+    fn is_mirror(&self) -> bool {
+        !matches!(self, Server::Nginx(_))
+    }
+
+    fn blob_url(&self, repo: &str, b: &Descriptor) -> String {
+        format!("{}/v2/{repo}/blobs/{}", self.url(), b.digest)
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        match self {
+            Server::Wharf(w) => w.pid().into_iter().collect(),
+            Server::Distribution(d) => d.proc.pid().into_iter().collect(),
+            Server::Nginx(n) => n.pids(),
+        }
+    }
+
+    fn cpu(&self) -> Duration {
+        self.pids().into_iter().filter_map(cpu_time).sum()
+    }
+
+    /// Summed over the processes (nginx: master and workers).
+    fn peak_rss_kib(&self) -> u64 {
+        self.pids().into_iter().filter_map(peak_rss_kib).sum()
+    }
+
+    fn diagnose(&self) -> String {
+        match self {
+            Server::Wharf(w) => w.log(),
+            Server::Nginx(n) => n.error_log(),
+            Server::Distribution(_) => String::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Latency {
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    upstream: Vec<f64>,
+    /// Failed GETs (a closed connection is counted, and connected again).
+    errors: usize,
+}
+
+#[derive(Default)]
+struct Results {
+    single: Vec<f64>,
+    conc: Vec<f64>,
+    rps: Vec<f64>,
+    cpu_per_gib: Vec<f64>,
+    rss_mib: f64,
+    by_tag: Latency,
+    by_digest: Latency,
+}
+
+#[derive(Default)]
+struct Cold {
+    /// Seconds: wharf, Distribution, straight from the upstream.
+    wharf: Vec<f64>,
+    dist: Vec<f64>,
+    direct: Vec<f64>,
+    /// Per cold pull through the mirror: upstream requests and MiB.
+    wharf_reqs: Vec<f64>,
+    wharf_mib: Vec<f64>,
+    dist_reqs: Vec<f64>,
+    dist_mib: Vec<f64>,
+}
+
+/// `skopeo copy docker://<mirror>/java/serverjre:latest dir:` on a fresh mirror each time, and
+/// the same straight from the upstream; alternating.
+fn cold_pulls(up: &Upstream, repeats: usize) -> Cold {
+    let image = wharf_e2e::images().serverjre.reference();
+    let skopeo = Skopeo::new();
+    let mut c = Cold::default();
+    for r in 0..repeats {
+        eprintln!("[suite] cold pulls {}/{repeats}", r + 1);
+        let pull = |host_port: &str| {
+            let t0 = Instant::now();
+            let out = skopeo.copy_direct(host_port, &image, &[]);
+            let dt = t0.elapsed().as_secs_f64();
+            assert!(out.ok(), "skopeo copy from {host_port}: {}", out.out);
+            let _ = std::fs::remove_dir_all(&out.dest);
+            dt
+        };
+        let mirrored =
+            |host_port: &str, secs: &mut Vec<f64>, reqs: &mut Vec<f64>, mib: &mut Vec<f64>| {
+                let mark = up.mark();
+                secs.push(pull(host_port));
+                // Distribution finishes storing in the background: the log settles in `since`.
+                std::thread::sleep(Duration::from_secs(1));
+                let seen = up.since(mark);
+                reqs.push(seen.len() as f64);
+                mib.push(seen.iter().map(|q| q.bytes).sum::<u64>() as f64 / MIB);
+            };
+        {
+            let w = Wharf::for_upstream(up);
+            mirrored(
+                &w.host_port(),
+                &mut c.wharf,
+                &mut c.wharf_reqs,
+                &mut c.wharf_mib,
+            );
+        }
+        {
+            let d = DistributionProxy::start(up);
+            let hp = format!("127.0.0.1:{}", d.port);
+            mirrored(&hp, &mut c.dist, &mut c.dist_reqs, &mut c.dist_mib);
+        }
+        c.direct.push(pull(&up.host_port()));
+    }
+    c
+}
+
+fn print_table(res: &[Results], cold: Option<&Cold>) {
+    let [w, d, n] = res else {
+        unreachable!("three servers")
+    };
+    println!(
+        "| metric (median of the repeats) | wharf | Distribution proxy (anchor) | nginx sendfile | \
+         wharf / nginx | wharf / anchor | issue 8 target | met |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    // Higher is better: target is a minimum ratio to nginx.
+    let row_vs_nginx = |name: &str, a: f64, b: f64, c: f64, min: f64, dec: usize| {
+        let r = a / c;
+        println!(
+            "| {name} | {} | {} | {} | {:.2}x | {:.2}x | >= {min}x nginx | {} |",
+            f(a, dec),
+            f(b, dec),
+            f(c, dec),
+            r,
+            a / b,
+            yes(r >= min)
+        );
+    };
+    row_vs_nginx(
+        "warm 100 MiB blob, 1 stream, MiB/s",
+        med(&w.single),
+        med(&d.single),
+        med(&n.single),
+        0.9,
+        0,
+    );
+    row_vs_nginx(
+        "warm 100 MiB blob, 16 streams, aggregate MiB/s",
+        med(&w.conc),
+        med(&d.conc),
+        med(&n.conc),
+        0.9,
+        0,
+    );
+    row_vs_nginx(
+        "1 MiB blob, `wrk -t2 -c16 -d5s`, req/s",
+        med(&w.rps),
+        med(&d.rps),
+        med(&n.rps),
+        0.8,
+        0,
+    );
+    let (a, b, c) = (
+        med(&w.cpu_per_gib),
+        med(&d.cpu_per_gib),
+        med(&n.cpu_per_gib),
+    );
+    println!(
+        "| server CPU s per GiB served (the 1 + 16 streams) | {} | {} | {} | {:.2}x | {:.2}x | <= nginx | {} |",
+        f(a, 3),
+        f(b, 3),
+        f(c, 3),
+        a / c,
+        a / b,
+        yes(a <= c)
+    );
+    println!(
+        "| peak RSS (VmHWM) after the warm runs, MiB | {} | {} | {} (master + workers) | {:.2}x | {:.2}x | < 32 MiB | {} |",
+        f(w.rss_mib, 1),
+        f(d.rss_mib, 1),
+        f(n.rss_mib, 1),
+        w.rss_mib / n.rss_mib,
+        w.rss_mib / d.rss_mib,
+        yes(w.rss_mib < 32.0)
+    );
+    for (what, wl, dl, limit) in [
+        ("by tag (within TTL)", &w.by_tag, &d.by_tag, 0.5),
+        ("by digest", &w.by_digest, &d.by_digest, 0.3),
+    ] {
+        println!(
+            "| manifest {what}, p50 / p99 ms ({MANIFEST_GETS} GETs, one connection) | {} / {} | {} / {} | — | — | {:.2}x / {:.2}x | p99 < {limit} ms | {} |",
+            f(med(&wl.p50), 3),
+            f(med(&wl.p99), 3),
+            f(med(&dl.p50), 3),
+            f(med(&dl.p99), 3),
+            med(&wl.p50) / med(&dl.p50),
+            med(&wl.p99) / med(&dl.p99),
+            yes(med(&wl.p99) < limit)
+        );
+        println!(
+            "| manifest {what}, upstream requests per GET (failed GETs, all repeats) | {} ({}) | {} ({}) | — | — | — | 0 | {} |",
+            f(med(&wl.upstream), 3),
+            wl.errors,
+            f(med(&dl.upstream), 3),
+            dl.errors,
+            yes(med(&wl.upstream) == 0.0)
+        );
+    }
+    if let Some(c) = cold {
+        let direct = med(&c.direct);
+        println!(
+            "| cold pull of java/serverjre:latest (300 MiB, 5 layers), skopeo, s | {} | {} | {} (straight from the upstream) | — | {:.2}x | <= 1.1x direct | {} ({:.2}x) |",
+            f(med(&c.wharf), 2),
+            f(med(&c.dist), 2),
+            f(direct, 2),
+            med(&c.wharf) / med(&c.dist),
+            yes(med(&c.wharf) <= 1.1 * direct),
+            med(&c.wharf) / direct
+        );
+        println!(
+            "| upstream requests / MiB per cold pull | {} / {} | {} / {} | — | — | — | — | — |",
+            f(med(&c.wharf_reqs), 0),
+            f(med(&c.wharf_mib), 0),
+            f(med(&c.dist_reqs), 0),
+            f(med(&c.dist_mib), 0),
+        );
+    }
+    println!(
+        "\nSamples (MiB/s 1 stream | 16 streams | req/s): wharf {:?} | {:?} | {:?}; Distribution {:?} | {:?} | {:?}; nginx {:?} | {:?} | {:?}",
+        r0(&w.single),
+        r0(&w.conc),
+        r0(&w.rps),
+        r0(&d.single),
+        r0(&d.conc),
+        r0(&d.rps),
+        r0(&n.single),
+        r0(&n.conc),
+        r0(&n.rps)
+    );
+}
+
+fn r0(v: &[f64]) -> Vec<i64> {
+    v.iter().map(|x| x.round() as i64).collect()
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "**no**" }
+}
+
+fn f(v: f64, dec: usize) -> String {
+    format!("{v:.dec$}")
+}
+
+fn med(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
