@@ -87,9 +87,12 @@ impl Proxy {
             source,
         })?;
         drop(waiting);
-        // This request's opener ran: it started the fill; else it joined one in flight.
+        // This request's opener ran: it started the fill; else it joined one in flight, or
+        // one whose download is already complete and verified (being stored): a hit.
         let outcome = if gauge.is_opened() {
             Outcome::Miss
+        } else if fill.is_downloaded() {
+            Outcome::Hit
         } else {
             Outcome::Coalesced
         };

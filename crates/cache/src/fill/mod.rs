@@ -112,6 +112,15 @@ impl Store {
 }
 
 impl Fill {
+    /// Whether every byte has arrived and matched the digest (stored, or being stored): a
+    /// reader joining now is served from local disk, not from the upstream.
+    pub fn is_downloaded(&self) -> bool {
+        matches!(
+            *self.progress.borrow(),
+            Progress::Verified { .. } | Progress::Done { .. }
+        )
+    }
+
     pub fn digest(&self) -> &Digest {
         &self.digest
     }
