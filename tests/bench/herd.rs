@@ -29,18 +29,17 @@
 //! Everything listens on 127.0.0.1 on kernel-chosen ports; every client has a deadline.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
+use wharf_e2e::bench::DistributionProxy;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 use wharf_e2e::herd::{self, Ask, Outcome};
 use wharf_e2e::images::{Descriptor, MT_OCI_LAYER_GZIP};
 use wharf_e2e::layers::random_bytes;
-use wharf_e2e::process::Proc;
 use wharf_e2e::push::Pusher;
 use wharf_e2e::registry::Storage;
-use wharf_e2e::util::{free_port, sha256_digest, tail, temp_dir, wait_for, write_file};
+use wharf_e2e::util::sha256_digest;
 use wharf_e2e::{Http, Upstream, Wharf};
 
 const MIB: usize = 1 << 20;
@@ -199,14 +198,14 @@ impl MirrorKind {
 /// A mirror with an empty cache in front of the upstream.
 enum Mirror {
     Wharf(Wharf),
-    Distribution(Distribution),
+    Distribution(DistributionProxy),
 }
 
 impl Mirror {
     fn start(kind: MirrorKind, up: &Upstream) -> Mirror {
         match kind {
             MirrorKind::Wharf => Mirror::Wharf(Wharf::for_upstream(up)),
-            MirrorKind::Distribution => Mirror::Distribution(Distribution::start(up)),
+            MirrorKind::Distribution => Mirror::Distribution(DistributionProxy::start(up)),
         }
     }
 
@@ -242,60 +241,6 @@ impl Mirror {
         // utime and stime are fields 14 and 15 of the line; the kernel's USER_HZ is 100.
         let total = ticks(11)? + ticks(12)?;
         Some(Duration::from_millis(total * 10))
-    }
-}
-
-/// CNCF Distribution as a pull-through cache: its own config, storage and logs.
-struct Distribution {
-    _dir: tempfile::TempDir,
-    port: u16,
-    proc: Proc,
-}
-
-impl Distribution {
-    fn start(up: &Upstream) -> Distribution {
-        let dir = temp_dir("bench-distribution");
-        let port = free_port();
-        let config = dir.path().join("config.yml");
-        write_file(
-            &config,
-            format!(
-                "version: 0.1\n\
-                 log:\n  level: warn\n  formatter: text\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 \x20 cache:\n    blobdescriptor: inmemory\n\
-                 http:\n  addr: 127.0.0.1:{port}\n\
-                 proxy:\n  remoteurl: {}\n",
-                dir.path().join("storage").display(),
-                up.url()
-            ),
-        );
-        let log = dir.path().join("registry.log");
-        let mut cmd = Command::new(REGISTRY_BIN);
-        cmd.arg("serve").arg(&config);
-        let mut proc = Proc::spawn("distribution-proxy", cmd, &log, &log);
-        let http = Http::new().timeout(Duration::from_secs(5));
-        let url = format!("http://127.0.0.1:{port}/v2/");
-        let ready = wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
-            assert!(
-                proc.exited().is_none(),
-                "Distribution exited:\n{}",
-                tail(&log, 40)
-            );
-            http.try_request("GET", &url, &[], Bytes::new())
-                .ok()
-                .filter(|r| r.status == 200)
-        });
-        assert!(
-            ready.is_some(),
-            "Distribution did not answer {url}:\n{}",
-            tail(&log, 40)
-        );
-        Distribution {
-            _dir: dir,
-            port,
-            proc,
-        }
     }
 }
 
