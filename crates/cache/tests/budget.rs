@@ -4,60 +4,13 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
 use tokio::io::AsyncReadExt;
-use wharf_cache::{FillSource, Opener, Store, StoreOptions};
 use wharf_oci::Digest;
 
-use common::{bounded, content, files_under};
+use common::{blob, blob_path, bounded, files_under, fill, open_with_budget, whole};
 
 const KIB: usize = 1024;
-
-/// An upstream that answers with all of `bytes` at once.
-fn whole(bytes: Vec<u8>) -> Opener {
-    let bytes = Bytes::from(bytes);
-    Arc::new(move |_| {
-        let b = bytes.clone();
-        async move {
-            Ok(FillSource {
-                len: Some(b.len() as u64),
-                body: futures_util::stream::iter([Ok(b)]).boxed(),
-            })
-        }
-        .boxed()
-    })
-}
-
-/// Content `n` of `len` bytes, distinct for each `n`.
-fn blob(n: u8, len: usize) -> Vec<u8> {
-    let mut b = content(len);
-    b[0] = n;
-    b
-}
-
-async fn fill(store: &Arc<Store>, bytes: Vec<u8>) -> Digest {
-    let d = Digest::sha256_of(&bytes);
-    bounded(store.fill(&d, whole(bytes)).done())
-        .await
-        .expect("fill");
-    d
-}
-
-async fn open_small(root: &Path, max_size: usize) -> Arc<Store> {
-    let options = StoreOptions {
-        max_size: max_size as u64,
-        ..StoreOptions::default()
-    };
-    Store::open_with(root, options).await.expect("open")
-}
-
-fn blob_path(root: &Path, d: &Digest) -> std::path::PathBuf {
-    let hex = d.hex();
-    root.join("blobs/sha256").join(&hex[..2]).join(hex)
-}
 
 fn bytes_on_disk(root: &Path) -> u64 {
     files_under(&root.join("blobs"))
@@ -69,7 +22,7 @@ fn bytes_on_disk(root: &Path) -> u64 {
 #[tokio::test]
 async fn the_least_recently_used_leaves_and_its_file_goes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = open_small(dir.path(), 10 * KIB).await;
+    let store = open_with_budget(dir.path(), 10 * KIB).await;
     let a = fill(&store, blob(1, 4 * KIB)).await;
     let b = fill(&store, blob(2, 4 * KIB)).await;
     // A is used again: B is now the least recently used.
@@ -100,7 +53,7 @@ async fn the_least_recently_used_leaves_and_its_file_goes() {
 #[tokio::test]
 async fn a_reader_of_an_evicted_blob_gets_every_byte() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = open_small(dir.path(), 300 * KIB).await;
+    let store = open_with_budget(dir.path(), 300 * KIB).await;
     let data = blob(1, 200 * KIB);
     let a = fill(&store, data.clone()).await;
     let (mut file, size) = store.open_blob(&a).await.expect("open").expect("stored");
@@ -122,7 +75,7 @@ async fn a_reader_of_an_evicted_blob_gets_every_byte() {
 #[tokio::test]
 async fn manifests_are_evicted_too() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = open_small(dir.path(), 8 * KIB).await;
+    let store = open_with_budget(dir.path(), 8 * KIB).await;
     let manifest =
         br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#;
     let m = Digest::sha256_of(manifest);
@@ -140,7 +93,7 @@ async fn manifests_are_evicted_too() {
 #[tokio::test]
 async fn content_larger_than_the_budget_is_served_but_not_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = open_small(dir.path(), 16 * KIB).await;
+    let store = open_with_budget(dir.path(), 16 * KIB).await;
     let small = fill(&store, blob(1, 2 * KIB)).await;
     let data = blob(2, 64 * KIB);
     let d = Digest::sha256_of(&data);
@@ -163,7 +116,7 @@ async fn content_larger_than_the_budget_is_served_but_not_kept() {
 #[tokio::test]
 async fn hits_and_misses_are_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = open_small(dir.path(), 64 * KIB).await;
+    let store = open_with_budget(dir.path(), 64 * KIB).await;
     let a = fill(&store, blob(1, KIB)).await;
     assert!(store.open_blob(&a).await.expect("open").is_some());
     assert!(store.open_blob(&a).await.expect("open").is_some());

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{Upstream, bounded, collect, content, digest_of, files_under};
+use common::{Upstream, bounded, collect, content, digest_of, files_under, stored_bytes};
 use futures_util::StreamExt;
 use tokio::sync::Barrier;
 use wharf_cache::Store;
@@ -110,9 +110,7 @@ async fn fill_completes_after_every_reader_hung_up() {
     assert_eq!(upstream.opens(), 1);
     let (_, size) = store.open_blob(&d).await.expect("open").expect("stored");
     assert_eq!(size, data.len() as u64);
-    let hex = d.hex();
-    let stored = std::fs::read(dir.path().join("blobs/sha256").join(&hex[..2]).join(hex));
-    assert!(stored.expect("read") == data);
+    assert!(stored_bytes(dir.path(), &d) == data);
 }
 
 #[tokio::test]

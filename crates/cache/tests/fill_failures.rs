@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use common::{FakeError, Upstream, bounded, collect, content, digest_of, files_under, fill_error};
+use common::{
+    FakeError, Upstream, bounded, collect, content, digest_of, files_under, fill_error,
+    stored_bytes,
+};
 use futures_util::StreamExt;
 use wharf_cache::{FillError, Store, StoreOptions};
 
@@ -101,9 +104,7 @@ async fn broken_body_is_resumed_from_the_last_byte_on_disk() {
     assert!(bounded(collect(reader)).await.expect("read") == data);
     bounded(fill.done()).await.expect("done");
     assert_eq!(upstream.opens(), 2);
-    let hex = d.hex();
-    let stored = std::fs::read(dir.path().join("blobs/sha256").join(&hex[..2]).join(hex));
-    assert!(stored.expect("stored") == data);
+    assert!(stored_bytes(dir.path(), &d) == data);
 }
 
 #[tokio::test]

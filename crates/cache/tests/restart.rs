@@ -4,61 +4,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
 use tokio::time::Instant;
-use wharf_cache::{FillSource, Opener, Store, StoreError, StoreOptions, TagRecord};
+use wharf_cache::{Store, StoreError, TagRecord};
 use wharf_oci::Digest;
 
-use common::{bounded, content, files_under};
+use common::{blob, blob_path, files_under, fill, open_with_budget};
 
 const KIB: usize = 1024;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-
-fn whole(bytes: Vec<u8>) -> Opener {
-    let bytes = Bytes::from(bytes);
-    Arc::new(move |_| {
-        let b = bytes.clone();
-        async move {
-            Ok(FillSource {
-                len: Some(b.len() as u64),
-                body: futures_util::stream::iter([Ok(b)]).boxed(),
-            })
-        }
-        .boxed()
-    })
-}
-
-fn blob(n: u8, len: usize) -> Vec<u8> {
-    let mut b = content(len);
-    b[0] = n;
-    b
-}
-
-async fn fill(store: &Arc<Store>, bytes: Vec<u8>) -> Digest {
-    let d = Digest::sha256_of(&bytes);
-    bounded(store.fill(&d, whole(bytes)).done())
-        .await
-        .expect("fill");
-    d
-}
-
-async fn open(root: &Path, max_size: usize) -> Arc<Store> {
-    let options = StoreOptions {
-        max_size: max_size as u64,
-        ..StoreOptions::default()
-    };
-    Store::open_with(root, options).await.expect("open")
-}
-
-fn blob_path(root: &Path, d: &Digest) -> PathBuf {
-    let hex = d.hex();
-    root.join("blobs/sha256").join(&hex[..2]).join(hex)
-}
 
 /// Flips one byte in place, as a failing disk (or a careless operator) would.
 fn flip_byte(path: &Path, at: usize) {
@@ -74,7 +30,7 @@ async fn content_tags_and_validation_times_survive_a_restart() {
     let m = Digest::sha256_of(manifest);
     let layer;
     {
-        let store = open(dir.path(), 1 << 20).await;
+        let store = open_with_budget(dir.path(), 1 << 20).await;
         layer = fill(&store, blob(1, 10 * KIB)).await;
         store
             .put_manifest(&m, OCI_MANIFEST, manifest)
@@ -92,7 +48,7 @@ async fn content_tags_and_validation_times_survive_a_restart() {
         store.put_tag("oracle", "os/oraclelinux", "7-slim", rec);
         // Dropping the store commits what is pending (no explicit flush).
     }
-    let store = open(dir.path(), 1 << 20).await;
+    let store = open_with_budget(dir.path(), 1 << 20).await;
     assert_eq!(store.blob_size(&layer).await, Some(10 * KIB as u64));
     let (mt, bytes) = store.get_manifest(&m).await.expect("get").expect("kept");
     assert_eq!((mt.as_str(), &bytes[..]), (OCI_MANIFEST, &manifest[..]));
@@ -115,7 +71,7 @@ async fn the_access_order_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b, c);
     {
-        let store = open(dir.path(), 13 * KIB).await;
+        let store = open_with_budget(dir.path(), 13 * KIB).await;
         a = fill(&store, blob(1, 4 * KIB)).await;
         b = fill(&store, blob(2, 4 * KIB)).await;
         c = fill(&store, blob(3, 4 * KIB)).await;
@@ -124,7 +80,7 @@ async fn the_access_order_survives_a_restart() {
         assert!(store.open_blob(&a).await.expect("open").is_some());
         store.flush().await.expect("flush");
     }
-    let store = open(dir.path(), 13 * KIB).await;
+    let store = open_with_budget(dir.path(), 13 * KIB).await;
     fill(&store, blob(4, 4 * KIB)).await;
     store.flush().await.expect("flush");
     // B was the least recently used before the restart, so it is the one that left.
@@ -139,14 +95,14 @@ async fn a_lower_budget_at_start_up_evicts_the_oldest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut digests = Vec::new();
     {
-        let store = open(dir.path(), 100 * KIB).await;
+        let store = open_with_budget(dir.path(), 100 * KIB).await;
         for n in 0..5 {
             digests.push(fill(&store, blob(n, 4 * KIB)).await);
             tokio::time::sleep(Duration::from_millis(3)).await;
         }
         store.flush().await.expect("flush");
     }
-    let store = open(dir.path(), 9 * KIB).await;
+    let store = open_with_budget(dir.path(), 9 * KIB).await;
     store.flush().await.expect("flush");
     let kept: Vec<bool> = {
         let mut v = Vec::new();
@@ -167,7 +123,7 @@ async fn a_file_changed_on_disk_while_stopped_is_quarantined_at_start_up() {
     let m = Digest::sha256_of(manifest);
     let d;
     {
-        let store = open(dir.path(), 1 << 20).await;
+        let store = open_with_budget(dir.path(), 1 << 20).await;
         d = fill(&store, data.clone()).await;
         store
             .put_manifest(&m, OCI_MANIFEST, manifest)
@@ -177,7 +133,7 @@ async fn a_file_changed_on_disk_while_stopped_is_quarantined_at_start_up() {
     flip_byte(&blob_path(dir.path(), &d), 4000);
     flip_byte(&blob_path(dir.path(), &m), 3);
 
-    let store = open(dir.path(), 1 << 20).await;
+    let store = open_with_budget(dir.path(), 1 << 20).await;
     assert_eq!(store.blob_size(&d).await, None);
     assert!(store.open_blob(&d).await.expect("open").is_none());
     assert!(store.get_manifest(&m).await.expect("get").is_none());
@@ -202,7 +158,7 @@ async fn unknown_files_are_verified_and_misnamed_ones_quarantined() {
     }
     std::fs::write(dir.path().join("blobs/sha256/stray"), b"?").expect("write stray");
 
-    let store = open(dir.path(), 1 << 20).await;
+    let store = open_with_budget(dir.path(), 1 << 20).await;
     assert_eq!(store.blob_size(&g).await, Some(good.len() as u64));
     assert_eq!(store.blob_size(&liar).await, None);
     assert_eq!(files_under(&dir.path().join("quarantine")).len(), 2);
@@ -212,7 +168,7 @@ async fn unknown_files_are_verified_and_misnamed_ones_quarantined() {
 #[tokio::test]
 async fn a_manifest_changed_on_disk_while_running_is_never_served() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(dir.path(), 1 << 20).await;
+    let store = open_with_budget(dir.path(), 1 << 20).await;
     let manifest = br#"{"schemaVersion":2,"config":{}}"#;
     let m = Digest::sha256_of(manifest);
     store
@@ -234,7 +190,7 @@ async fn a_manifest_changed_on_disk_while_running_is_never_served() {
 #[tokio::test]
 async fn a_blob_cut_short_on_disk_is_not_served() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(dir.path(), 1 << 20).await;
+    let store = open_with_budget(dir.path(), 1 << 20).await;
     let d = fill(&store, blob(1, 8 * KIB)).await;
     let p = blob_path(dir.path(), &d);
     let bytes = std::fs::read(&p).expect("read");
@@ -249,7 +205,7 @@ async fn tags_whose_manifest_is_gone_are_dropped_at_start_up() {
     let manifest = br#"{"schemaVersion":2}"#;
     let m = Digest::sha256_of(manifest);
     {
-        let store = open(dir.path(), 1 << 20).await;
+        let store = open_with_budget(dir.path(), 1 << 20).await;
         store
             .put_manifest(&m, OCI_MANIFEST, manifest)
             .await
@@ -263,7 +219,7 @@ async fn tags_whose_manifest_is_gone_are_dropped_at_start_up() {
         store.put_tag("oracle", "hello", "latest", rec);
     }
     std::fs::remove_file(blob_path(dir.path(), &m)).expect("rm");
-    let store = open(dir.path(), 1 << 20).await;
+    let store = open_with_budget(dir.path(), 1 << 20).await;
     assert!(store.get_tag("oracle", "hello", "latest").is_none());
     assert!(store.tags().is_empty());
 }
@@ -271,7 +227,7 @@ async fn tags_whose_manifest_is_gone_are_dropped_at_start_up() {
 #[tokio::test]
 async fn two_stores_never_share_a_root() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let first = open(dir.path(), 1 << 20).await;
+    let first = open_with_budget(dir.path(), 1 << 20).await;
     let second = Store::open(dir.path()).await;
     assert!(
         matches!(second, Err(StoreError::InUse { .. })),

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
-use wharf_cache::{FillError, FillSource, Opener, SourceError};
+use wharf_cache::{FillError, FillSource, Opener, SourceError, Store, StoreOptions};
 use wharf_oci::Digest;
 
 /// The caller's own upstream error, to check it can be downcast back out of a `FillError`.
@@ -167,4 +167,55 @@ pub async fn bounded<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(20), f)
         .await
         .expect("test step took more than 20 s")
+}
+
+/// An upstream that answers with all of `bytes` at once.
+pub fn whole(bytes: Vec<u8>) -> Opener {
+    let bytes = Bytes::from(bytes);
+    Arc::new(move |_| {
+        let b = bytes.clone();
+        async move {
+            Ok(FillSource {
+                len: Some(b.len() as u64),
+                body: stream::iter([Ok(b)]).boxed(),
+            })
+        }
+        .boxed()
+    })
+}
+
+/// Content `n` of `len` bytes, distinct for each `n`.
+pub fn blob(n: u8, len: usize) -> Vec<u8> {
+    let mut b = content(len);
+    b[0] = n;
+    b
+}
+
+/// Stores `bytes` through a fill and returns their digest.
+pub async fn fill(store: &Arc<Store>, bytes: Vec<u8>) -> Digest {
+    let d = Digest::sha256_of(&bytes);
+    bounded(store.fill(&d, whole(bytes)).done())
+        .await
+        .expect("fill");
+    d
+}
+
+/// A store under `root` with a budget of `max_size` bytes.
+pub async fn open_with_budget(root: &Path, max_size: usize) -> Arc<Store> {
+    let options = StoreOptions {
+        max_size: max_size as u64,
+        ..StoreOptions::default()
+    };
+    Store::open_with(root, options).await.expect("open")
+}
+
+/// Where the store keeps the content of `d`.
+pub fn blob_path(root: &Path, d: &Digest) -> PathBuf {
+    let hex = d.hex();
+    root.join("blobs/sha256").join(&hex[..2]).join(hex)
+}
+
+/// What the store holds for `d` on disk.
+pub fn stored_bytes(root: &Path, d: &Digest) -> Vec<u8> {
+    std::fs::read(blob_path(root, d)).expect("stored")
 }
