@@ -51,7 +51,7 @@ pub use error::ProxyError;
 pub use server::{ServerOptions, serve, serve_with};
 pub use upstreams::{Upstream, Upstreams};
 
-use route::{Endpoint, RouteError};
+use route::{Endpoint, ParsedPath, RouteError};
 
 /// The registry API: routes requests to upstreams through the store.
 pub struct Proxy {
@@ -166,16 +166,18 @@ impl Proxy {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let head = method == Method::HEAD;
+        // Parsed once: the metrics label, the auth check (ping or not) and routing all use it.
+        let parsed = route::parse_path(&path);
         let admitted = match limits::check_uri(&req) {
             Err(e) => Err(limits::uri_too_long(e, head)),
-            Ok(()) => self.authenticate(&req, head).await,
+            Ok(()) => self.authenticate(&req, &parsed, head).await,
         };
-        let endpoint = route::parse_path(&path).map_or("other", |p| p.endpoint.kind());
+        let endpoint = parsed.as_ref().map_or("other", |p| p.endpoint.kind());
         let mut upstream = None;
         let mut failed = true;
         let resp = match admitted {
             Err(refused) => refused,
-            Ok(()) => match self.route(&req, &mut upstream).await {
+            Ok(()) => match self.route(&req, &parsed, &mut upstream).await {
                 Ok(r) => {
                     failed = false;
                     r
@@ -208,12 +210,16 @@ impl Proxy {
     }
 
     /// Client authentication (auth.rs): `Err` is the 401 to send, with wharf's own challenge.
-    async fn authenticate<B>(&self, req: &Request<B>, head: bool) -> Result<(), Response<Body>> {
+    async fn authenticate<B>(
+        &self,
+        req: &Request<B>,
+        parsed: &Result<ParsedPath, RouteError>,
+        head: bool,
+    ) -> Result<(), Response<Body>> {
         let Some(auth) = &self.auth else {
             return Ok(());
         };
-        let ping =
-            matches!(route::parse_path(req.uri().path()), Ok(p) if p.endpoint == Endpoint::Ping);
+        let ping = matches!(parsed, Ok(p) if p.endpoint == Endpoint::Ping);
         match auth.check(req.headers(), ping).await {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -228,6 +234,7 @@ impl Proxy {
     async fn route<B>(
         &self,
         req: &Request<B>,
+        parsed: &Result<ParsedPath, RouteError>,
         upstream: &mut Option<String>,
     ) -> Result<Response<Body>, ProxyError> {
         let head = match *req.method() {
@@ -240,7 +247,7 @@ impl Proxy {
                 ));
             }
         };
-        let parsed = route::parse_path(req.uri().path()).map_err(|e| match e {
+        let parsed = parsed.as_ref().map_err(|e| match e {
             RouteError::NotFound => {
                 ProxyError::oci(ErrorCode::NameUnknown, "not a registry API path")
             }
