@@ -200,29 +200,45 @@ fn a_blob_flipped_on_disk_is_quarantined_at_start_up_and_never_served() {
 }
 
 #[test]
-fn a_manifest_flipped_on_disk_while_running_is_fetched_again() {
+fn a_manifest_flipped_on_disk_is_served_as_verified_then_caught_at_restart() {
     let set = images();
     let img = &set.hello;
     let up = Upstream::plain();
-    let wharf = Wharf::for_upstream(&up);
-    let url = format!(
-        "{}/v2/{}/manifests/{}",
-        wharf.url(),
-        img.repo,
-        img.manifest.digest
-    );
+    let mut wharf = Wharf::for_upstream(&up);
+    let url = |wharf: &Wharf| {
+        format!(
+            "{}/v2/{}/manifests/{}",
+            wharf.url(),
+            img.repo,
+            img.manifest.digest
+        )
+    };
     let http = Http::new();
     let accept = ("Accept", ACCEPT_ALL_MANIFESTS);
-    assert_eq!(http.get(&url, &[accept]).status, 200);
+    assert_eq!(http.get(&url(&wharf), &[accept]).status, 200);
+    // Past the file system's timestamp granularity, so the change moves the file's mtime.
+    std::thread::sleep(std::time::Duration::from_millis(50));
     let path = stored(&wharf, &img.manifest.digest);
     let mut bytes = std::fs::read(&path).expect("stored manifest");
     bytes[10] ^= 0x20;
     std::fs::write(&path, &bytes).expect("flip");
 
+    // Running, wharf answers with the bytes it verified (kept in memory), not the file's.
+    up.wait_log_stable();
     let m = up.mark();
-    let r = http.get(&url, &[accept]);
+    let r = http.get(&url(&wharf), &[accept]);
     assert_eq!(r.status, 200, "{}", r.describe());
     assert_eq!(&r.body[..], img.manifest_json.as_bytes());
+    up.wait_log_stable();
+    assert_eq!(up.since(m).len(), 0, "{:#?}", up.since(m));
+
+    // Restarted, it finds the file changed, quarantines it and fetches the manifest once.
+    wharf.restart();
+    let m = up.mark();
+    let r = http.get(&url(&wharf), &[accept]);
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(&r.body[..], img.manifest_json.as_bytes());
+    up.wait_log_stable();
     let reqs = up.since(m);
     assert_eq!(
         reqs.iter()

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use tokio::io::AsyncReadExt;
+use std::io::Read as _;
 use wharf_oci::Digest;
 
 use common::{blob, blob_path, bounded, files_under, fill, open_with_budget, whole};
@@ -59,7 +59,7 @@ async fn a_reader_of_an_evicted_blob_gets_every_byte() {
     let (mut file, size) = store.open_blob(&a).await.expect("open").expect("stored");
     assert_eq!(size, data.len() as u64);
     let mut first = vec![0; 1000];
-    file.read_exact(&mut first).await.expect("read");
+    file.read_exact(&mut first).expect("read");
 
     // Something larger arrives: A must go, while its reader is half-way.
     fill(&store, blob(2, 200 * KIB)).await;
@@ -67,7 +67,7 @@ async fn a_reader_of_an_evicted_blob_gets_every_byte() {
     assert!(!blob_path(dir.path(), &a).exists(), "A's file was unlinked");
 
     let mut rest = Vec::new();
-    file.read_to_end(&mut rest).await.expect("read the rest");
+    file.read_to_end(&mut rest).expect("read the rest");
     first.extend(rest);
     assert_eq!(first, data);
 }

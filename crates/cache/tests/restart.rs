@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use wharf_cache::{Store, StoreError, TagRecord};
+use wharf_cache::{Store, StoreError, StoreOptions, TagRecord};
 use wharf_oci::Digest;
 
 use common::{blob, blob_path, files_under, fill, open_with_budget};
@@ -168,7 +168,12 @@ async fn unknown_files_are_verified_and_misnamed_ones_quarantined() {
 #[tokio::test]
 async fn a_manifest_changed_on_disk_while_running_is_never_served() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = open_with_budget(dir.path(), 1 << 20).await;
+    // Nothing kept in memory: every read goes to the file and hashes it.
+    let options = StoreOptions {
+        manifest_memory: 0,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), options).await.expect("open");
     let manifest = br#"{"schemaVersion":2,"config":{}}"#;
     let m = Digest::sha256_of(manifest);
     store
@@ -185,6 +190,38 @@ async fn a_manifest_changed_on_disk_while_running_is_never_served() {
         .expect("put");
     let (_, got) = store.get_manifest(&m).await.expect("get").expect("served");
     assert_eq!(&got[..], &manifest[..]);
+}
+
+#[tokio::test]
+async fn a_manifest_in_memory_is_served_as_verified_and_the_changed_file_caught_at_start_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = br#"{"schemaVersion":2,"config":{"size":1}}"#;
+    let m = Digest::sha256_of(manifest);
+    {
+        let store = open_with_budget(dir.path(), 1 << 20).await;
+        store
+            .put_manifest(&m, OCI_MANIFEST, manifest)
+            .await
+            .expect("put");
+        flip_byte(&blob_path(dir.path(), &m), 5);
+        // The bytes verified when stored, not the changed file.
+        let (_, got) = store.get_manifest(&m).await.expect("get").expect("served");
+        assert_eq!(&got[..], &manifest[..]);
+        // Another one, dropped from the index (as `cache rm` does): memory does not answer.
+        let other = br#"{"schemaVersion":2,"config":{"size":2}}"#;
+        let o = Digest::sha256_of(other);
+        store
+            .put_manifest(&o, OCI_MANIFEST, other)
+            .await
+            .expect("put");
+        assert!(store.get_manifest(&o).await.expect("get").is_some());
+        assert_eq!(store.remove(&o), Some(other.len() as u64));
+        assert!(store.get_manifest(&o).await.expect("get").is_none());
+        store.flush().await.expect("flush");
+    }
+    let store = open_with_budget(dir.path(), 1 << 20).await;
+    assert!(store.get_manifest(&m).await.expect("get").is_none());
+    assert_eq!(files_under(&dir.path().join("quarantine")).len(), 1);
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! `GET`/`HEAD /v2/<name>/blobs/<digest>`.
 //!
-//! A stored blob is streamed from its file. A missing one joins (or starts) the fill for its
+//! A stored blob is streamed from its file (with `sendfile(2)` on plain HTTP/1.1). A missing one joins (or starts) the fill for its
 //! digest and tails the spool as it grows; the upstream sees one GET however many clients ask.
 //! `HEAD` of a missing blob asks the upstream with `HEAD` and answers with its size: never a 404
 //! that would break chained caches.
@@ -18,6 +18,7 @@ use crate::body::{self, Body};
 use crate::error::{Missing, ProxyError};
 use crate::observe::{Answered, FillGauge, Held};
 use crate::range::{self, RangeAnswer};
+use crate::sendfile::Pending;
 use crate::upstreams::Target;
 use crate::{Proxy, content_length};
 
@@ -28,24 +29,25 @@ impl Proxy {
         digest: &Digest,
         head: bool,
         req_headers: &HeaderMap,
+        sendfile: Option<&Pending>,
     ) -> Result<Response<Body>, ProxyError> {
         let range = req_headers.get(header::RANGE).and_then(|v| v.to_str().ok());
         if let Some((file, size)) = self.store.open_blob(digest).await? {
+            let file_range = |start, end| match sendfile {
+                Some(pending) => pending.file_range(file, start, end),
+                None => body::file_range(file, start, end),
+            };
             let resp = match range::answer(range, size) {
                 _ if head => blob_response(StatusCode::OK, digest, size, None, body::empty()),
-                RangeAnswer::Full => blob_response(
-                    StatusCode::OK,
-                    digest,
-                    size,
-                    None,
-                    body::file_range(file, 0, size),
-                ),
+                RangeAnswer::Full => {
+                    blob_response(StatusCode::OK, digest, size, None, file_range(0, size))
+                }
                 RangeAnswer::Partial { start, end } => blob_response(
                     StatusCode::PARTIAL_CONTENT,
                     digest,
                     size,
                     Some((start, end)),
-                    body::file_range(file, start, end),
+                    file_range(start, end),
                 ),
                 RangeAnswer::Unsatisfiable => unsatisfiable(size),
             };

@@ -3,7 +3,6 @@
 use std::io;
 
 use bytes::Bytes;
-use futures_util::stream::{self, StreamExt as _};
 use futures_util::{Stream, TryStreamExt};
 use http_body_util::{BodyExt, Empty, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::Frame;
@@ -32,8 +31,6 @@ where
 
 /// The bytes `[start, end)` of an open file, in large chunks, read on the worker when they are
 /// in the page cache and on the blocking pool when not ([`wharf_cache::file_chunks`]).
-pub fn file_range(file: tokio::fs::File, start: u64, end: u64) -> Body {
-    let chunks = stream::once(file.into_std())
-        .flat_map(move |file| wharf_cache::file_chunks(file, start, end, CHUNK));
-    self::stream(chunks)
+pub fn file_range(file: std::fs::File, start: u64, end: u64) -> Body {
+    self::stream(wharf_cache::file_chunks(file, start, end, CHUNK))
 }

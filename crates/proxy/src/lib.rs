@@ -13,7 +13,8 @@
 //!   -> manifest: by digest from the store, else one GET, verified, stored byte-exact
 //!      by tag: fresh record (tag_ttl, immutable_tags) -> its digest; else one HEAD upstream;
 //!      upstream unreachable / 5xx / 429 / timeout -> last known digest (freshness.rs)
-//!   -> blob: stored file (Range honoured) | the digest's fill, tailed while it grows
+//!   -> blob: stored file (Range honoured; sendfile(2) on plain HTTP/1.1, sendfile.rs)
+//!      | the digest's fill, tailed while it grows
 //!   -> tags/list: passed through, Link rewritten to the client's path
 //!   -> errors: ProxyError::into_response, the one place that writes OCI error JSON
 //! ```
@@ -33,6 +34,7 @@ mod manifest;
 mod observe;
 pub mod range;
 pub mod route;
+mod sendfile;
 mod server;
 mod tags;
 pub mod tls;
@@ -276,7 +278,9 @@ impl Proxy {
                     .await?
             }
             Endpoint::Blob { digest, .. } => {
-                self.blob(&target, digest, head, req.headers()).await?
+                let sendfile = req.extensions().get::<sendfile::Pending>();
+                self.blob(&target, digest, head, req.headers(), sendfile)
+                    .await?
             }
             Endpoint::Tags { .. } => self.tags(&target, &parsed.client_base, query).await?,
             Endpoint::Referrers { .. } => {

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! accept (a connection permit first: at max_connections the loop waits, it does not refuse)
-//!   -> task: [TLS handshake, bounded] -> Tracked IO (idle timeout) -> hyper auto
+//!   -> task: [TLS handshake, bounded | SendfileIo on plain TCP] -> Tracked IO (idle timeout)
+//!      -> hyper auto
 //!      -> per request: body bound (limits::refuse_body) -> Proxy::handle
 //! ```
 
@@ -25,6 +26,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::Proxy;
 use crate::limits::{self, Activity, H1_MAX_BUF, Limits, Tracked};
+use crate::sendfile::{Pending, SendfileIo};
 use crate::tls::Tls;
 
 /// How the listener runs: plain or TLS, and its bounds.
@@ -60,7 +62,10 @@ pub async fn serve_with(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_headers(limits.max_headers)
-        .max_buf_size(H1_MAX_BUF);
+        .max_buf_size(H1_MAX_BUF)
+        // Body frames are handed to the IO as they are, never copied into hyper's buffer:
+        // fewer copies, and what sendfile.rs relies on.
+        .writev(true);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -103,14 +108,15 @@ pub async fn serve_with(
         };
         match &acceptor {
             None => {
-                tokio::spawn(conn.run(stream));
+                let (io, pending) = SendfileIo::new(stream);
+                tokio::spawn(conn.run(io, Some(pending)));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let handshake = acceptor.accept(stream);
                     match tokio::time::timeout(conn.limits.tls_handshake_timeout, handshake).await {
-                        Ok(Ok(tls)) => conn.run(tls).await,
+                        Ok(Ok(tls)) => conn.run(tls, None).await,
                         Ok(Err(e)) => {
                             tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed")
                         }
@@ -138,7 +144,8 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run<IO>(self, io: IO)
+    /// Serves the connection; `sendfile` on plain TCP, for HTTP/1.x requests (`sendfile.rs`).
+    async fn run<IO>(self, io: IO, sendfile: Option<Pending>)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -146,8 +153,13 @@ impl Conn {
         let io = Tracked::new(io, activity.clone());
         let proxy = self.proxy.clone();
         let busy = activity.clone();
-        let service = service_fn(move |req: http::Request<Incoming>| {
+        let service = service_fn(move |mut req: http::Request<Incoming>| {
             let proxy = proxy.clone();
+            if let Some(pending) = &sendfile
+                && req.version() < http::Version::HTTP_2
+            {
+                req.extensions_mut().insert(pending.clone());
+            }
             let guard = busy.busy();
             async move {
                 let _guard = guard;

@@ -1,7 +1,7 @@
 //! The behaviour every store must show, whatever keeps its bytes. A new backend (object store,
 //! metadata index) runs this same suite against a fresh instance.
 
-use tokio::io::AsyncReadExt;
+use std::io::Read as _;
 use wharf_cache::{Store, StoreError};
 use wharf_oci::Digest;
 
@@ -56,7 +56,7 @@ pub async fn manifest_round_trips(store: &Store) {
         .expect("manifest is content too");
     assert_eq!(size, bytes.len() as u64);
     let mut read = Vec::new();
-    file.read_to_end(&mut read).await.expect("read blob");
+    file.read_to_end(&mut read).expect("read blob");
     assert_eq!(read, bytes);
 }
 
