@@ -26,3 +26,9 @@ echo "== building"
 cargo build --workspace --tests --bins
 echo "== testing"
 cargo test --workspace --no-fail-fast "$@"
+if [ "$#" -eq 0 ]; then
+  # Criterion's test mode: each micro-benchmark of the hot paths runs once, so they keep
+  # building and their assertions hold (cargo bench -p <crate> --bench hot_paths measures).
+  echo "== micro-benchmarks, once each"
+  cargo test -p wharf-oci -p wharf-proxy -p wharf-cache --bench hot_paths
+fi

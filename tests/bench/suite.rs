@@ -45,6 +45,7 @@ const MIB: f64 = 1_048_576.0;
 const GIB: f64 = 1_073_741_824.0;
 const STREAMS: usize = 16;
 const MANIFEST_GETS: usize = 500;
+const HERD_SIZES: [usize; 2] = [16, 64];
 const WRK_SECS: u64 = 5;
 const BIG_REPO: &str = "java/serverjre";
 const SMALL_REPO: &str = "os/oraclelinux";
@@ -196,6 +197,7 @@ fn main() {
     }
 
     let cold_res = cold.then(|| cold_pulls(&up, repeats));
+    let herd_res = cold.then(|| cold_herds(&rt, &up, &big, repeats));
 
     let load = loadavg();
     println!(
@@ -208,7 +210,7 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         kernel(),
     );
-    print_table(&res, cold_res.as_ref());
+    print_table(&res, cold_res.as_ref(), herd_res.as_deref());
 }
 
 enum Server<'a> {
@@ -346,7 +348,76 @@ fn cold_pulls(up: &Upstream, repeats: usize) -> Cold {
     c
 }
 
-fn print_table(res: &[Results], cold: Option<&Cold>) {
+/// One herd size's cold runs on each mirror.
+#[derive(Default)]
+struct ColdHerd {
+    clients: usize,
+    /// Per mirror (wharf, Distribution): upstream GETs of the blob, upstream MiB for it,
+    /// seconds from the first request sent to the last client done.
+    gets: [Vec<f64>; 2],
+    mib: [Vec<f64>; 2],
+    secs: [Vec<f64>; 2],
+}
+
+/// HERD_SIZES clients at once on the cold 100 MiB blob, each time through a fresh wharf and a
+/// fresh Distribution proxy; what reached the upstream for that blob, and when the last client
+/// was done. (`bench/herd.rs` has more on herds: first-byte spread, warm herds, a 1 GiB blob.)
+fn cold_herds(
+    rt: &tokio::runtime::Runtime,
+    up: &Upstream,
+    big: &Descriptor,
+    repeats: usize,
+) -> Vec<ColdHerd> {
+    let mut out = Vec::new();
+    for clients in HERD_SIZES {
+        let mut h = ColdHerd {
+            clients,
+            ..ColdHerd::default()
+        };
+        for r in 0..repeats {
+            eprintln!("[suite] cold herd of {clients}, {}/{repeats}", r + 1);
+            for mirror in 0..2 {
+                let (wharf, dist);
+                let url = if mirror == 0 {
+                    wharf = Wharf::for_upstream(up);
+                    wharf.url()
+                } else {
+                    dist = DistributionProxy::start(up);
+                    dist.url()
+                };
+                let url = format!("{url}/v2/{BIG_REPO}/blobs/{}", big.digest);
+                up.wait_log_stable();
+                let mark = up.mark();
+                let ask = Ask {
+                    hash: false,
+                    timeout: Duration::from_secs(180),
+                    ..Ask::default()
+                };
+                let herd = rt.block_on(herd::run(&url, clients, &ask, None));
+                let ok = herd.iter().filter(|o| o.complete()).count();
+                assert_eq!(ok, clients, "cold herd: {}", herd[0].describe());
+                let first = herd.iter().map(|o| o.sent).min().expect("clients");
+                let last = herd.iter().map(|o| o.done).max().expect("clients");
+                let check = rt.block_on(herd::fetch(&url, &Ask::default(), 0, None));
+                assert_eq!(check.digest, big.digest, "cold herd: digest after");
+                // Distribution finishes its own downloads in the background.
+                up.wait_log_stable();
+                let gets: Vec<_> = up
+                    .since(mark)
+                    .into_iter()
+                    .filter(|q| q.method == "GET" && q.path.ends_with(big.digest.as_str()))
+                    .collect();
+                h.gets[mirror].push(gets.len() as f64);
+                h.mib[mirror].push(gets.iter().map(|q| q.bytes).sum::<u64>() as f64 / MIB);
+                h.secs[mirror].push((last - first).as_secs_f64());
+            }
+        }
+        out.push(h);
+    }
+    out
+}
+
+fn print_table(res: &[Results], cold: Option<&Cold>, herds: Option<&[ColdHerd]>) {
     let [w, d, n] = res else {
         unreachable!("three servers")
     };
@@ -455,6 +526,23 @@ fn print_table(res: &[Results], cold: Option<&Cold>) {
             f(med(&c.wharf_mib), 0),
             f(med(&c.dist_reqs), 0),
             f(med(&c.dist_mib), 0),
+        );
+    }
+    for h in herds.unwrap_or_default() {
+        let n = h.clients;
+        println!(
+            "| {n} clients at once on the cold 100 MiB blob: upstream GETs / MiB for it | {} / {} | {} / {} | — | — | — | 1 GET | {} |",
+            f(med(&h.gets[0]), 0),
+            f(med(&h.mib[0]), 0),
+            f(med(&h.gets[1]), 0),
+            f(med(&h.mib[1]), 0),
+            yes(h.gets[0].iter().all(|g| *g == 1.0)),
+        );
+        println!(
+            "| {n} clients at once on the cold 100 MiB blob: last client done, s | {} | {} | — | — | {:.2}x | — | — |",
+            f(med(&h.secs[0]), 2),
+            f(med(&h.secs[1]), 2),
+            med(&h.secs[0]) / med(&h.secs[1]),
         );
     }
     println!(
