@@ -3,6 +3,7 @@
 mod cache_cmd;
 mod client_config;
 mod config;
+mod logwriter;
 mod mirror;
 mod prefetch;
 mod serve;

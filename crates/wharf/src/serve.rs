@@ -4,6 +4,7 @@
 //! before it exits. SIGHUP re-reads the TLS certificate and the htpasswd file; open
 //! connections are not touched.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +20,13 @@ use crate::config::{self, Config};
 
 pub fn run(config: Config) -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Lines are written by a thread of their own (logwriter.rs); `_flush` writes what is
+    // queued when `run` returns.
+    let (stderr, _flush) = crate::logwriter::stderr();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(stderr);
     match config.log.format {
         config::LogFormat::Text => logs.init(),
         config::LogFormat::Json => logs.json().init(),
