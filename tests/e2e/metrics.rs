@@ -14,6 +14,24 @@ use wharf_e2e::{Image, Upstream, Wharf, images};
 
 /// Samples of the text exposition: `name{labels}` (labels as written, sorted by the encoder)
 /// to value.
+/// A scrape once no fill is in flight: a fill stores its content (fsync, rename) after its
+/// clients got the last byte, so it may still count as in flight when a pull ends. At most 10 s.
+fn scrape_settled(wharf: &Wharf) -> (String, BTreeMap<String, f64>) {
+    for _ in 0..200 {
+        let (text, s) = scrape(wharf);
+        let in_flight: f64 = s
+            .iter()
+            .filter(|(k, _)| k.starts_with("wharf_fill_in_flight_fills"))
+            .map(|(_, v)| v)
+            .sum();
+        if in_flight == 0.0 {
+            return (text, s);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    scrape(wharf)
+}
+
 fn scrape(wharf: &Wharf) -> (String, BTreeMap<String, f64>) {
     let resp = Http::new().get(&format!("{}/metrics", wharf.admin_url()), &[]);
     assert_eq!(resp.status, 200, "{}", resp.describe());
@@ -129,7 +147,7 @@ fn counters_add_up_over_two_pulls() {
 
     assert_eq!(pull(&wharf, img), image_bytes, "first pull");
     assert_eq!(pull(&wharf, img), image_bytes, "second pull");
-    let (text, s) = scrape(&wharf);
+    let (text, s) = scrape_settled(&wharf);
     let ctx = || format!("/metrics:\n{text}");
 
     // Bytes served = from cache + from upstream; the first pull from the upstream, the second

@@ -18,7 +18,7 @@ use crate::body::{self, Body};
 use crate::error::{Missing, ProxyError};
 use crate::observe::{Answered, FillGauge, Held};
 use crate::range::{self, RangeAnswer};
-use crate::sendfile::Pending;
+use crate::sendfile::{self, Pending};
 use crate::upstreams::Target;
 use crate::{Proxy, content_length};
 
@@ -98,20 +98,18 @@ impl Proxy {
         } else {
             Outcome::Coalesced
         };
+        let tail = |start, end| match sendfile {
+            Some(pending) => pending.ranges(fill.ranges(start, end, sendfile::FILL_RANGE)),
+            None => body::stream(fill.reader(start, end)),
+        };
         let resp = match range::answer(range, size) {
-            RangeAnswer::Full => blob_response(
-                StatusCode::OK,
-                digest,
-                size,
-                None,
-                body::stream(fill.reader(0, size)),
-            ),
+            RangeAnswer::Full => blob_response(StatusCode::OK, digest, size, None, tail(0, size)),
             RangeAnswer::Partial { start, end } => blob_response(
                 StatusCode::PARTIAL_CONTENT,
                 digest,
                 size,
                 Some((start, end)),
-                body::stream(fill.reader(start, end)),
+                tail(start, end),
             ),
             RangeAnswer::Unsatisfiable => unsatisfiable(size),
         };

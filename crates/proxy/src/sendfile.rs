@@ -1,4 +1,5 @@
-//! Stored blobs over plain HTTP/1.1 with `sendfile(2)`: the bytes go from the page cache to the
+//! Blobs over plain HTTP/1.1 with `sendfile(2)`, stored ones and those still being fetched
+//! (their spool file, as `Fill::ranges` releases it): the bytes go from the page cache to the
 //! socket inside the kernel, never through a buffer of ours.
 //!
 //! hyper writes response bodies itself, from the `Bytes` of each frame. A body served this way
@@ -29,15 +30,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
 use futures_util::stream;
+use futures_util::{Stream, TryStreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
+use wharf_cache::FileRange;
 
 use crate::body::{self, Body};
 
 /// The largest frame: what one `sendfile` call is asked for at most.
 const FRAME: usize = 1 << 20;
+
+/// The most a fill's range holds: as much as the copying path's chunk, so the part of a
+/// response held back until the content is verified stays as small.
+pub(crate) const FILL_RANGE: u64 = 256 * 1024;
 
 /// The placeholder region. A zeroed static: it takes no memory until read, and is never read.
 static PLACEHOLDER: [u8; FRAME] = [0; FRAME];
@@ -48,43 +54,53 @@ fn is_placeholder(buf: &[u8]) -> bool {
     !buf.is_empty() && p >= start && p < start + FRAME
 }
 
-/// A file range a placeholder frame stands for.
-#[derive(Debug)]
-struct Range {
-    file: Arc<File>,
-    offset: u64,
-    len: u64,
-}
-
 /// The file ranges of one connection's placeholder frames, in the order they were yielded.
 #[derive(Clone, Debug, Default)]
-pub struct Pending(Arc<Mutex<VecDeque<Range>>>);
+pub struct Pending(Arc<Mutex<VecDeque<FileRange>>>);
 
 impl Pending {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Range>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<FileRange>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The bytes `[start, end)` of `file` as a body of placeholder frames on this connection.
     pub fn file_range(&self, file: File, start: u64, end: u64) -> Body {
+        let range = FileRange {
+            file: Arc::new(file),
+            offset: start,
+            len: end.saturating_sub(start),
+        };
+        self.ranges(stream::once(async move { Ok(range) }))
+    }
+
+    /// File ranges as they become ready (a fill's, `Fill::ranges`) as a body of placeholder
+    /// frames on this connection; an error ends the body short, as with copied bytes.
+    pub fn ranges<S>(&self, ranges: S) -> Body
+    where
+        S: Stream<Item = io::Result<FileRange>> + Send + 'static,
+    {
         let pending = self.clone();
-        let file = Arc::new(file);
-        let frames = stream::iter(
-            (start..end)
-                .step_by(FRAME)
-                .map(move |offset| (offset, (end - offset).min(FRAME as u64))),
-        )
-        .map(move |(offset, len)| {
-            pending.lock().push_back(Range {
-                file: file.clone(),
-                offset,
-                len,
+        let frames = ranges
+            .map_ok(|r| stream::iter(split(r).map(Ok::<_, io::Error>)))
+            .try_flatten()
+            .map_ok(move |r| {
+                // At most FRAME (split), so the cast cannot truncate.
+                let frame = Bytes::from_static(&PLACEHOLDER[..r.len as usize]);
+                pending.lock().push_back(r);
+                frame
             });
-            // At most FRAME, so the cast cannot truncate.
-            Ok(Bytes::from_static(&PLACEHOLDER[..len as usize]))
-        });
         body::stream(frames)
     }
+}
+
+/// `r` in pieces of at most FRAME bytes.
+fn split(r: FileRange) -> impl Iterator<Item = FileRange> + Send {
+    let end = r.offset + r.len;
+    (r.offset..end).step_by(FRAME).map(move |offset| FileRange {
+        file: r.file.clone(),
+        offset,
+        len: (end - offset).min(FRAME as u64),
+    })
 }
 
 /// A plain TCP connection that sends placeholder frames with `sendfile`; every other byte is

@@ -167,6 +167,17 @@ impl Fill {
         reader::stream(self.clone(), start, end)
     }
 
+    /// As [`Fill::reader`], but the file ranges that hold those bytes, at most `max` bytes
+    /// each, under the same rules (on disk; the last one verified): for `sendfile`.
+    pub fn ranges(
+        self: &Arc<Self>,
+        start: u64,
+        end: u64,
+        max: u64,
+    ) -> BoxStream<'static, std::io::Result<FileRange>> {
+        reader::ranges(self.clone(), start, end, max)
+    }
+
     /// Waits until `ready` has an answer for the fill's progress.
     async fn wait<T>(
         &self,
@@ -191,6 +202,14 @@ impl Fill {
             digest: self.digest.clone(),
         }
     }
+}
+
+/// Bytes `[offset, offset + len)` of an open file, ready to be sent.
+#[derive(Clone, Debug)]
+pub struct FileRange {
+    pub file: Arc<std::fs::File>,
+    pub offset: u64,
+    pub len: u64,
 }
 
 /// Runs file I/O on the blocking pool; a panic there becomes an error here.

@@ -20,7 +20,7 @@ use futures_util::stream::{self, BoxStream};
 use tokio::sync::watch;
 
 use super::chunks::read_at;
-use super::{Fill, Progress, blocking};
+use super::{FileRange, Fill, Progress, blocking};
 
 /// The most a reader holds in memory at once.
 const CHUNK: u64 = 256 * 1024;
@@ -30,6 +30,31 @@ pub(super) fn stream(
     start: u64,
     end: u64,
 ) -> BoxStream<'static, io::Result<Bytes>> {
+    let digest = fill.digest.clone();
+    ranges(fill, start, end, CHUNK)
+        .then(move |range| {
+            let digest = digest.clone();
+            async move {
+                let r = range?;
+                // At most CHUNK: the cast cannot truncate.
+                read_at(&r.file, r.offset, r.len as usize)
+                    .await
+                    .map_err(|e| io::Error::new(e.kind(), format!("reading {digest}: {e}")))
+            }
+        })
+        .boxed()
+}
+
+/// As [`stream`], but the ranges of the file to send (at most `max` bytes each) rather than
+/// their bytes: for a sender that copies inside the kernel (`sendfile`). A range is yielded
+/// under the same rules as a chunk: its bytes are on disk, and the one that completes the
+/// range only once the content is verified.
+pub(super) fn ranges(
+    fill: Arc<Fill>,
+    start: u64,
+    end: u64,
+    max: u64,
+) -> BoxStream<'static, io::Result<FileRange>> {
     let tail = Tail {
         rx: fill.progress.clone(),
         fill,
@@ -38,10 +63,10 @@ pub(super) fn stream(
         pos: start,
         end,
     };
-    stream::unfold(Some(tail), |tail| async move {
+    stream::unfold(Some(tail), move |tail| async move {
         let mut tail = tail?;
-        match tail.next_chunk().await {
-            Ok(Some(chunk)) => Some((Ok(chunk), Some(tail))),
+        match tail.next_range(max.max(1)).await {
+            Ok(Some(range)) => Some((Ok(range), Some(tail))),
             Ok(None) => None,
             // An error ends the stream: the next poll sees `None`.
             Err(e) => Some((Err(e), None)),
@@ -61,7 +86,7 @@ struct Tail {
 }
 
 impl Tail {
-    async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+    async fn next_range(&mut self, max: u64) -> io::Result<Option<FileRange>> {
         loop {
             if self.pos >= self.end {
                 return Ok(None);
@@ -106,14 +131,23 @@ impl Tail {
                 self.changed().await?;
                 continue;
             }
-            let want = CHUNK.min(on_disk - self.pos).min(self.end - self.pos);
+            let want = max.min(on_disk - self.pos).min(self.end - self.pos);
             // The chunk that completes the range waits for verification, so a stream that ends
             // cleanly never carried unverified bytes to its last one.
             if !verified && self.pos + want == self.end {
                 self.changed().await?;
                 continue;
             }
-            return self.read(want).await.map(Some);
+            let Some(file) = &self.file else {
+                return Err(io::Error::other("fill reader read before opening"));
+            };
+            let range = FileRange {
+                file: file.clone(),
+                offset: self.pos,
+                len: want,
+            };
+            self.pos += want;
+            return Ok(Some(range));
         }
     }
 
@@ -131,18 +165,6 @@ impl Tail {
             Err(e) => Err(with_path(e, "opening", &path)),
         })
         .await
-    }
-
-    /// The next `want` bytes (at most CHUNK: the cast cannot truncate).
-    async fn read(&mut self, want: u64) -> io::Result<Bytes> {
-        let Some(file) = &self.file else {
-            return Err(io::Error::other("fill reader read before opening"));
-        };
-        let chunk = read_at(file, self.pos, want as usize)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("reading {}: {e}", self.fill.digest)))?;
-        self.pos += want;
-        Ok(chunk)
     }
 
     /// Waits for the fill to publish something new. The fill task only drops its sender after
