@@ -64,7 +64,9 @@ pub async fn serve_with(
         .max_headers(limits.max_headers)
         .max_buf_size(H1_MAX_BUF)
         // Body frames are handed to the IO as they are, never copied into hyper's buffer:
-        // fewer copies, and what sendfile.rs relies on.
+        // fewer copies, and what sendfile.rs relies on. Never writev(false) or
+        // pipeline_flush(true) here: either makes hyper flatten frames, and placeholders would
+        // go out as zeros (crates/proxy/tests/sendfile.rs fails then).
         .writev(true);
     builder
         .http2()

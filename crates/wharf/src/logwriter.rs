@@ -5,13 +5,13 @@
 //!
 //! The queue is bounded: when the writer cannot keep up, logging waits (as a direct write
 //! would) rather than drop lines or grow without bound. Lines keep their order. [`Flush`],
-//! dropped at exit, waits (for at most a second) until every queued line is written.
+//! dropped at exit, waits (two seconds at most) until every queued line is written.
 //!
 //! tracing-appender's `non_blocking` does the same, but brings the `time` crate and
 //! crossbeam-channel for a job that std's channel and one thread do.
 
 use std::io::{self, Write};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
@@ -48,15 +48,16 @@ pub fn stderr() -> (Stderr, Flush) {
     (Stderr { tx: tx.clone() }, Flush { tx })
 }
 
+/// Takes stderr's lock per line, never while waiting: anything else writing to stderr
+/// (`eprintln!`) must not wait on an idle writer.
 fn write_lines(rx: &Receiver<Msg>) {
-    let mut out = io::stderr().lock();
     for msg in rx {
         match msg {
             Msg::Line(line) => {
-                let _ = out.write_all(&line);
+                let _ = io::stderr().write_all(&line);
             }
             Msg::Flush(done) => {
-                let _ = out.flush();
+                let _ = io::stderr().flush();
                 let _ = done.send(());
             }
         }
@@ -64,11 +65,24 @@ fn write_lines(rx: &Receiver<Msg>) {
 }
 
 impl Drop for Flush {
+    /// Waits two seconds at most: a stalled stderr (a pipe nobody reads) must not keep wharf
+    /// from exiting.
     fn drop(&mut self) {
         let (done_tx, done_rx) = sync_channel(1);
-        if self.tx.send(Msg::Flush(done_tx)).is_ok() {
-            let _ = done_rx.recv_timeout(Duration::from_secs(1));
+        let mut msg = Msg::Flush(done_tx);
+        let mut tries = 200; // 5 ms apart: a second for a place in a full queue
+        loop {
+            match self.tx.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if tries > 0 => {
+                    tries -= 1;
+                    msg = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return,
+            }
         }
+        let _ = done_rx.recv_timeout(Duration::from_secs(1));
     }
 }
 
@@ -139,5 +153,21 @@ mod tests {
             })
             .collect();
         assert_eq!(got, ["line 0 end\n", "line 1 end\n", "line 2 end\n"]);
+    }
+
+    #[test]
+    fn an_idle_writer_leaves_stderr_to_others() {
+        let (writer, flush) = stderr();
+        std::thread::sleep(Duration::from_millis(50));
+        let (tx, rx) = sync_channel(1);
+        std::thread::spawn(move || {
+            drop(io::stderr().lock());
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "the log writer kept stderr locked"
+        );
+        drop((writer, flush));
     }
 }
