@@ -13,8 +13,9 @@
 //! `sendfile on` mapping `/v2/<repo>/blobs/sha256:<hex>` to the upstream's own `data` files.
 //! Then, per repeat and per measurement, each server in turn:
 //!
-//! 1. the 100 MiB blob, warm: one stream (three times), then 16 concurrent streams (an async Rust client that
-//!    counts and discards the bytes; one extra GET checks the digest); MiB/s;
+//! 1. the 100 MiB blob, warm: one stream (`curl -o /dev/null`, three times), then 16
+//!    concurrent streams (an async Rust client that counts and discards the bytes; one extra
+//!    GET checks the digest); MiB/s;
 //! 2. a 1 MiB blob with `wrk -t2 -c16 -d5s`: requests per second;
 //! 3. the manifest of `os/oraclelinux:7-slim` by tag and by digest: 500 sequential GETs on one
 //!    keep-alive connection with an OCI/Docker `Accept`, p50 and p99, and the upstream requests
@@ -139,12 +140,11 @@ fn main() {
                 ..Ask::default()
             };
             let cpu0 = s.cpu();
-            // One stream is the noisiest figure (a lone client on shared cores): three samples.
+            // One stream is the noisiest figure (a lone client on shared cores): three samples,
+            // with curl as ANCHOR-RESULTS.md measured it (an async Rust client adds its own
+            // task hand-offs to a lone stream).
             for _ in 0..SINGLES {
-                let one = rt.block_on(herd::fetch(&url, &ask, 0, None));
-                assert!(one.complete(), "{}: {}", s.name(), one.describe());
-                res.single
-                    .push(big.size as f64 / MIB / (one.done - one.sent).as_secs_f64());
+                res.single.push(curl_mib_per_s(&url, big.size));
             }
             let herd = rt.block_on(herd::run(&url, STREAMS, &ask, None));
             let first = herd.iter().map(|o| o.sent).min().expect("clients");
@@ -565,6 +565,28 @@ fn print_table(res: &[Results], cold: Option<&Cold>, herds: Option<&[ColdHerd]>)
         r0(&n.conc),
         r0(&n.rps)
     );
+}
+
+/// `curl -o /dev/null` of `url`: MiB/s over curl's total time, after checking the size.
+fn curl_mib_per_s(url: &str, size: u64) -> f64 {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "120", "-o", "/dev/null"])
+        .args(["-w", "%{size_download} %{time_total}", url])
+        .output()
+        .expect("curl (apt-get install curl)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut fields = text.split_whitespace();
+    let got: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let secs: f64 = fields
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    assert!(
+        out.status.success() && got == size,
+        "curl {url}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    size as f64 / MIB / secs
 }
 
 fn r0(v: &[f64]) -> Vec<i64> {

@@ -15,7 +15,7 @@ use support::{Fake, Pki, SecureWharf, get_keep_alive, htpasswd, tls_connect};
 use wharf_e2e::expect;
 use wharf_e2e::http::{ACCEPT_ALL_MANIFESTS, Http};
 use wharf_e2e::process::{run, signal};
-use wharf_e2e::util::{sha256_digest, wait_for};
+use wharf_e2e::util::sha256_digest;
 use wharf_e2e::wharf::check_config;
 use wharf_e2e::{Podman, Skopeo, Upstream, UpstreamCfg, Wharf, images};
 
@@ -140,11 +140,8 @@ fn tls_offers_h2_and_http11_and_sighup_swaps_the_certificate_without_dropping_co
         // The connection opened before the reload still answers.
         assert_eq!(get_keep_alive(&mut kept, "/v2/").await, 200);
     });
-    assert!(
-        wharf.log().contains("TLS certificate reloaded"),
-        "{}",
-        wharf.log()
-    );
+    let log = wharf.settled_log();
+    assert!(log.contains("TLS certificate reloaded"), "{log}");
 }
 
 /// The DER of the first certificate in a PEM file.
@@ -233,7 +230,7 @@ fn podman_login_then_pull_and_anonymous_is_refused_with_wharfs_challenge() {
         )
         .expect_ok("podman pull after login");
     assert_eq!(podman.image_digest(&reference), img.manifest.digest);
-    let log = wharf.log();
+    let log = wharf.settled_log();
     assert!(
         !log.contains("s3cret-login") && !log.contains("not-it"),
         "{log}"
@@ -382,7 +379,7 @@ fn a_token_realm_on_another_host_never_receives_the_credentials() {
         0,
         "credentials went to a realm on another host: {seen:#?}"
     );
-    let log = wharf.log();
+    let log = wharf.settled_log();
     assert!(
         log.contains("token realm is not on the upstream's domain"),
         "{log}"
@@ -482,12 +479,8 @@ fn secrets_stay_out_of_check_config_logs_errors_and_the_admin_api() {
             outputs.push(r.describe());
         }
     }
-    outputs.push(wharf.log());
-    // Give the log a moment to hold the lines of the requests above.
-    wait_for(Duration::from_secs(5), Duration::from_millis(50), || {
-        wharf.log().contains("manifests").then_some(())
-    });
-    outputs.push(wharf.log());
+    // The log once it holds the lines of the requests above.
+    outputs.push(wharf.settled_log());
     let b64 =
         |u: &str, p: &str| base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"));
     let forbidden = [

@@ -156,6 +156,13 @@ impl Wharf {
         String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
     }
 
+    /// The log once it has not grown for 100 ms (waiting 5 s at most): wharf writes its lines
+    /// in batches, up to about 10 ms after what they record. Checks that a line is *absent*
+    /// need this, or they could pass on a log that was not written yet.
+    pub fn settled_log(&self) -> String {
+        crate::util::settled_text(&self.log)
+    }
+
     /// SIGTERM, wait up to 10 s (then SIGKILL).
     pub fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {

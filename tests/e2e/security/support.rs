@@ -267,8 +267,9 @@ impl SecureWharf {
         self.proc.as_ref().and_then(Proc::pid).expect("running")
     }
 
-    pub fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    /// See `Wharf::settled_log`.
+    pub fn settled_log(&self) -> String {
+        wharf_e2e::util::settled_text(&self.log)
     }
 }
 
