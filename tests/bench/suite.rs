@@ -19,13 +19,14 @@
 //! 2. a 1 MiB blob with `wrk -t2 -c16 -d5s`: requests per second;
 //! 3. the manifest of `os/oraclelinux:7-slim` by tag and by digest: 500 sequential GETs on one
 //!    keep-alive connection with an OCI/Docker `Accept`, p50 and p99, and the upstream requests
-//!    per GET from the upstream's access log (mirrors only; the tag is within wharf's TTL);
+//!    per GET from the upstream's access log, and the server's CPU time per GET (mirrors only;
+//!    the tag is within wharf's TTL);
 //! 4. the server's CPU time (utime + stime from `/proc/<pid>/stat`, nginx: master + workers) per
 //!    GiB served over the runs of (1), and its peak RSS (`VmHWM`) after all warm runs.
 //!
 //! Last (`SUITE_COLD=0` skips it): a cold `skopeo copy` of `java/serverjre:latest` through a
 //! fresh wharf and a fresh Distribution proxy, against the same copy straight from the upstream,
-//! with upstream requests and bytes per cold pull.
+//! with upstream requests and bytes per cold pull and the mirror's CPU time for it.
 //!
 //! Then (also skipped by `SUITE_COLD=0`) 16 and 64 clients at once on the cold 100 MiB blob,
 //! through a fresh wharf and a fresh Distribution proxy each time: upstream GETs and MiB for
@@ -178,6 +179,7 @@ fn main() {
             for (by_tag, r) in [(true, &tag), (false, &digest)] {
                 let url = format!("{}/v2/{SMALL_REPO}/manifests/{r}", s.url());
                 let mark = up.mark();
+                let cpu0 = s.cpu();
                 let (lat, errors) = rt
                     .block_on(sequential_latencies(
                         &url,
@@ -186,6 +188,8 @@ fn main() {
                         Duration::from_secs(120),
                     ))
                     .expect("manifest GETs");
+                let cpu_us =
+                    s.cpu().saturating_sub(cpu0).as_secs_f64() * 1e6 / lat.len().max(1) as f64;
                 let upstream = up.since(mark).len() as f64 / lat.len().max(1) as f64;
                 let p = [quantile(&lat, 0.5), quantile(&lat, 0.99)].map(ms);
                 let m = if by_tag {
@@ -196,6 +200,7 @@ fn main() {
                 m.p50.push(p[0]);
                 m.p99.push(p[1]);
                 m.upstream.push(upstream);
+                m.cpu_us.push(cpu_us);
                 m.errors += errors;
             }
         }
@@ -283,6 +288,8 @@ struct Latency {
     p50: Vec<f64>,
     p99: Vec<f64>,
     upstream: Vec<f64>,
+    /// The server's CPU time per GET (user + system), µs.
+    cpu_us: Vec<f64>,
     /// Failed GETs (a closed connection is counted, and connected again).
     errors: usize,
 }
@@ -309,6 +316,9 @@ struct Cold {
     wharf_mib: Vec<f64>,
     dist_reqs: Vec<f64>,
     dist_mib: Vec<f64>,
+    /// The mirror's CPU seconds per cold pull (user + system, storing included).
+    wharf_cpu: Vec<f64>,
+    dist_cpu: Vec<f64>,
 }
 
 /// `skopeo copy docker://<mirror>/java/serverjre:latest dir:` on a fresh mirror each time, and
@@ -327,29 +337,35 @@ fn cold_pulls(up: &Upstream, repeats: usize) -> Cold {
             let _ = std::fs::remove_dir_all(&out.dest);
             dt
         };
-        let mirrored =
-            |host_port: &str, secs: &mut Vec<f64>, reqs: &mut Vec<f64>, mib: &mut Vec<f64>| {
-                let mark = up.mark();
-                secs.push(pull(host_port));
-                // Distribution finishes storing in the background: the log settles in `since`.
-                std::thread::sleep(Duration::from_secs(1));
-                let seen = up.since(mark);
-                reqs.push(seen.len() as f64);
-                mib.push(seen.iter().map(|q| q.bytes).sum::<u64>() as f64 / MIB);
-            };
+        // Seconds, upstream requests, upstream MiB, the mirror's CPU seconds.
+        let mirrored = |host_port: &str, pid: Option<u32>| {
+            let mark = up.mark();
+            let cpu = || pid.and_then(cpu_time).unwrap_or_default();
+            let cpu0 = cpu();
+            let secs = pull(host_port);
+            // Distribution finishes storing in the background: the log settles in `since`.
+            std::thread::sleep(Duration::from_secs(1));
+            let seen = up.since(mark);
+            let mib = seen.iter().map(|q| q.bytes).sum::<u64>() as f64 / MIB;
+            let cpu_s = cpu().saturating_sub(cpu0).as_secs_f64();
+            (secs, seen.len() as f64, mib, cpu_s)
+        };
         {
             let w = Wharf::for_upstream(up);
-            mirrored(
-                &w.host_port(),
-                &mut c.wharf,
-                &mut c.wharf_reqs,
-                &mut c.wharf_mib,
-            );
+            let (secs, reqs, mib, cpu) = mirrored(&w.host_port(), w.pid());
+            c.wharf.push(secs);
+            c.wharf_reqs.push(reqs);
+            c.wharf_mib.push(mib);
+            c.wharf_cpu.push(cpu);
         }
         {
             let d = DistributionProxy::start(up);
             let hp = format!("127.0.0.1:{}", d.port);
-            mirrored(&hp, &mut c.dist, &mut c.dist_reqs, &mut c.dist_mib);
+            let (secs, reqs, mib, cpu) = mirrored(&hp, d.proc.pid());
+            c.dist.push(secs);
+            c.dist_reqs.push(reqs);
+            c.dist_mib.push(mib);
+            c.dist_cpu.push(cpu);
         }
         c.direct.push(pull(&up.host_port()));
     }
@@ -509,6 +525,12 @@ fn print_table(res: &[Results], cold: Option<&Cold>, herds: Option<&[ColdHerd]>)
             yes(med(&wl.p99) < limit)
         );
         println!(
+            "| manifest {what}, server CPU per GET, µs | {} | {} | — | — | {:.2}x | — | — |",
+            f(med(&wl.cpu_us), 0),
+            f(med(&dl.cpu_us), 0),
+            med(&wl.cpu_us) / med(&dl.cpu_us),
+        );
+        println!(
             "| manifest {what}, upstream requests per GET (failed GETs, all repeats) | {} ({}) | {} ({}) | — | — | — | 0 | {} |",
             f(med(&wl.upstream), 3),
             wl.errors,
@@ -534,6 +556,12 @@ fn print_table(res: &[Results], cold: Option<&Cold>, herds: Option<&[ColdHerd]>)
             f(med(&c.wharf_mib), 0),
             f(med(&c.dist_reqs), 0),
             f(med(&c.dist_mib), 0),
+        );
+        println!(
+            "| mirror CPU s per cold pull (receive, hash, store, serve) | {} | {} | — | — | {:.2}x | — | — |",
+            f(med(&c.wharf_cpu), 2),
+            f(med(&c.dist_cpu), 2),
+            med(&c.wharf_cpu) / med(&c.dist_cpu),
         );
     }
     for h in herds.unwrap_or_default() {

@@ -7,33 +7,17 @@
 //! ```
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use wharf_proxy::freshness::Backoff;
 use wharf_proxy::route;
 use wharf_proxy::{Upstream, Upstreams};
 
 fn upstream(name: &str, prefixes: &[&str], default: bool) -> Upstream {
-    let client = wharf_upstream::Client::new(wharf_upstream::Config {
-        name: name.into(),
-        url: format!("https://{name}"),
-        username: None,
-        password: None,
-        ca_file: None,
-        connect_timeout: Duration::from_secs(2),
-        response_timeout: Duration::from_secs(5),
-    })
-    .expect("client");
+    let up =
+        Upstream::anonymous(name, &format!("https://{name}"), prefixes, default).expect("upstream");
     Upstream {
-        name: name.into(),
-        client,
-        prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
-        is_default: default,
         library_prefix: name == "docker.io",
-        tag_ttl: Duration::from_secs(300),
-        immutable_tags: regex::RegexSet::empty(),
-        backoff: Backoff::default(),
+        ..up
     }
 }
 

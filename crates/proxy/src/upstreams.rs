@@ -30,6 +30,36 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// An upstream reached without credentials, with wharf's defaults (5 s to connect, 30 s
+    /// for response headers, `tag_ttl` 5 min, no immutable tags): for tests, benchmarks and
+    /// tools. `wharf serve` builds its upstreams from the configuration instead.
+    pub fn anonymous(
+        name: &str,
+        url: &str,
+        prefixes: &[&str],
+        is_default: bool,
+    ) -> Result<Upstream, wharf_upstream::Error> {
+        let client = wharf_upstream::Client::new(wharf_upstream::Config {
+            name: name.into(),
+            url: url.into(),
+            username: None,
+            password: None,
+            ca_file: None,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(30),
+        })?;
+        Ok(Upstream {
+            name: name.into(),
+            client,
+            prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+            is_default,
+            library_prefix: false,
+            tag_ttl: Duration::from_secs(300),
+            immutable_tags: regex::RegexSet::empty(),
+            backoff: Backoff::default(),
+        })
+    }
+
     fn answers_to(&self, prefix: &str) -> bool {
         self.prefixes.iter().any(|p| p.eq_ignore_ascii_case(prefix))
     }

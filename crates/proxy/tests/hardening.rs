@@ -20,32 +20,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use wharf_cache::Store;
 use wharf_oci::Digest;
-use wharf_proxy::freshness::Backoff;
 use wharf_proxy::limits::Limits;
 use wharf_proxy::route::{self, Endpoint};
 use wharf_proxy::{Proxy, ProxyOptions, ServerOptions, Upstream, Upstreams};
 
 fn upstream(name: &str, url: &str, prefixes: &[&str], default: bool) -> Upstream {
-    let client = wharf_upstream::Client::new(wharf_upstream::Config {
-        name: name.into(),
-        url: url.into(),
-        username: None,
-        password: None,
-        ca_file: None,
-        connect_timeout: Duration::from_secs(2),
-        response_timeout: Duration::from_secs(5),
-    })
-    .expect("client");
-    Upstream {
-        name: name.into(),
-        client,
-        prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
-        is_default: default,
-        library_prefix: false,
-        tag_ttl: Duration::from_secs(300),
-        immutable_tags: regex::RegexSet::empty(),
-        backoff: Backoff::default(),
-    }
+    Upstream::anonymous(name, url, prefixes, default).expect("upstream")
 }
 
 /// wharf's listener with `proxy` on a free port; stops when the returned sender drops.

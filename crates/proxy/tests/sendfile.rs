@@ -13,7 +13,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
 use wharf_cache::Store;
 use wharf_oci::Digest;
-use wharf_proxy::freshness::Backoff;
 use wharf_proxy::{Proxy, Upstream, Upstreams};
 
 /// Larger than the socket buffers, so that sending waits for the client many times over.
@@ -44,26 +43,8 @@ async fn wharf_with(data: &[u8], dir: &std::path::Path) -> (SocketAddr, Digest) 
         .expect("bind")
         .local_addr()
         .expect("addr");
-    let client = wharf_upstream::Client::new(wharf_upstream::Config {
-        name: "dead".into(),
-        url: format!("http://{dead}"),
-        username: None,
-        password: None,
-        ca_file: None,
-        connect_timeout: Duration::from_secs(2),
-        response_timeout: Duration::from_secs(5),
-    })
-    .expect("client");
-    let up = Upstream {
-        name: "dead".into(),
-        client,
-        prefixes: vec!["dead".into()],
-        is_default: true,
-        library_prefix: false,
-        tag_ttl: Duration::from_secs(300),
-        immutable_tags: regex::RegexSet::empty(),
-        backoff: Backoff::default(),
-    };
+    let up =
+        Upstream::anonymous("dead", &format!("http://{dead}"), &["dead"], true).expect("upstream");
     let proxy: Arc<Proxy> = Proxy::new(Upstreams::new(vec![up]), store);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
