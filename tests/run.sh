@@ -30,5 +30,6 @@ if [ "$#" -eq 0 ]; then
   # Criterion's test mode: each micro-benchmark of the hot paths runs once, so they keep
   # building and their assertions hold (cargo bench -p <crate> --bench hot_paths measures).
   echo "== micro-benchmarks, once each"
-  cargo test -p wharf-oci -p wharf-proxy -p wharf-cache --bench hot_paths
+  # --workspace, not -p: the same feature set as the build above, so nothing is rebuilt.
+  cargo test --workspace --bench hot_paths
 fi
