@@ -30,7 +30,7 @@
 
 use std::path::Path;
 use std::time::Duration;
-use wharf_e2e::bench::DistributionProxy;
+use wharf_e2e::bench::{DistributionProxy, env_num, loadavg};
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -133,19 +133,6 @@ fn main() {
         big_run = Some(cold);
     }
     print_targets(&cases, big_run.as_ref());
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 /// Pushes `size` deterministic bytes to `REPO` on the upstream.

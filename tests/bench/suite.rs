@@ -39,8 +39,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use wharf_e2e::bench::{
-    self, DistributionProxy, MANIFEST_ACCEPT, Nginx, cpu_time, peak_rss_kib, quantile,
-    sequential_latencies,
+    self, DistributionProxy, MANIFEST_ACCEPT, Nginx, cpu_time, env_num, loadavg, ms, peak_rss_kib,
+    quantile, sequential_latencies,
 };
 use wharf_e2e::herd::{self, Ask};
 use wharf_e2e::images::Descriptor;
@@ -641,23 +641,6 @@ fn med(v: &[f64]) -> f64 {
     } else {
         (s[m - 1] + s[m]) / 2.0
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn env_num(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }
 
 fn kernel() -> String {
