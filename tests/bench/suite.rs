@@ -429,7 +429,7 @@ fn cold_herds(
                 let gets: Vec<_> = up
                     .since(mark)
                     .into_iter()
-                    .filter(|q| q.method == "GET" && q.path.ends_with(big.digest.as_str()))
+                    .filter(|q| q.method == "GET" && q.path_only().ends_with(big.digest.as_str()))
                     .collect();
                 h.gets[mirror].push(gets.len() as f64);
                 h.mib[mirror].push(gets.iter().map(|q| q.bytes).sum::<u64>() as f64 / MIB);

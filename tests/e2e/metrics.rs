@@ -12,26 +12,23 @@ use wharf_e2e::process::{Proc, run};
 use wharf_e2e::util::{free_port, temp_dir, wait_for, write_file};
 use wharf_e2e::{Image, Upstream, Wharf, images};
 
-/// Samples of the text exposition: `name{labels}` (labels as written, sorted by the encoder)
-/// to value.
 /// A scrape once no fill is in flight: a fill stores its content (fsync, rename) after its
 /// clients got the last byte, so it may still count as in flight when a pull ends. At most 10 s.
 fn scrape_settled(wharf: &Wharf) -> (String, BTreeMap<String, f64>) {
-    for _ in 0..200 {
+    let settled = wait_for(Duration::from_secs(10), Duration::from_millis(50), || {
         let (text, s) = scrape(wharf);
         let in_flight: f64 = s
             .iter()
             .filter(|(k, _)| k.starts_with("wharf_fill_in_flight_fills"))
             .map(|(_, v)| v)
             .sum();
-        if in_flight == 0.0 {
-            return (text, s);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    scrape(wharf)
+        (in_flight == 0.0).then_some((text, s))
+    });
+    settled.unwrap_or_else(|| scrape(wharf))
 }
 
+/// Samples of the text exposition: `name{labels}` (labels as written, sorted by the encoder)
+/// to value.
 fn scrape(wharf: &Wharf) -> (String, BTreeMap<String, f64>) {
     let resp = Http::new().get(&format!("{}/metrics", wharf.admin_url()), &[]);
     assert_eq!(resp.status, 200, "{}", resp.describe());

@@ -101,12 +101,12 @@ pub fn tail(path: &Path, n: usize) -> String {
 
 /// A log file's text once it has not grown for 100 ms (waiting 5 s at most).
 pub fn settled_text(path: &Path) -> String {
-    let read = || String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned();
-    let mut last = read().len();
+    let len = || std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut last = len();
     let mut quiet = 0;
     for _ in 0..100 {
         std::thread::sleep(Duration::from_millis(50));
-        let now = read().len();
+        let now = len();
         if now == last {
             quiet += 1;
             if quiet >= 2 {
@@ -117,5 +117,5 @@ pub fn settled_text(path: &Path) -> String {
             last = now;
         }
     }
-    read()
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
 }

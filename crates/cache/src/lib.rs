@@ -43,6 +43,6 @@ mod tags;
 mod writer;
 
 pub use error::{FillError, StoreError};
-pub use fill::{FileRange, Fill, FillSource, Opener, SourceError, file_chunks};
+pub use fill::{CHUNK, FileRange, Fill, FillSource, Opener, SourceError, file_chunks};
 pub use store::{Store, StoreOptions, StoreStats};
 pub use tags::{TagEntry, TagRecord};

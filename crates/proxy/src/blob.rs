@@ -18,7 +18,7 @@ use crate::body::{self, Body};
 use crate::error::{Missing, ProxyError};
 use crate::observe::{Answered, FillGauge, Held};
 use crate::range::{self, RangeAnswer};
-use crate::sendfile::{self, Pending};
+use crate::sendfile::Pending;
 use crate::upstreams::Target;
 use crate::{Proxy, content_length};
 
@@ -99,7 +99,9 @@ impl Proxy {
             Outcome::Coalesced
         };
         let tail = |start, end| match sendfile {
-            Some(pending) => pending.ranges(fill.ranges(start, end, sendfile::FILL_RANGE)),
+            // A fill's ranges are no larger than the copying path's chunks, so what waits for
+            // the digest stays as small.
+            Some(pending) => pending.ranges(fill.ranges(start, end, wharf_cache::CHUNK)),
             None => body::stream(fill.reader(start, end)),
         };
         let resp = match range::answer(range, size) {

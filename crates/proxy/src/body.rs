@@ -9,9 +9,6 @@ use hyper::body::Frame;
 
 pub type Body = UnsyncBoxBody<Bytes, io::Error>;
 
-/// Chunk size for file reads: large enough that per-chunk overhead vanishes next to the copy.
-const CHUNK: usize = 256 * 1024;
-
 pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
@@ -32,5 +29,10 @@ where
 /// The bytes `[start, end)` of an open file, in large chunks, read on the worker when they are
 /// in the page cache and on the blocking pool when not ([`wharf_cache::file_chunks`]).
 pub fn file_range(file: std::fs::File, start: u64, end: u64) -> Body {
-    self::stream(wharf_cache::file_chunks(file, start, end, CHUNK))
+    self::stream(wharf_cache::file_chunks(
+        file,
+        start,
+        end,
+        wharf_cache::CHUNK as usize,
+    ))
 }

@@ -41,10 +41,6 @@ use crate::body::{self, Body};
 /// The largest frame: what one `sendfile` call is asked for at most.
 const FRAME: usize = 1 << 20;
 
-/// The most a fill's range holds: as much as the copying path's chunk, so the part of a
-/// response held back until the content is verified stays as small.
-pub(crate) const FILL_RANGE: u64 = 256 * 1024;
-
 /// The placeholder region. A zeroed static: it takes no memory until read, and is never read.
 static PLACEHOLDER: [u8; FRAME] = [0; FRAME];
 

@@ -30,9 +30,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// An upstream reached without credentials, with wharf's defaults (5 s to connect, 30 s
-    /// for response headers, `tag_ttl` 5 min, no immutable tags): for tests, benchmarks and
-    /// tools. `wharf serve` builds its upstreams from the configuration instead.
+    /// An upstream reached without credentials, with the configuration's defaults (10 s to
+    /// connect, 30 s for response headers, `tag_ttl` 5 min, no immutable tags): for tests,
+    /// benchmarks and tools. `wharf serve` builds its upstreams from the configuration.
     pub fn anonymous(
         name: &str,
         url: &str,
@@ -45,7 +45,7 @@ impl Upstream {
             username: None,
             password: None,
             ca_file: None,
-            connect_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(30),
         })?;
         Ok(Upstream {

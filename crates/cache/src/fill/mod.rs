@@ -30,6 +30,7 @@ use crate::error::FillError;
 use crate::store::Store;
 
 pub use chunks::file_chunks;
+pub use reader::CHUNK;
 
 /// An error of the caller's upstream, kept whole so the caller can downcast it again.
 pub type SourceError = Arc<dyn std::error::Error + Send + Sync>;

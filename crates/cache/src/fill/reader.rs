@@ -22,8 +22,9 @@ use tokio::sync::watch;
 use super::chunks::read_at;
 use super::{FileRange, Fill, Progress, blocking};
 
-/// The most a reader holds in memory at once.
-const CHUNK: u64 = 256 * 1024;
+/// The most a reader holds in memory at once, and the most of a response held back until the
+/// content is verified.
+pub const CHUNK: u64 = 256 * 1024;
 
 pub(super) fn stream(
     fill: Arc<Fill>,
