@@ -34,7 +34,7 @@ use wharf_e2e::bench::{DistributionProxy, env_num, loadavg};
 
 use bytes::Bytes;
 use tokio::time::Instant;
-use wharf_e2e::herd::{self, Ask, Outcome};
+use wharf_e2e::herd::{self, Ask, HerdRun as Run, Outcome};
 use wharf_e2e::images::{Descriptor, MT_OCI_LAYER_GZIP};
 use wharf_e2e::layers::random_bytes;
 use wharf_e2e::push::Pusher;
@@ -209,83 +209,9 @@ impl Mirror {
             Mirror::Distribution(d) => d.proc.pid(),
         }
     }
-
-    /// `VmHWM` of the mirror's process: the most resident memory it has had so far.
-    fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-    }
-
-    /// User + system CPU time of the mirror's process so far (every thread, live or ended).
-    fn cpu_time(&self) -> Option<Duration> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()?)).ok()?;
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-        // utime and stime are fields 14 and 15 of the line; the kernel's USER_HZ is 100.
-        let total = ticks(11)? + ticks(12)?;
-        Some(Duration::from_millis(total * 10))
-    }
 }
 
-/// One herd: what the clients saw and what it cost the upstream and the mirror.
-struct Run {
-    outcomes: Vec<Outcome>,
-    /// Clients (or the one extra checking client) whose bytes had the right digest.
-    right: usize,
-    checked: usize,
-    upstream_gets: usize,
-    upstream_heads: usize,
-    upstream_bytes: u64,
-    cpu: Option<Duration>,
-    /// The mirror's peak RSS after the herd.
-    rss_kib: Option<u64>,
-}
-
-impl Run {
-    fn complete(&self) -> usize {
-        self.outcomes.iter().filter(|o| o.complete()).count()
-    }
-
-    fn origin(&self) -> Instant {
-        self.outcomes
-            .iter()
-            .map(|o| o.sent)
-            .min()
-            .expect("a herd has clients")
-    }
-
-    /// From the first request sent to the last client done.
-    fn total(&self) -> Duration {
-        let last = self.outcomes.iter().map(|o| o.done).max().expect("clients");
-        last - self.origin()
-    }
-
-    /// Each client's first byte, from the first request sent; sorted.
-    fn first_bytes(&self) -> Vec<Duration> {
-        let origin = self.origin();
-        let mut v: Vec<Duration> = self
-            .outcomes
-            .iter()
-            .filter_map(|o| o.first_byte.map(|t| t - origin))
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// How much later the last client's first byte came than the first client's.
-    fn spread(&self) -> Duration {
-        let fb = self.first_bytes();
-        match (fb.first(), fb.last()) {
-            (Some(a), Some(b)) => *b - *a,
-            _ => Duration::MAX,
-        }
-    }
-}
-
+/// One herd of `n` through `mirror` on `blob` (`wharf_e2e::herd::measure`).
 fn measure(
     rt: &tokio::runtime::Runtime,
     up: &Upstream,
@@ -295,48 +221,7 @@ fn measure(
     hash: bool,
 ) -> Run {
     let url = format!("{}/v2/{REPO}/blobs/{}", mirror.url(), blob.digest);
-    let mark = up.mark();
-    let ask = Ask {
-        hash,
-        timeout: Duration::from_secs(300),
-        ..Ask::default()
-    };
-    let cpu_before = mirror.cpu_time();
-    let outcomes = rt.block_on(herd::run(&url, n, &ask, None));
-    let cpu = mirror
-        .cpu_time()
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before));
-    let rss_kib = mirror.peak_rss_kib();
-    let reqs: Vec<_> = up
-        .since(mark)
-        .into_iter()
-        .filter(|r| r.path_only().ends_with(&blob.digest))
-        .collect();
-    let (right, checked) = if hash {
-        let right = outcomes
-            .iter()
-            .filter(|o| o.complete() && o.digest == blob.digest)
-            .count();
-        (right, n)
-    } else {
-        let check = rt.block_on(herd::fetch(&url, &Ask::default(), 0, None));
-        (
-            usize::from(check.complete() && check.digest == blob.digest),
-            1,
-        )
-    };
-    let gets: Vec<_> = reqs.iter().filter(|r| r.method == "GET").collect();
-    Run {
-        right,
-        checked,
-        upstream_gets: gets.len(),
-        upstream_heads: reqs.iter().filter(|r| r.method == "HEAD").count(),
-        upstream_bytes: gets.iter().map(|r| r.bytes).sum(),
-        cpu,
-        rss_kib,
-        outcomes,
-    }
+    herd::measure(rt, up, &url, &blob.digest, n, hash, mirror.pid())
 }
 
 /// Every run of one (mirror, herd size): (cold, warm) pairs, each on a fresh mirror.

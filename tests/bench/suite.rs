@@ -402,38 +402,25 @@ fn cold_herds(
             eprintln!("[suite] cold herd of {clients}, {}/{repeats}", r + 1);
             for mirror in 0..2 {
                 let (wharf, dist);
-                let url = if mirror == 0 {
+                let (url, pid) = if mirror == 0 {
                     wharf = Wharf::for_upstream(up);
-                    wharf.url()
+                    (wharf.url(), wharf.pid())
                 } else {
                     dist = DistributionProxy::start(up);
-                    dist.url()
+                    (dist.url(), dist.proc.pid())
                 };
                 let url = format!("{url}/v2/{BIG_REPO}/blobs/{}", big.digest);
-                up.wait_log_stable();
-                let mark = up.mark();
-                let ask = Ask {
-                    hash: false,
-                    timeout: Duration::from_secs(180),
-                    ..Ask::default()
-                };
-                let herd = rt.block_on(herd::run(&url, clients, &ask, None));
-                let ok = herd.iter().filter(|o| o.complete()).count();
-                assert_eq!(ok, clients, "cold herd: {}", herd[0].describe());
-                let first = herd.iter().map(|o| o.sent).min().expect("clients");
-                let last = herd.iter().map(|o| o.done).max().expect("clients");
-                let check = rt.block_on(herd::fetch(&url, &Ask::default(), 0, None));
-                assert_eq!(check.digest, big.digest, "cold herd: digest after");
-                // Distribution finishes its own downloads in the background.
-                up.wait_log_stable();
-                let gets: Vec<_> = up
-                    .since(mark)
-                    .into_iter()
-                    .filter(|q| q.method == "GET" && q.path_only().ends_with(big.digest.as_str()))
-                    .collect();
-                h.gets[mirror].push(gets.len() as f64);
-                h.mib[mirror].push(gets.iter().map(|q| q.bytes).sum::<u64>() as f64 / MIB);
-                h.secs[mirror].push((last - first).as_secs_f64());
+                let run = herd::measure(rt, up, &url, &big.digest, clients, false, pid);
+                assert_eq!(
+                    run.complete(),
+                    clients,
+                    "cold herd: {}",
+                    run.outcomes[0].describe()
+                );
+                assert_eq!(run.right, run.checked, "cold herd: digest after");
+                h.gets[mirror].push(run.upstream_gets as f64);
+                h.mib[mirror].push(run.upstream_bytes as f64 / MIB);
+                h.secs[mirror].push(run.total().as_secs_f64());
             }
         }
         out.push(h);

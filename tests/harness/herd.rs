@@ -304,3 +304,116 @@ impl Herd {
 pub fn run_blocking(url: &str, n: usize, ask: Ask) -> Vec<Outcome> {
     Herd::spawn(url, n, ask).join()
 }
+
+/// One herd measured through a mirror: the clients' outcomes, what reached the upstream for the
+/// blob, whether the bytes were right, and the mirror's CPU time and peak memory.
+pub struct HerdRun {
+    pub outcomes: Vec<Outcome>,
+    /// Clients (or the one extra checking client) whose bytes had the right digest.
+    pub right: usize,
+    pub checked: usize,
+    pub upstream_gets: usize,
+    pub upstream_heads: usize,
+    /// Bytes of the upstream's GETs for the blob.
+    pub upstream_bytes: u64,
+    /// The mirror's CPU time during the herd.
+    pub cpu: Option<Duration>,
+    /// The mirror's peak RSS after the herd.
+    pub rss_kib: Option<u64>,
+}
+
+impl HerdRun {
+    pub fn complete(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.complete()).count()
+    }
+
+    /// When the first request was sent.
+    pub fn origin(&self) -> Instant {
+        self.outcomes
+            .iter()
+            .map(|o| o.sent)
+            .min()
+            .expect("a herd has clients")
+    }
+
+    /// From the first request sent to the last client done.
+    pub fn total(&self) -> Duration {
+        let last = self.outcomes.iter().map(|o| o.done).max().expect("clients");
+        last - self.origin()
+    }
+
+    /// Each client's first byte, from the first request sent; sorted.
+    pub fn first_bytes(&self) -> Vec<Duration> {
+        let origin = self.origin();
+        let mut v: Vec<Duration> = self
+            .outcomes
+            .iter()
+            .filter_map(|o| o.first_byte.map(|t| t - origin))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// How much later the last client's first byte came than the first client's.
+    pub fn spread(&self) -> Duration {
+        let fb = self.first_bytes();
+        match (fb.first(), fb.last()) {
+            (Some(a), Some(b)) => *b - *a,
+            _ => Duration::MAX,
+        }
+    }
+}
+
+/// `n` clients at once on `url` (the blob `digest`) through the mirror running as `mirror_pid`,
+/// with `up` behind it. With `hash`, every client hashes what it got; without, the clients only
+/// count bytes and one more GET afterwards checks the digest.
+pub fn measure(
+    rt: &tokio::runtime::Runtime,
+    up: &crate::Upstream,
+    url: &str,
+    digest: &str,
+    n: usize,
+    hash: bool,
+    mirror_pid: Option<u32>,
+) -> HerdRun {
+    let mark = up.mark();
+    let ask = Ask {
+        hash,
+        timeout: Duration::from_secs(300),
+        ..Ask::default()
+    };
+    let cpu_now = || mirror_pid.and_then(crate::bench::cpu_time);
+    let cpu_before = cpu_now();
+    let outcomes = rt.block_on(run(url, n, &ask, None));
+    let cpu = cpu_now()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let rss_kib = mirror_pid.and_then(crate::bench::peak_rss_kib);
+    let (right, checked) = if hash {
+        let right = outcomes
+            .iter()
+            .filter(|o| o.complete() && o.digest == digest)
+            .count();
+        (right, n)
+    } else {
+        let check = rt.block_on(fetch(url, &Ask::default(), 0, None));
+        (usize::from(check.complete() && check.digest == digest), 1)
+    };
+    // `since` waits for the upstream's log to settle: a proxy may still be downloading.
+    let reqs: Vec<_> = up
+        .since(mark)
+        .into_iter()
+        .filter(|r| r.path_only().ends_with(digest))
+        .collect();
+    let gets: Vec<_> = reqs.iter().filter(|r| r.method == "GET").collect();
+    HerdRun {
+        right,
+        checked,
+        upstream_gets: gets.len(),
+        upstream_heads: reqs.iter().filter(|r| r.method == "HEAD").count(),
+        upstream_bytes: gets.iter().map(|r| r.bytes).sum(),
+        cpu,
+        rss_kib,
+        outcomes,
+    }
+}
