@@ -241,24 +241,28 @@ async fn slow_blobs() -> SlowBlobs {
     }
 }
 
-async fn pull_blobs_at_once(max_fills: usize, blobs: u8) -> usize {
-    let fake = slow_blobs().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).await.expect("store");
+/// A proxy whose only upstream is `fake`, with at most `max_fills` downloads at once; the
+/// store lives in `dir`.
+async fn slow_proxy(fake: &SlowBlobs, dir: &Path, max_fills: usize) -> (Arc<Proxy>, Arc<Store>) {
+    let store = Store::open(dir).await.expect("store");
     let ups = vec![upstream(
         "slow",
         &format!("http://{}", fake.addr),
         &["slow"],
         true,
     )];
-    let proxy = Proxy::with_options(
-        Upstreams::new(ups),
-        store,
-        ProxyOptions {
-            auth: None,
-            max_concurrent_fills: max_fills,
-        },
-    );
+    let options = ProxyOptions {
+        auth: None,
+        max_concurrent_fills: max_fills,
+    };
+    let proxy = Proxy::with_options(Upstreams::new(ups), store.clone(), options);
+    (proxy, store)
+}
+
+async fn pull_blobs_at_once(max_fills: usize, blobs: u8) -> usize {
+    let fake = slow_blobs().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (proxy, _store) = slow_proxy(&fake, dir.path(), max_fills).await;
     let tasks: Vec<_> = (0..blobs)
         .map(|n| {
             let proxy = proxy.clone();
@@ -393,21 +397,7 @@ proptest! {
 async fn joining_a_fill_in_flight_needs_no_place() {
     let fake = slow_blobs().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).await.expect("store");
-    let ups = vec![upstream(
-        "slow",
-        &format!("http://{}", fake.addr),
-        &["slow"],
-        true,
-    )];
-    let proxy = Proxy::with_options(
-        Upstreams::new(ups),
-        store.clone(),
-        ProxyOptions {
-            auth: None,
-            max_concurrent_fills: 1,
-        },
-    );
+    let (proxy, store) = slow_proxy(&fake, dir.path(), 1).await;
     let d = Digest::sha256_of(&blob_bytes(0));
     let path = format!("/v2/app/blobs/{d}");
     let get = |proxy: Arc<Proxy>| {
