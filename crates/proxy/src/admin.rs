@@ -17,7 +17,6 @@
 //! default upstream (see `upstreams.rs`).
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,49 +24,52 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use wharf_oci::{Digest, Reference, RepositoryName};
 
-use crate::Proxy;
 use crate::body::{self, Body};
+use crate::limits::Limits;
+use crate::server::{self, Service};
+use crate::{Proxy, ServerOptions};
 
 /// Largest request body the admin API reads.
 const MAX_BODY: usize = 64 * 1024;
 
-/// Serves the admin API for `proxy` on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let proxy = proxy.clone();
-        let service = service_fn(move |req| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(handle(&proxy, req).await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "admin connection ended with an error");
-            }
-        });
+/// How long open admin requests may take to finish after `shutdown`.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// The admin API as a listener's [`Service`].
+pub struct Admin {
+    proxy: Arc<Proxy>,
+}
+
+impl Service for Admin {
+    fn call(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
+        async move { handle(&self.proxy, req).await }
     }
+}
+
+/// Serves the admin API for `proxy` on `listener` until `shutdown` resolves, on the same
+/// accept loop as the registry API (`server.rs`): graceful shutdown, idle and header
+/// timeouts, and a bound of [`Limits::admin`] connections.
+pub async fn serve(listener: TcpListener, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) {
+    let options = ServerOptions {
+        tls: None,
+        limits: Limits::admin(),
+    };
+    server::serve_with(
+        listener,
+        Arc::new(Admin { proxy }),
+        shutdown,
+        DRAIN,
+        options,
+    )
+    .await;
 }
 
 /// Answers one admin request.

@@ -23,20 +23,18 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, header};
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
-use wharf_oci::ErrorCode;
 
 use crate::ProxyError;
-use crate::body::Body;
 
 /// How long a successful check is remembered.
 pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
 /// Entries kept at most; past it, expired ones go, then all.
 const VERIFIED_MAX: usize = 4096;
-/// What `WWW-Authenticate` says on every 401 of wharf's own.
-pub const CHALLENGE: &str = r#"Basic realm="wharf""#;
+/// What `WWW-Authenticate` says on every 401 of wharf's own (added by `error.rs`).
+pub use crate::error::CHALLENGE;
 
 /// A bad htpasswd file. `Display` names the file and line, never a hash or password.
 #[derive(Debug, thiserror::Error)]
@@ -256,17 +254,10 @@ fn basic_credentials(value: &HeaderValue) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
+/// A 401 of wharf's own, which `error.rs` answers with wharf's challenge.
 fn unauthorized(message: &str) -> ProxyError {
-    ProxyError::oci(ErrorCode::Unauthorized, message)
-}
-
-/// Adds wharf's own challenge to a 401 response of wharf's own.
-pub fn add_challenge(resp: &mut Response<Body>) {
-    if resp.status() == StatusCode::UNAUTHORIZED {
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(CHALLENGE),
-        );
+    ProxyError::Unauthenticated {
+        message: message.to_owned(),
     }
 }
 

@@ -49,7 +49,9 @@ impl Proxy {
                     Some((start, end)),
                     file_range(start, end),
                 ),
-                RangeAnswer::Unsatisfiable => unsatisfiable(size),
+                RangeAnswer::Unsatisfiable => {
+                    return Err(ProxyError::RangeNotSatisfiable { size });
+                }
             };
             return Ok(answered(Outcome::Hit, cache_status(CACHE_HIT, resp)));
         }
@@ -79,7 +81,10 @@ impl Proxy {
             None => {
                 let permit = self.fill_permits.clone().acquire_owned().await.ok();
                 let open = opener(target, digest, permit, &self.metrics, gauge.clone());
-                self.store.fill(digest, open)
+                // The fill outlives this request: a span of its own, linked to the request's.
+                let span = tracing::info_span!(parent: None, "fill", %digest, upstream = %up.name);
+                span.follows_from(tracing::Span::current());
+                span.in_scope(|| self.store.fill(digest, open))
             }
         };
         let waiting = Held::new(self.metrics.fill_waiters.with_label_values(&[&up.name]));
@@ -113,7 +118,7 @@ impl Proxy {
                 Some((start, end)),
                 tail(start, end),
             ),
-            RangeAnswer::Unsatisfiable => unsatisfiable(size),
+            RangeAnswer::Unsatisfiable => return Err(ProxyError::RangeNotSatisfiable { size }),
         };
         Ok(answered(outcome, cache_status(CACHE_MISS, resp)))
     }
@@ -211,18 +216,6 @@ fn blob_response(
         && let Ok(v) = HeaderValue::from_str(&format!("bytes {}-{}/{}", s, e - 1, size))
     {
         h.insert(header::CONTENT_RANGE, v);
-    }
-    resp
-}
-
-fn unsatisfiable(size: u64) -> Response<Body> {
-    let mut resp = ProxyError::oci(
-        wharf_oci::ErrorCode::RangeInvalid,
-        "the requested range is not satisfiable",
-    )
-    .into_response(false);
-    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-        resp.headers_mut().insert(header::CONTENT_RANGE, v);
     }
     resp
 }

@@ -1,9 +1,19 @@
-//! Every error a request can meet, and the one place that renders them as OCI error JSON.
+//! Every refusal and failure a request can meet, and the one place that turns them into an
+//! answer: status, headers and OCI error JSON ([`ProxyError::into_response`]).
+//!
+//! No handler sets an error status or header itself: a 401's challenge, a 416's
+//! `Content-Range`, a 429's `Retry-After`, 413 and 414 are all chosen here, from the variant.
 
-use http::{HeaderValue, Response, StatusCode, header};
-use wharf_oci::{ErrorCode, error_json};
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use wharf_oci::{ErrorCode, NameError, error_json};
 
 use crate::body::{self, Body};
+use crate::limits::{MAX_QUERY_LEN, MAX_REQUEST_BODY};
+use crate::route::{MAX_PATH_LEN, RouteError};
+use crate::upstreams::NoUpstream;
+
+/// What `WWW-Authenticate` says on every 401 of wharf's own (not on an upstream's).
+pub const CHALLENGE: &str = r#"Basic realm="wharf""#;
 
 /// What was asked for, so an upstream "not found" becomes the right code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,9 +25,29 @@ pub enum Missing {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    /// A client-side problem or a plain answer, with the spec's code.
+    /// A client-side problem or a plain answer, with the spec's code and its usual status.
     #[error("{message}")]
     Oci { code: ErrorCode, message: String },
+    /// The path or query is longer than any request wharf answers: 414.
+    #[error(
+        "the request URI is too long (path at most {MAX_PATH_LEN} bytes, query at most {MAX_QUERY_LEN})"
+    )]
+    UriTooLong,
+    /// A pull request (GET or HEAD) that carries, or may carry, a body: 413.
+    #[error("a pull request carries no body (at most {MAX_REQUEST_BODY} bytes)")]
+    BodyTooLarge,
+    /// The path is not a registry API request, or its name, tag or digest is malformed.
+    #[error("{}", route_message(.0))]
+    Route(RouteError),
+    /// No configured upstream serves the name (wharf is not an open proxy).
+    #[error("{}", .0.0)]
+    NoUpstream(NoUpstream),
+    /// The client's credentials are missing or wrong: 401 with wharf's own challenge.
+    #[error("{message}")]
+    Unauthenticated { message: String },
+    /// A `Range` the blob cannot satisfy: 416 with `Content-Range: bytes */<size>`.
+    #[error("the requested range is not satisfiable")]
+    RangeNotSatisfiable { size: u64 },
     #[error("{source}")]
     Upstream {
         missing: Missing,
@@ -38,6 +68,49 @@ pub enum ProxyError {
     Store(#[from] wharf_cache::StoreError),
 }
 
+impl From<RouteError> for ProxyError {
+    fn from(e: RouteError) -> Self {
+        ProxyError::Route(e)
+    }
+}
+
+impl From<NoUpstream> for ProxyError {
+    fn from(e: NoUpstream) -> Self {
+        ProxyError::NoUpstream(e)
+    }
+}
+
+fn route_message(e: &RouteError) -> String {
+    match e {
+        RouteError::NotFound => "not a registry API path".to_owned(),
+        RouteError::Name(e) => e.to_string(),
+    }
+}
+
+/// How an error is answered, besides its message.
+struct Answer {
+    status: StatusCode,
+    code: ErrorCode,
+    retry_after: Option<u64>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, code: ErrorCode) -> Answer {
+        Answer {
+            status,
+            code,
+            retry_after: None,
+        }
+    }
+
+    /// The code with the status the spec gives it.
+    fn code(code: ErrorCode) -> Answer {
+        let status =
+            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Answer::new(status, code)
+    }
+}
+
 impl ProxyError {
     pub fn oci(code: ErrorCode, message: impl Into<String>) -> Self {
         ProxyError::Oci {
@@ -50,13 +123,41 @@ impl ProxyError {
         move |source| ProxyError::Upstream { missing, source }
     }
 
-    /// The status, code and extra headers this error is answered with.
-    fn classify(&self) -> (StatusCode, ErrorCode, Option<u64>) {
+    /// Whether this is an answer about the request itself (the client's doing, or a plain
+    /// "not here"), rather than a failure of wharf or its upstream worth a warning.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Oci { .. }
+                | ProxyError::UriTooLong
+                | ProxyError::BodyTooLarge
+                | ProxyError::Route(_)
+                | ProxyError::NoUpstream(_)
+                | ProxyError::Unauthenticated { .. }
+                | ProxyError::RangeNotSatisfiable { .. }
+        )
+    }
+
+    /// The status, code and `Retry-After` this error is answered with.
+    fn answer(&self) -> Answer {
         match self {
-            ProxyError::Oci { code, .. } => (status(code.status()), *code, None),
-            ProxyError::Upstream { missing, source } => classify_upstream(*missing, source),
+            ProxyError::Oci { code, .. } => Answer::code(*code),
+            ProxyError::UriTooLong => Answer::new(StatusCode::URI_TOO_LONG, ErrorCode::NameInvalid),
+            ProxyError::BodyTooLarge => {
+                Answer::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::SizeInvalid)
+            }
+            ProxyError::Route(RouteError::NotFound) => Answer::code(ErrorCode::NameUnknown),
+            ProxyError::Route(RouteError::Name(e)) => Answer::code(match e {
+                NameError::InvalidDigest(_) => ErrorCode::DigestInvalid,
+                NameError::InvalidTag(_) => ErrorCode::TagInvalid,
+                _ => ErrorCode::NameInvalid,
+            }),
+            ProxyError::NoUpstream(_) => Answer::code(ErrorCode::NameUnknown),
+            ProxyError::Unauthenticated { .. } => Answer::code(ErrorCode::Unauthorized),
+            ProxyError::RangeNotSatisfiable { .. } => Answer::code(ErrorCode::RangeInvalid),
+            ProxyError::Upstream { missing, source } => answer_upstream(*missing, source),
             ProxyError::BadUpstreamAnswer { .. } => {
-                (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, None)
+                Answer::new(StatusCode::BAD_GATEWAY, ErrorCode::Unavailable)
             }
             ProxyError::Fill {
                 missing, source, ..
@@ -65,75 +166,142 @@ impl ProxyError {
                     .source_error()
                     .and_then(|e| e.downcast_ref::<wharf_upstream::Error>())
                 {
-                    Some(up) => classify_upstream(*missing, up),
+                    Some(up) => answer_upstream(*missing, up),
                     None if source.is_timeout() => {
-                        (StatusCode::GATEWAY_TIMEOUT, ErrorCode::Unavailable, None)
+                        Answer::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::Unavailable)
                     }
-                    None => (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, None),
+                    None => Answer::new(StatusCode::BAD_GATEWAY, ErrorCode::Unavailable),
                 }
             }
-            ProxyError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Unknown, None),
+            ProxyError::Store(_) => Answer::code(ErrorCode::Unknown),
         }
     }
 
-    /// Renders the error for the wire. HEAD responses carry the status and headers only.
+    /// Headers that belong to the variant: the challenge, the satisfiable range, the wait.
+    fn add_headers(&self, answer: &Answer, h: &mut HeaderMap) {
+        match self {
+            ProxyError::Unauthenticated { .. } => {
+                h.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(CHALLENGE),
+                );
+            }
+            ProxyError::RangeNotSatisfiable { size } => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    h.insert(header::CONTENT_RANGE, v);
+                }
+            }
+            _ => {}
+        }
+        if let Some(secs) = answer.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+    }
+
+    /// Renders the error for the wire: status, headers and the spec's error JSON. HEAD
+    /// responses carry the status and headers only.
     pub fn into_response(self, head: bool) -> Response<Body> {
-        let (status, code, retry_after) = self.classify();
-        let text = error_json(code, &self.to_string(), None);
+        let answer = self.answer();
+        let text = error_json(answer.code, &self.to_string(), None);
         let len = text.len();
         let mut resp = Response::new(if head {
             body::empty()
         } else {
             body::full(text)
         });
-        *resp.status_mut() = status;
+        *resp.status_mut() = answer.status;
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        if let Some(secs) = retry_after {
-            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
+        self.add_headers(&answer, h);
         resp
     }
 }
 
-fn status(code: u16) -> StatusCode {
-    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-fn classify_upstream(
-    missing: Missing,
-    e: &wharf_upstream::Error,
-) -> (StatusCode, ErrorCode, Option<u64>) {
+fn answer_upstream(missing: Missing, e: &wharf_upstream::Error) -> Answer {
     if e.is_not_found() {
         let code = match missing {
             Missing::Manifest => ErrorCode::ManifestUnknown,
             Missing::Blob => ErrorCode::BlobUnknown,
             Missing::Name => ErrorCode::NameUnknown,
         };
-        (StatusCode::NOT_FOUND, code, None)
+        Answer::new(StatusCode::NOT_FOUND, code)
     } else if e.is_unauthorized() {
-        (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, None)
+        Answer::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)
     } else if e.is_denied() {
-        (StatusCode::FORBIDDEN, ErrorCode::Denied, None)
+        Answer::new(StatusCode::FORBIDDEN, ErrorCode::Denied)
     } else if e.is_rate_limited() {
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::TooManyRequests,
-            Some(e.retry_after().unwrap_or(60)),
-        )
+        Answer {
+            retry_after: Some(e.retry_after().unwrap_or(60)),
+            ..Answer::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests)
+        }
     } else if e.is_timeout() {
-        (StatusCode::GATEWAY_TIMEOUT, ErrorCode::Unavailable, None)
+        Answer::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::Unavailable)
     } else if e.status().is_some_and(|s| s == 503) {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            None,
-        )
+        Answer::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
     } else {
-        (StatusCode::BAD_GATEWAY, ErrorCode::Unavailable, None)
+        Answer::new(StatusCode::BAD_GATEWAY, ErrorCode::Unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn parts(e: ProxyError) -> (StatusCode, HeaderMap, serde_json::Value) {
+        use http_body_util::BodyExt as _;
+        let resp = e.into_response(false);
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn each_refusal_has_its_status_headers_and_code() {
+        let (s, _, b) = parts(ProxyError::UriTooLong).await;
+        assert_eq!(s, StatusCode::URI_TOO_LONG);
+        assert_eq!(b["errors"][0]["code"], "NAME_INVALID");
+
+        let (s, _, b) = parts(ProxyError::BodyTooLarge).await;
+        assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(b["errors"][0]["code"], "SIZE_INVALID");
+
+        let (s, h, b) = parts(ProxyError::RangeNotSatisfiable { size: 42 }).await;
+        assert_eq!(s, StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(h[header::CONTENT_RANGE], "bytes */42");
+        assert_eq!(b["errors"][0]["code"], "RANGE_INVALID");
+
+        let (s, h, b) = parts(ProxyError::Unauthenticated {
+            message: "authentication required".into(),
+        })
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert_eq!(h[header::WWW_AUTHENTICATE], CHALLENGE);
+        assert_eq!(b["errors"][0]["code"], "UNAUTHORIZED");
+
+        let (s, h, _) = parts(ProxyError::oci(ErrorCode::Unauthorized, "upstream said no")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        assert!(
+            h.get(header::WWW_AUTHENTICATE).is_none(),
+            "only wharf's own 401s challenge"
+        );
+
+        let (s, _, b) = parts(ProxyError::Route(RouteError::NotFound)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(b["errors"][0]["code"], "NAME_UNKNOWN");
+
+        let (s, _, b) = parts(ProxyError::NoUpstream(NoUpstream("no upstream x".into()))).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(b["errors"][0]["message"], "no upstream x");
+    }
+
+    #[test]
+    fn head_answers_carry_no_body() {
+        let resp = ProxyError::BodyTooLarge.into_response(true);
+        assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(http_body::Body::is_end_stream(resp.body()));
     }
 }

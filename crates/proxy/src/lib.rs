@@ -5,7 +5,9 @@
 //! ```text
 //! accept (TCP or rustls, server.rs / tls.rs; bounds in limits.rs)
 //!   -> hyper-util auto (HTTP/1.1, h2 by ALPN or h2c) -> Proxy::handle
-//!   -> URI too long? 414; client authentication (auth.rs): 401 with wharf's own challenge
+//!   -> request id + span `request` (id, method, endpoint, upstream)
+//!   -> Proxy::admit: URI too long? 414; body on a pull? 413 (limits.rs); client authentication
+//!      (auth.rs): 401 with wharf's own challenge; not GET/HEAD: UNSUPPORTED
 //!   -> route::parse_path: /v2/ ping | /[<mount>/]v2/<name>/{manifests,blobs,tags,referrers,blobs/uploads}
 //!      (parsed from the end; name, tag and digest validated, never percent-decoded)
 //!   -> Upstreams::select: ?ns=<prefix> | /<mount>/v2/ | first name component | default upstream
@@ -16,10 +18,15 @@
 //!   -> blob: stored file (Range honoured; sendfile(2) on plain HTTP/1.1, sendfile.rs)
 //!      | the digest's fill, tailed while it grows
 //!   -> tags/list: passed through, Link rewritten to the client's path
-//!   -> errors: ProxyError::into_response, the one place that writes OCI error JSON
+//!   -> errors: every refusal is a ProxyError variant; ProxyError::into_response (error.rs) is
+//!      the one place that chooses status, headers (challenge, Content-Range, Retry-After) and
+//!      the OCI error JSON
+//!   -> observe::record: metrics, and the access line when the body ends
+//!   (a fill runs in a span of its own, `fill`: digest, upstream, following the request's)
 //! ```
 //!
-//! The admin listener (`admin.rs`, `server.admin_listen`) is separate: `/healthz`, `/readyz`,
+//! The admin listener (`admin.rs`, `server.admin_listen`) runs on the same accept loop
+//! (`server.rs`, a [`Service`] of its own) and answers `/healthz`, `/readyz`,
 //! `/metrics` (the families of `wharf-metrics`, counted by `observe.rs`)
 //! and the JSON API behind `wharf cache stats|ls|rm`.
 
@@ -45,15 +52,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
+use tracing::Instrument as _;
 use wharf_cache::Store;
-use wharf_oci::{Digest, ErrorCode, NameError};
+use wharf_oci::{Digest, ErrorCode};
 
 pub use body::Body;
 pub use error::ProxyError;
-pub use server::{ServerOptions, serve, serve_with};
+pub use server::{ServerOptions, Service, serve, serve_with};
 pub use upstreams::{Upstream, Upstreams};
 
 use route::{Endpoint, ParsedPath, RouteError};
+use upstreams::Target;
 
 /// The registry API: routes requests to upstreams through the store.
 pub struct Proxy {
@@ -162,44 +171,41 @@ impl Proxy {
         format!("{:08x}-{n:x}", self.run_id)
     }
 
-    /// Answers one request. Never fails: every error becomes an OCI error response.
-    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body> {
+    /// Answers one request. Never fails: every error becomes an OCI error response
+    /// (`error.rs`). The request gets its id first and a span (`request`: id, method, endpoint,
+    /// upstream once chosen) that every log line on its way carries.
+    pub async fn handle<B: http_body::Body>(self: Arc<Self>, req: Request<B>) -> Response<Body> {
         let started = Instant::now();
+        let request_id = self.next_request_id();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let head = method == Method::HEAD;
         // Parsed once: the metrics label, the auth check (ping or not) and routing all use it.
         let parsed = route::parse_path(&path);
-        let admitted = match limits::check_uri(&req) {
-            Err(e) => Err(limits::uri_too_long(e, head)),
-            Ok(()) => self.authenticate(&req, &parsed, head).await,
-        };
         let endpoint = parsed.as_ref().map_or("other", |p| p.endpoint.kind());
-        let mut upstream = None;
-        let mut failed = true;
-        let resp = match admitted {
-            Err(refused) => refused,
-            Ok(()) => match self.route(&req, &parsed, &mut upstream).await {
-                Ok(r) => {
-                    failed = false;
-                    r
+        let span = tracing::info_span!(
+            "request",
+            id = %request_id,
+            %method,
+            endpoint,
+            upstream = tracing::field::Empty,
+        );
+        let (upstream, result) = self.answer(&req, &parsed).instrument(span.clone()).await;
+        let resp = match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                if !e.is_client_error() {
+                    span.in_scope(|| tracing::warn!(path, error = %e, "request failed"));
                 }
-                Err(e) => {
-                    if !matches!(e, ProxyError::Oci { .. }) {
-                        tracing::warn!(%method, path, error = %e, "request failed");
-                    }
-                    e.into_response(head)
-                }
-            },
+                e.into_response(method == Method::HEAD)
+            }
         };
-        let request_id = self.next_request_id();
         let access = observe::Access {
             method,
             path,
             request_id: request_id.clone(),
             upstream: upstream.unwrap_or_else(|| "none".to_owned()),
         };
-        let mut resp = observe::record(&self.metrics, access, endpoint, failed, started, resp);
+        let mut resp = observe::record(&self.metrics, access, endpoint, started, resp);
         let h = resp.headers_mut();
         h.insert(
             "docker-distribution-api-version",
@@ -211,78 +217,78 @@ impl Proxy {
         resp
     }
 
-    /// Client authentication (auth.rs): `Err` is the 401 to send, with wharf's own challenge.
-    async fn authenticate<B>(
+    /// Admits, routes and answers a request; returns the upstream that was chosen (if one was)
+    /// beside the answer, for the metrics and the access line.
+    async fn answer<B: http_body::Body>(
         &self,
         req: &Request<B>,
         parsed: &Result<ParsedPath, RouteError>,
-        head: bool,
-    ) -> Result<(), Response<Body>> {
-        let Some(auth) = &self.auth else {
-            return Ok(());
+    ) -> (Option<String>, Result<Response<Body>, ProxyError>) {
+        let routed = match self.admit(req, parsed).await {
+            Ok(routed) => routed,
+            Err(e) => return (None, Err(e)),
         };
-        let ping = matches!(parsed, Ok(p) if p.endpoint == Endpoint::Ping);
-        match auth.check(req.headers(), ping).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let mut resp = e.into_response(head);
-                auth::add_challenge(&mut resp);
-                Err(resp)
+        match routed {
+            Routed::Ping => (None, Ok(ping())),
+            Routed::To(parsed, target) => {
+                let name = target.upstream.name.clone();
+                tracing::Span::current().record("upstream", name.as_str());
+                (Some(name), self.dispatch(req, parsed, &target).await)
             }
         }
     }
 
-    /// `upstream` is set to the chosen upstream's name, for the metrics.
-    async fn route<B>(
+    /// The checks before any work, in order: URI length, body, client authentication, method,
+    /// path; then the upstream the name routes to.
+    async fn admit<'p, B: http_body::Body>(
         &self,
         req: &Request<B>,
-        parsed: &Result<ParsedPath, RouteError>,
-        upstream: &mut Option<String>,
-    ) -> Result<Response<Body>, ProxyError> {
-        let head = match *req.method() {
-            Method::GET => false,
-            Method::HEAD => true,
-            _ => {
-                return Err(ProxyError::oci(
-                    ErrorCode::Unsupported,
-                    "wharf serves pulls: only GET and HEAD are supported",
-                ));
-            }
-        };
-        let parsed = parsed.as_ref().map_err(|e| match e {
-            RouteError::NotFound => {
-                ProxyError::oci(ErrorCode::NameUnknown, "not a registry API path")
-            }
-            RouteError::Name(NameError::InvalidDigest(e)) => {
-                ProxyError::oci(ErrorCode::DigestInvalid, e.to_string())
-            }
-            RouteError::Name(e @ NameError::InvalidTag(_)) => {
-                ProxyError::oci(ErrorCode::TagInvalid, e.to_string())
-            }
-            RouteError::Name(e) => ProxyError::oci(ErrorCode::NameInvalid, e.to_string()),
-        })?;
+        parsed: &'p Result<ParsedPath, RouteError>,
+    ) -> Result<Routed<'p>, ProxyError> {
+        limits::check_uri(req)?;
+        limits::check_body(req)?;
+        if let Some(auth) = &self.auth {
+            let ping = matches!(parsed, Ok(p) if p.endpoint == Endpoint::Ping);
+            auth.check(req.headers(), ping).await?;
+        }
+        if !matches!(*req.method(), Method::GET | Method::HEAD) {
+            return Err(ProxyError::oci(
+                ErrorCode::Unsupported,
+                "wharf serves pulls: only GET and HEAD are supported",
+            ));
+        }
+        let parsed = parsed.as_ref().map_err(|e| ProxyError::Route(e.clone()))?;
         let Some(name) = parsed.endpoint.name() else {
-            return Ok(ping());
+            return Ok(Routed::Ping);
         };
-        let query = req.uri().query();
-        let ns = route::query_param(query, "ns");
+        let ns = route::query_param(req.uri().query(), "ns");
         let target = self
             .upstreams
-            .select(ns.as_deref(), parsed.mount.as_deref(), name)
-            .map_err(|e| ProxyError::oci(ErrorCode::NameUnknown, e.0))?;
-        *upstream = Some(target.upstream.name.clone());
+            .select(ns.as_deref(), parsed.mount.as_deref(), name)?;
+        Ok(Routed::To(parsed, target))
+    }
+
+    /// Answers a routed request from the store or its upstream.
+    async fn dispatch<B>(
+        &self,
+        req: &Request<B>,
+        parsed: &ParsedPath,
+        target: &Target,
+    ) -> Result<Response<Body>, ProxyError> {
+        let head = *req.method() == Method::HEAD;
+        let query = req.uri().query();
         let mut resp = match &parsed.endpoint {
             Endpoint::Ping => ping(),
             Endpoint::Manifest { reference, .. } => {
-                self.manifest(&target, reference, head, req.headers())
+                self.manifest(target, reference, head, req.headers())
                     .await?
             }
             Endpoint::Blob { digest, .. } => {
                 let sendfile = req.extensions().get::<sendfile::Pending>();
-                self.blob(&target, digest, head, req.headers(), sendfile)
+                self.blob(target, digest, head, req.headers(), sendfile)
                     .await?
             }
-            Endpoint::Tags { .. } => self.tags(&target, &parsed.client_base, query).await?,
+            Endpoint::Tags { .. } => self.tags(target, &parsed.client_base, query).await?,
             Endpoint::Referrers { .. } => {
                 return Err(ProxyError::oci(
                     ErrorCode::ManifestUnknown,
@@ -296,11 +302,19 @@ impl Proxy {
                 ));
             }
         };
+        let ns = route::query_param(query, "ns");
         if let Some(ns) = ns.and_then(|ns| HeaderValue::from_str(&ns).ok()) {
             resp.headers_mut().insert("oci-namespace", ns);
         }
         Ok(resp)
     }
+}
+
+/// Where an admitted request goes.
+enum Routed<'p> {
+    /// `GET /v2/`: answered by wharf itself.
+    Ping,
+    To(&'p ParsedPath, Target),
 }
 
 fn ping() -> Response<Body> {

@@ -5,9 +5,10 @@
 //!   more than [`Limits::max_headers`] lines get 431 and the connection closed; HTTP/2 header
 //!   lists larger than [`Limits::max_header_bytes`] are refused by the h2 layer.
 //! - The URI: a path longer than `route::MAX_PATH_LEN` or a query longer than [`MAX_QUERY_LEN`]
-//!   is answered 414 with OCI error JSON (no name and reference can be that long).
+//!   is refused ([`ProxyError::UriTooLong`], 414; no name and reference can be that long).
 //! - The body: wharf serves pulls, so a GET or HEAD may carry at most [`MAX_REQUEST_BODY`] bytes
-//!   (one of unknown length counts as too long): 413. Other methods are `UNSUPPORTED`.
+//!   (one of unknown length counts as too long): [`ProxyError::BodyTooLarge`], 413. Other
+//!   methods are `UNSUPPORTED`. [`crate::Proxy::handle`] makes both checks; `error.rs` renders them.
 //! - Time: an HTTP/1.1 request head must arrive within [`Limits::header_read_timeout`], which
 //!   hyper also applies between requests on a kept-alive connection. A connection of either
 //!   version with no request in progress and no bytes moving for [`Limits::idle_timeout`] is
@@ -22,13 +23,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{Method, Request};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
-use wharf_oci::ErrorCode;
 
 use crate::ProxyError;
-use crate::body::Body;
 use crate::route::MAX_PATH_LEN;
 
 /// The longest query wharf reads (`ns`, `n`, `last`).
@@ -68,55 +67,39 @@ impl Default for Limits {
     }
 }
 
-/// A 414 when the path or query is longer than any request wharf answers.
+impl Limits {
+    /// The admin listener's: a few scrapers and operators, never thousands of clients.
+    pub fn admin() -> Limits {
+        Limits {
+            max_connections: 64,
+            ..Limits::default()
+        }
+    }
+}
+
+/// A 414 ([`ProxyError::UriTooLong`]) when the path or query is longer than any request wharf
+/// answers.
 pub fn check_uri<B>(req: &Request<B>) -> Result<(), ProxyError> {
     let uri = req.uri();
     if uri.path().len() > MAX_PATH_LEN || uri.query().is_some_and(|q| q.len() > MAX_QUERY_LEN) {
-        return Err(ProxyError::oci(
-            ErrorCode::NameInvalid,
-            format!(
-                "the request URI is too long (path at most {MAX_PATH_LEN} bytes, query at most {MAX_QUERY_LEN})"
-            ),
-        ));
+        return Err(ProxyError::UriTooLong);
     }
     Ok(())
 }
 
-/// Turns a [`check_uri`] refusal into its 414.
-pub fn uri_too_long(e: ProxyError, head: bool) -> Response<Body> {
-    let mut resp = e.into_response(head);
-    *resp.status_mut() = StatusCode::URI_TOO_LONG;
-    resp
-}
-
-/// A 413 for a GET or HEAD whose body may be longer than [`MAX_REQUEST_BODY`]; `None` to go on.
-pub fn refuse_body<B: http_body::Body>(req: &Request<B>) -> Option<Response<Body>> {
+/// A 413 ([`ProxyError::BodyTooLarge`]) for a GET or HEAD whose body may be longer than
+/// [`MAX_REQUEST_BODY`].
+pub fn check_body<B: http_body::Body>(req: &Request<B>) -> Result<(), ProxyError> {
     if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        return None;
+        return Ok(());
     }
     let hint = req.body().size_hint();
     let fits = req.body().is_end_stream() || hint.upper().is_some_and(|u| u <= MAX_REQUEST_BODY);
     if fits {
-        return None;
+        Ok(())
+    } else {
+        Err(ProxyError::BodyTooLarge)
     }
-    let mut resp = ProxyError::oci(
-        ErrorCode::SizeInvalid,
-        format!("a pull request carries no body (at most {MAX_REQUEST_BODY} bytes)"),
-    )
-    .into_response(*req.method() == Method::HEAD);
-    *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-    resp.headers_mut().insert(
-        "docker-distribution-api-version",
-        HeaderValue::from_static("registry/2.0"),
-    );
-    tracing::info!(
-        target: "wharf::access",
-        method = %req.method(),
-        path = req.uri().path(),
-        status = 413u16,
-        "request body refused"
-    );
-    Some(resp)
 }
 
 /// When a connection last moved bytes, and how many of its requests are being answered.
@@ -243,6 +226,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
 
     #[tokio::test(start_paused = true)]
     async fn idle_waits_for_requests_in_progress() {
@@ -266,15 +250,18 @@ mod tests {
     fn uri_and_body_bounds() {
         let long = format!("/v2/{}/manifests/x", "a/".repeat(600));
         let req = Request::get(&long).body(()).unwrap();
-        assert!(check_uri(&req).is_err());
+        let refused = check_uri(&req).expect_err("too long").into_response(false);
+        assert_eq!(refused.status(), StatusCode::URI_TOO_LONG);
         let q = format!("/v2/a/tags/list?last={}", "x".repeat(2000));
         assert!(check_uri(&Request::get(&q).body(()).unwrap()).is_err());
         assert!(check_uri(&Request::get("/v2/a/manifests/x").body(()).unwrap()).is_ok());
 
         let body = http_body_util::Full::new(bytes::Bytes::from(vec![0u8; 4096]));
-        let resp = refuse_body(&Request::get("/v2/").body(body).unwrap()).expect("refused");
+        let resp = check_body(&Request::get("/v2/").body(body).unwrap())
+            .expect_err("refused")
+            .into_response(false);
         assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
         let empty = http_body_util::Empty::<bytes::Bytes>::new();
-        assert!(refuse_body(&Request::get("/v2/").body(empty).unwrap()).is_none());
+        assert!(check_body(&Request::get("/v2/").body(empty).unwrap()).is_ok());
     }
 }

@@ -119,13 +119,12 @@ pub(crate) fn record(
     m: &Metrics,
     access: Access,
     endpoint: &str,
-    failed: bool,
     started: Instant,
     resp: http::Response<Body>,
 ) -> http::Response<Body> {
     let upstream = access.upstream.as_str();
     let outcome = match resp.extensions().get::<Answered>() {
-        _ if failed || resp.status().as_u16() >= 400 => Outcome::Error,
+        _ if resp.status().as_u16() >= 400 => Outcome::Error,
         Some(Answered(o)) => *o,
         None => Outcome::None,
     };

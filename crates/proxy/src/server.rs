@@ -1,12 +1,13 @@
 //! The listener: TCP, or rustls when a certificate is configured (`tls.rs`), then hyper-util's
 //! auto builder (HTTP/1.1, and HTTP/2 by ALPN or the h2c preface), with the bounds of
-//! `limits.rs` and graceful shutdown.
+//! `limits.rs` and graceful shutdown. Both listeners run on it: the registry API ([`Proxy`])
+//! and the admin API (`admin.rs`), each a [`Service`].
 //!
 //! ```text
 //! accept (a connection permit first: at max_connections the loop waits, it does not refuse)
 //!   -> task: [TLS handshake, bounded | SendfileIo on plain TCP] -> Tracked IO (idle timeout)
 //!      -> hyper auto
-//!      -> per request: body bound (limits::refuse_body) -> Proxy::handle
+//!      -> per request: Service::call (Proxy::handle, or the admin API)
 //! ```
 
 use std::convert::Infallible;
@@ -25,9 +26,27 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::Proxy;
-use crate::limits::{self, Activity, H1_MAX_BUF, Limits, Tracked};
+use crate::body::Body;
+use crate::limits::{Activity, H1_MAX_BUF, Limits, Tracked};
 use crate::sendfile::{Pending, SendfileIo};
 use crate::tls::Tls;
+
+/// What a listener answers its requests with. Never fails: every error is an answer.
+pub trait Service: Send + Sync + 'static {
+    fn call(
+        self: Arc<Self>,
+        req: http::Request<Incoming>,
+    ) -> impl Future<Output = http::Response<Body>> + Send + 'static;
+}
+
+impl Service for Proxy {
+    fn call(
+        self: Arc<Self>,
+        req: http::Request<Incoming>,
+    ) -> impl Future<Output = http::Response<Body>> + Send + 'static {
+        self.handle(req)
+    }
+}
 
 /// How the listener runs: plain or TLS, and its bounds.
 #[derive(Clone, Default)]
@@ -36,21 +55,21 @@ pub struct ServerOptions {
     pub limits: Limits,
 }
 
-/// Serves `proxy` on `listener` (plain HTTP, default limits) until `shutdown` resolves, then
+/// Serves `service` on `listener` (plain HTTP, default limits) until `shutdown` resolves, then
 /// lets open requests finish (for at most `drain`).
-pub async fn serve(
+pub async fn serve<S: Service>(
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    service: Arc<S>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
-    serve_with(listener, proxy, shutdown, drain, ServerOptions::default()).await;
+    serve_with(listener, service, shutdown, drain, ServerOptions::default()).await;
 }
 
 /// [`serve`] with TLS and limits of the caller's choosing.
-pub async fn serve_with(
+pub async fn serve_with<S: Service>(
     listener: TcpListener,
-    proxy: Arc<Proxy>,
+    service: Arc<S>,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
     options: ServerOptions,
@@ -101,7 +120,7 @@ pub async fn serve_with(
         };
         let _ = stream.set_nodelay(true);
         let conn = Conn {
-            proxy: proxy.clone(),
+            service: service.clone(),
             builder: builder.clone(),
             graceful: graceful.watcher(),
             limits: limits.clone(),
@@ -136,8 +155,8 @@ pub async fn serve_with(
 }
 
 /// One accepted connection, holding its share of `max_connections` until it ends.
-struct Conn {
-    proxy: Arc<Proxy>,
+struct Conn<S> {
+    service: Arc<S>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     graceful: Watcher,
     limits: Limits,
@@ -145,7 +164,7 @@ struct Conn {
     _permit: OwnedSemaphorePermit,
 }
 
-impl Conn {
+impl<S: Service> Conn<S> {
     /// Serves the connection; `sendfile` on plain TCP, for HTTP/1.x requests (`sendfile.rs`).
     async fn run<IO>(self, io: IO, sendfile: Option<Pending>)
     where
@@ -153,10 +172,10 @@ impl Conn {
     {
         let activity = Activity::new();
         let io = Tracked::new(io, activity.clone());
-        let proxy = self.proxy.clone();
+        let app = self.service.clone();
         let busy = activity.clone();
         let service = service_fn(move |mut req: http::Request<Incoming>| {
-            let proxy = proxy.clone();
+            let app = app.clone();
             if let Some(pending) = &sendfile
                 && req.version() < http::Version::HTTP_2
             {
@@ -165,10 +184,7 @@ impl Conn {
             let guard = busy.busy();
             async move {
                 let _guard = guard;
-                if let Some(resp) = limits::refuse_body(&req) {
-                    return Ok::<_, Infallible>(resp);
-                }
-                Ok::<_, Infallible>(proxy.handle(req).await)
+                Ok::<_, Infallible>(app.call(req).await)
             }
         });
         let conn = self

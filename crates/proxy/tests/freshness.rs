@@ -212,7 +212,7 @@ async fn still<F: Future>(f: F) -> F::Output {
 async fn get_tag(proxy: &Arc<Proxy>, tag: &str) -> (u16, Option<String>, Option<String>, Bytes) {
     let req = Request::get(format!("/v2/app/manifests/{tag}"))
         .header("accept", OCI_MANIFEST)
-        .body(())
+        .body(http_body_util::Empty::<Bytes>::new())
         .expect("request");
     let resp = proxy.clone().handle(req).await;
     let header = |n: &str| {

@@ -269,7 +269,7 @@ async fn pull_blobs_at_once(max_fills: usize, blobs: u8) -> usize {
             tokio::spawn(async move {
                 let d = Digest::sha256_of(&blob_bytes(n));
                 let req = http::Request::get(format!("/v2/app/blobs/{d}"))
-                    .body(())
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
                     .expect("req");
                 let resp = proxy.handle(req).await;
                 assert_eq!(resp.status(), 200);
@@ -401,7 +401,9 @@ async fn joining_a_fill_in_flight_needs_no_place() {
     let d = Digest::sha256_of(&blob_bytes(0));
     let path = format!("/v2/app/blobs/{d}");
     let get = |proxy: Arc<Proxy>| {
-        let req = http::Request::get(path.clone()).body(()).expect("req");
+        let req = http::Request::get(path.clone())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("req");
         async move { proxy.handle(req).await }
     };
     let first = get(proxy.clone()).await;

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 use wharf_oci::Digest;
 
 use crate::error::FillError;
@@ -83,7 +84,8 @@ impl Store {
     /// is already stored, the new fill ends at once without calling `open`.
     ///
     /// Must be called within a tokio runtime: the fill is a spawned task, so it completes even
-    /// if every client hangs up.
+    /// if every client hangs up. The task runs in the caller's current span (the proxy opens a
+    /// `fill` span with the digest and upstream), so its log lines say which fill they are.
     pub fn fill(self: &Arc<Self>, digest: &Digest, open: Opener) -> Arc<Fill> {
         let mut fills = self.fills.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(fill) = fills.get(digest) {
@@ -100,7 +102,9 @@ impl Store {
         });
         fills.insert(digest.clone(), fill.clone());
         drop(fills);
-        tokio::spawn(task::run(self.clone(), fill.clone(), tx, open));
+        tokio::spawn(
+            task::run(self.clone(), fill.clone(), tx, open).instrument(tracing::Span::current()),
+        );
         fill
     }
 
