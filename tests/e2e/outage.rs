@@ -93,6 +93,24 @@ fn upstream_down_cached_tag_is_served_stale() {
         .copy_direct(&wharf.host_port(), &img.reference(), &[])
         .expect_ok("pull by tag with the upstream down (stale-if-error)");
     assert_eq!(c.digest(), img.manifest.digest);
+
+    // The stale warning is tied to the request that met it: it carries the request span's id,
+    // and that id is the one in the manifest request's access line.
+    let log = wharf.settled_log();
+    let stale = log
+        .lines()
+        .find(|l| l.contains("serving the last known digest"))
+        .unwrap_or_else(|| panic!("no stale warning in the log:\n{log}"));
+    let id = stale
+        .split("request{id=")
+        .nth(1)
+        .and_then(|rest| rest.split([' ', '}']).next())
+        .unwrap_or_else(|| panic!("the stale warning carries no request span: {stale}"));
+    assert!(
+        log.lines()
+            .any(|l| l.contains("wharf::access") && l.contains(id) && l.contains("/manifests/")),
+        "no manifest access line with request id {id}:\n{log}"
+    );
 }
 
 #[test]
