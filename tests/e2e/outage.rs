@@ -113,6 +113,54 @@ fn upstream_down_cached_tag_is_served_stale() {
     );
 }
 
+/// A down upstream under load: every request is answered stale and counted, but the log gets
+/// one warning per upstream and cause per interval, not one per request.
+#[test]
+fn a_down_upstream_under_load_does_not_flood_the_log() {
+    let set = images();
+    let img = &set.hello;
+    let mut up = Upstream::plain();
+    let wharf = Wharf::builder()
+        .upstream(UpstreamCfg::oracle(&up).tag_ttl("0s"))
+        .start();
+    let http = Http::new().timeout(Duration::from_secs(30));
+    let url = format!("{}/v2/{}/manifests/{}", wharf.url(), img.repo, img.tag);
+    let warm = http.get(&url, &[ACCEPT]);
+    assert_eq!(warm.status, 200, "{}", warm.describe());
+    up.stop();
+    const REQUESTS: usize = 200;
+    for n in 0..REQUESTS {
+        let r = http.get(&url, &[ACCEPT]);
+        assert_eq!(
+            r.status,
+            200,
+            "request {n} with the upstream down: {}",
+            r.describe()
+        );
+    }
+    let stats = http.get(&format!("{}/admin/cache/stats", wharf.admin_url()), &[]);
+    assert_eq!(stats.status, 200, "{}", stats.describe());
+    let stale = stats.json()["stale_served"].as_u64().unwrap_or(0);
+    assert!(
+        stale >= REQUESTS as u64,
+        "every stale answer is counted: {stale}"
+    );
+    let log = wharf.settled_log();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("serving the last known digest"))
+        .count();
+    // One for the failure that opened the back-off window, one for the answers inside it.
+    assert!(
+        (1..=2).contains(&warnings),
+        "{warnings} stale warnings for {REQUESTS} stale answers:\n{log}"
+    );
+    assert!(
+        !log.lines().any(|l| l.contains("request failed")),
+        "stale answers are not failures:\n{log}"
+    );
+}
+
 #[test]
 fn cache_survives_a_wharf_restart_while_the_upstream_is_down() {
     let set = images();

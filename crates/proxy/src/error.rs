@@ -138,6 +138,11 @@ impl ProxyError {
         )
     }
 
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        self.answer().status
+    }
+
     /// The status, code and `Retry-After` this error is answered with.
     fn answer(&self) -> Answer {
         match self {

@@ -44,6 +44,7 @@ pub mod route;
 mod sendfile;
 mod server;
 mod tags;
+mod throttle;
 pub mod tls;
 pub mod upstreams;
 
@@ -80,6 +81,8 @@ pub struct Proxy {
     pub(crate) fill_permits: Arc<tokio::sync::Semaphore>,
     /// Where requests, fills and stale answers are counted (`wharf-metrics`).
     pub(crate) metrics: wharf_metrics::Metrics,
+    /// Which repeated warnings are written (one per kind per interval).
+    pub(crate) warnings: throttle::Throttle,
 }
 
 /// What a [`Proxy`] is built with besides its upstreams and store.
@@ -139,6 +142,7 @@ impl Proxy {
             fill_permits: Arc::new(tokio::sync::Semaphore::new(
                 options.max_concurrent_fills.max(1),
             )),
+            warnings: throttle::Throttle::default(),
         })
     }
 
@@ -193,8 +197,19 @@ impl Proxy {
         let resp = match result {
             Ok(resp) => resp,
             Err(e) => {
-                if !e.is_client_error() {
-                    span.in_scope(|| tracing::warn!(path, error = %e, "request failed"));
+                let kind = || {
+                    format!(
+                        "failed/{}/{}",
+                        upstream.as_deref().unwrap_or("none"),
+                        e.status()
+                    )
+                };
+                if !e.is_client_error()
+                    && let Some(suppressed) = self.warnings.admit(&kind())
+                {
+                    span.in_scope(
+                        || tracing::warn!(path, error = %e, suppressed, "request failed"),
+                    );
                 }
                 e.into_response(method == Method::HEAD)
             }

@@ -195,12 +195,19 @@ impl Proxy {
             .stale_served
             .with_label_values(&[up.name.as_str(), why.as_str()])
             .inc();
+        // One line per upstream and cause per interval, not per request (throttle.rs).
+        let Some(suppressed) = self
+            .warnings
+            .admit(&format!("stale/{}/{}", up.name, why.as_str()))
+        else {
+            return;
+        };
         match error {
             Some(e) => tracing::warn!(upstream = %up.name, repo = target.repo.as_str(), tag,
-                reason = why.as_str(), error = %e,
+                reason = why.as_str(), error = %e, suppressed,
                 "upstream failed; serving the last known digest (stale)"),
             None => tracing::warn!(upstream = %up.name, repo = target.repo.as_str(), tag,
-                reason = why.as_str(),
+                reason = why.as_str(), suppressed,
                 backoff_left_ms = up.backoff.remaining().map_or(0, |d| d.as_millis() as u64),
                 "upstream failed recently; serving the last known digest (stale)"),
         }

@@ -29,6 +29,7 @@ use crate::Proxy;
 use crate::body::Body;
 use crate::limits::{Activity, H1_MAX_BUF, Limits, Tracked};
 use crate::sendfile::{Pending, SendfileIo};
+use crate::throttle::Throttle;
 use crate::tls::Tls;
 
 /// What a listener answers its requests with. Never fails: every error is an answer.
@@ -96,6 +97,7 @@ pub async fn serve_with<S: Service>(
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let acceptor = options.tls.as_ref().map(|t| t.acceptor());
+    let warnings = Throttle::default();
     tokio::pin!(shutdown);
     loop {
         // Back-pressure: at the bound, stop calling accept; the kernel queues the rest.
@@ -111,7 +113,9 @@ pub async fn serve_with<S: Service>(
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
+                    if let Some(suppressed) = warnings.admit("accept") {
+                        tracing::warn!(error = %e, suppressed, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
