@@ -57,11 +57,15 @@ impl Proxy {
         }
         let up = &target.upstream;
         if head {
+            ProxyError::backing_off(up)?;
             let resp = up
                 .client
                 .blob(Method::HEAD, target.repo.as_str(), digest, None)
                 .await
-                .map_err(ProxyError::upstream(Missing::Blob))?;
+                .map_err(|e| {
+                    up.backoff.trip_for(&e);
+                    ProxyError::upstream(Missing::Blob)(e)
+                })?;
             let size =
                 content_length(&resp.headers).ok_or_else(|| ProxyError::BadUpstreamAnswer {
                     upstream: up.name.clone(),
@@ -79,6 +83,8 @@ impl Proxy {
         let fill = match self.store.fill_in_flight(digest) {
             Some(fill) => fill,
             None => {
+                // Joining a download in flight asks nothing; starting one waits for the window.
+                ProxyError::backing_off(up)?;
                 let permit = self.fill_permits.clone().acquire_owned().await.ok();
                 let open = opener(target, digest, permit, &self.metrics, gauge.clone());
                 // The fill outlives this request: a span of its own, linked to the request's.
@@ -88,10 +94,18 @@ impl Proxy {
             }
         };
         let waiting = Held::new(self.metrics.fill_waiters.with_label_values(&[&up.name]));
-        let size = fill.ready().await.map_err(|source| ProxyError::Fill {
-            upstream: up.name.clone(),
-            missing: Missing::Blob,
-            source,
+        let size = fill.ready().await.map_err(|source| {
+            if let Some(e) = source
+                .source_error()
+                .and_then(|e| e.downcast_ref::<wharf_upstream::Error>())
+            {
+                up.backoff.trip_for(e);
+            }
+            ProxyError::Fill {
+                upstream: up.name.clone(),
+                missing: Missing::Blob,
+                source,
+            }
         })?;
         drop(waiting);
         // This request's opener ran: it started the fill; else it joined one in flight, or

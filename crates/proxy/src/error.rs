@@ -54,6 +54,19 @@ pub enum ProxyError {
         #[source]
         source: wharf_upstream::Error,
     },
+    /// Content wharf does not have, while its upstream's back-off window is open: not asked
+    /// for; 429 if a 429 opened the window, else 503, with the time left as `Retry-After`.
+    #[error(
+        "upstream {upstream} is {}; wharf will not ask it again for {retry_after} s{}",
+        if *.rate_limited { "rate-limiting requests" } else { "failing" },
+        .reason.as_deref().map(|r| format!(" (last: {r})")).unwrap_or_default()
+    )]
+    BackingOff {
+        upstream: String,
+        retry_after: u64,
+        rate_limited: bool,
+        reason: Option<std::sync::Arc<str>>,
+    },
     /// The upstream answered, but with something wharf will not serve.
     #[error("upstream {upstream}: {message}")]
     BadUpstreamAnswer { upstream: String, message: String },
@@ -119,6 +132,22 @@ impl ProxyError {
         }
     }
 
+    /// Refuses to ask `upstream` while its back-off window is open (`freshness.rs`).
+    pub(crate) fn backing_off(upstream: &crate::Upstream) -> Result<(), ProxyError> {
+        match upstream.backoff.open() {
+            Some(w) => Err(ProxyError::BackingOff {
+                upstream: upstream.name.clone(),
+                // Whole seconds, rounded up: a client that waits them finds the window closed.
+                retry_after: w
+                    .remaining()
+                    .map_or(1, |d| d.as_millis().div_ceil(1000) as u64),
+                rate_limited: w.rate_limited,
+                reason: w.reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
     pub fn upstream(missing: Missing) -> impl FnOnce(wharf_upstream::Error) -> Self {
         move |source| ProxyError::Upstream { missing, source }
     }
@@ -135,6 +164,7 @@ impl ProxyError {
                 | ProxyError::NoUpstream(_)
                 | ProxyError::Unauthenticated { .. }
                 | ProxyError::RangeNotSatisfiable { .. }
+                | ProxyError::BackingOff { .. }
         )
     }
 
@@ -160,6 +190,18 @@ impl ProxyError {
             ProxyError::NoUpstream(_) => Answer::code(ErrorCode::NameUnknown),
             ProxyError::Unauthenticated { .. } => Answer::code(ErrorCode::Unauthorized),
             ProxyError::RangeNotSatisfiable { .. } => Answer::code(ErrorCode::RangeInvalid),
+            ProxyError::BackingOff {
+                retry_after,
+                rate_limited,
+                ..
+            } => Answer {
+                retry_after: Some(*retry_after),
+                ..if *rate_limited {
+                    Answer::code(ErrorCode::TooManyRequests)
+                } else {
+                    Answer::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+                }
+            },
             ProxyError::Upstream { missing, source } => answer_upstream(*missing, source),
             ProxyError::BadUpstreamAnswer { .. } => {
                 Answer::new(StatusCode::BAD_GATEWAY, ErrorCode::Unavailable)

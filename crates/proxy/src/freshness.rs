@@ -13,9 +13,12 @@
 //!
 //! The back-off window keeps a failing upstream from costing every tag request its timeout
 //! again (a hung upstream would otherwise make each pull wait `response_timeout` per tag), and
-//! keeps a rate-limited one from being asked before its `Retry-After`.
+//! keeps a rate-limited one from being asked before its `Retry-After`. It covers what is not
+//! cached too: a manifest or blob wharf does not have is not asked for while the window is
+//! open; the client gets 429 (the window came from a 429) or 503, with the time left as
+//! `Retry-After` ([`crate::ProxyError::BackingOff`]).
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -28,34 +31,78 @@ pub const FAILURE_BACKOFF: Duration = Duration::from_secs(10);
 pub const RATE_LIMIT_MAX: Duration = Duration::from_secs(600);
 pub const RATE_LIMIT_DEFAULT: Duration = Duration::from_secs(60);
 
-/// One upstream's back-off window. The lock is taken only on tag revalidation (after a tag's
-/// TTL), never on a blob or a fresh tag.
+/// One upstream's back-off window. The lock is taken only when the upstream would be asked
+/// (a tag past its TTL, content not in the store), never on a stored blob or a fresh tag.
 #[derive(Debug, Default)]
 pub struct Backoff {
-    until: Mutex<Option<Instant>>,
+    window: Mutex<Option<Window>>,
+}
+
+/// An open back-off window: until when, whether a 429 opened it, and what the upstream did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub until: Instant,
+    pub rate_limited: bool,
+    /// The failure that opened (or last extended) it, as the client is told.
+    pub reason: Option<Arc<str>>,
+}
+
+impl Window {
+    /// Time left, if any.
+    pub fn remaining(&self) -> Option<Duration> {
+        Some(self.until.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero())
+    }
 }
 
 impl Backoff {
     /// Time left in the window, if one is open.
     pub fn remaining(&self) -> Option<Duration> {
-        let until = *self.until.lock().unwrap_or_else(PoisonError::into_inner);
-        until
-            .map(|u| u.saturating_duration_since(Instant::now()))
-            .filter(|d| !d.is_zero())
+        self.open().and_then(|w| w.remaining())
     }
 
-    /// Opens (or extends) the window for `d`.
+    /// The window, if one is open now.
+    pub fn open(&self) -> Option<Window> {
+        let window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        window.as_ref().filter(|w| w.remaining().is_some()).cloned()
+    }
+
+    /// Opens (or extends) the window for `d`, for a failure.
     pub fn trip(&self, d: Duration) {
+        self.trip_with(d, false, None);
+    }
+
+    /// Opens (or extends) the window that `e` calls for, if it calls for one; says whether.
+    pub fn trip_for(&self, e: &wharf_upstream::Error) -> bool {
+        match backoff_for(e) {
+            Some(d) => {
+                self.trip_with(d, e.is_rate_limited(), Some(e.to_string().into()));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn trip_with(&self, d: Duration, rate_limited: bool, reason: Option<Arc<str>>) {
         let until = Instant::now() + d;
-        let mut cur = self.until.lock().unwrap_or_else(PoisonError::into_inner);
-        if cur.is_none_or(|c| c < until) {
-            *cur = Some(until);
+        let mut cur = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        let was_rate_limited = cur
+            .as_ref()
+            .is_some_and(|w| w.rate_limited && w.remaining().is_some());
+        let w = cur.get_or_insert(Window {
+            until,
+            rate_limited,
+            reason: None,
+        });
+        w.until = w.until.max(until);
+        w.rate_limited = rate_limited || was_rate_limited;
+        if reason.is_some() {
+            w.reason = reason;
         }
     }
 
     /// The upstream answered: close the window.
     pub fn clear(&self) {
-        *self.until.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        *self.window.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 

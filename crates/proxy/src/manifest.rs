@@ -151,8 +151,8 @@ impl Proxy {
         // the last known digest and leave the upstream alone for a while.
         match fresh {
             Err(ProxyError::Upstream { missing, source }) => match backoff_for(&source) {
-                Some(window) => {
-                    up.backoff.trip(window);
+                Some(_) => {
+                    up.backoff.trip_for(&source);
                     self.served_stale(target, tag, Stale::of(&source), Some(&source));
                     self.revalidated(target, "failed_served_stale");
                     Ok(Manifest {
@@ -239,11 +239,15 @@ impl Proxy {
         expected: Option<&Digest>,
     ) -> Result<Manifest, ProxyError> {
         let up = &target.upstream;
+        ProxyError::backing_off(up)?;
         let resp = up
             .client
             .manifest(Method::GET, target.repo.as_str(), reference)
             .await
-            .map_err(ProxyError::upstream(Missing::Manifest))?;
+            .map_err(|e| {
+                up.backoff.trip_for(&e);
+                ProxyError::upstream(Missing::Manifest)(e)
+            })?;
         let bad = |message: String| ProxyError::BadUpstreamAnswer {
             upstream: up.name.clone(),
             message,

@@ -437,3 +437,47 @@ async fn a_tag_whose_manifest_was_evicted_is_fetched_again() {
     assert_eq!(body, manifest(1));
     assert_eq!(s.fake.take(), reqs(&[("GET", "/v2/app/manifests/latest")]));
 }
+
+/// Within a 429's Retry-After, content wharf does not have is not asked for either: the client
+/// gets 429 with the time left, and the upstream sees nothing until the window closes.
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_upstream_is_not_asked_for_uncached_content_before_retry_after() {
+    let s = setup(Mode::Fail(429, Some(7)), &[]).await;
+    let (status, _, retry, _) = still(get_tag(&s.proxy, "latest")).await;
+    assert_eq!((status, retry.as_deref()), (429, Some("7")));
+    assert_eq!(s.fake.take(), reqs(&[("GET", "/v2/app/manifests/latest")]));
+
+    tokio::time::advance(Duration::from_secs(3)).await;
+    for tag in ["latest", "other"] {
+        let (status, _, retry, body) = still(get_tag(&s.proxy, tag)).await;
+        assert_eq!(status, 429, "{tag}");
+        assert_eq!(retry.as_deref(), Some("4"), "{tag}: the time left");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["errors"][0]["code"], "TOOMANYREQUESTS");
+        let message = v["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("fake"), "names the upstream: {message}");
+    }
+    assert_eq!(s.fake.take(), vec![], "asked within Retry-After");
+
+    tokio::time::advance(Duration::from_secs(5)).await;
+    s.fake.set(tags(&[("latest", 1)]));
+    let (status, digest, _, _) = still(get_tag(&s.proxy, "latest")).await;
+    assert_eq!((status, digest), (200, digest_of(1)));
+    assert_eq!(s.fake.take(), reqs(&[("GET", "/v2/app/manifests/latest")]));
+}
+
+/// A failing upstream (503) opens the same window for what is not cached: 503 with the time
+/// left, the upstream left alone.
+#[tokio::test(start_paused = true)]
+async fn a_failing_upstream_is_not_asked_for_uncached_content_within_its_window() {
+    let s = setup(Mode::Fail(503, None), &[]).await;
+    let (status, _, _, _) = still(get_tag(&s.proxy, "latest")).await;
+    assert_eq!(status, 503);
+    assert_eq!(s.fake.take().len(), 1);
+    let (status, _, retry, body) = still(get_tag(&s.proxy, "other")).await;
+    assert_eq!(status, 503);
+    assert_eq!(retry, Some(FAILURE_BACKOFF.as_secs().to_string()));
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["errors"][0]["code"], "UNAVAILABLE");
+    assert_eq!(s.fake.take(), vec![], "asked within the back-off window");
+}
