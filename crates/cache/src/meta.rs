@@ -163,14 +163,7 @@ pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
         let mut out = Loaded::default();
         for row in txn.open_table(BLOBS)?.iter()? {
             let (k, v) = row?;
-            let (len, mtime_ns, ino, media_type) = v.value();
-            out.blobs.insert(
-                k.value().to_owned(),
-                BlobRow {
-                    fingerprint: Fingerprint { len, mtime_ns, ino },
-                    media_type: media_type.map(str::to_owned),
-                },
-            );
+            out.blobs.insert(k.value().to_owned(), blob_row(v.value()));
         }
         for row in txn.open_table(ACCESS)?.iter()? {
             let (k, v) = row?;
@@ -235,7 +228,17 @@ pub(crate) fn repair(db: &Database, r: &Repairs) -> Result<(), StoreError> {
     .map_err(meta_err("repairing"))
 }
 
+/// The `blobs` value of `row`. The table stores a tuple (its on-disk format); these two
+/// functions are the only places that know its order.
 pub(crate) fn blob_value(row: &BlobRow) -> (u64, u64, u64, Option<&str>) {
     let fp = row.fingerprint;
     (fp.len, fp.mtime_ns, fp.ino, row.media_type.as_deref())
+}
+
+/// The row a `blobs` value stands for.
+pub(crate) fn blob_row((len, mtime_ns, ino, media_type): (u64, u64, u64, Option<&str>)) -> BlobRow {
+    BlobRow {
+        fingerprint: Fingerprint { len, mtime_ns, ino },
+        media_type: media_type.map(str::to_owned),
+    }
 }

@@ -421,15 +421,15 @@ impl Store {
     /// Size, budget, entries and hit counts.
     pub fn stats(&self) -> StoreStats {
         self.index.settle();
-        let (evictions, evicted_bytes) = self.index.evicted();
+        let evicted = self.index.evicted();
         let fills_in_flight = self
             .fills
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len() as u64;
         StoreStats {
-            evictions,
-            evicted_bytes,
+            evictions: evicted.entries,
+            evicted_bytes: evicted.bytes,
             fills_in_flight,
             size_bytes: self.index.bytes(),
             max_size_bytes: self.index.max_bytes(),

@@ -24,7 +24,7 @@ use crate::error::StoreError;
 use crate::index::{IndexHandle, now_ms};
 use crate::layout::Layout;
 use crate::meta::{
-    ACCESS, BLOBS, BlobRow, Fingerprint, TAGS, TagKey, TagRow, blob_value, into_redb,
+    ACCESS, BLOBS, BlobRow, Fingerprint, TAGS, TagKey, TagRow, blob_row, blob_value, into_redb,
 };
 
 /// Whether a digest's file must stay on disk although it left the index: a fill that just
@@ -227,7 +227,7 @@ fn write(
                         Some(mt) => Some(mt.to_string()),
                         None => blobs
                             .get(key.as_str())?
-                            .and_then(|v| v.value().3.map(str::to_owned)),
+                            .and_then(|v| blob_row(v.value()).media_type),
                     };
                     let row = BlobRow {
                         fingerprint: Fingerprint::of(&m),
