@@ -45,4 +45,4 @@ mod writer;
 pub use error::{FillError, StoreError};
 pub use fill::{CHUNK, FileRange, Fill, FillSource, Opener, SourceError, file_chunks};
 pub use store::{Store, StoreOptions, StoreStats};
-pub use tags::{TagEntry, TagRecord};
+pub use tags::{TagEntry, TagKey, TagRecord};

@@ -24,7 +24,8 @@ use wharf_oci::Digest;
 
 use crate::error::StoreError;
 use crate::layout::Layout;
-use crate::meta::{self, BlobRow, Fingerprint, Repairs, TagKey, TagRow};
+use crate::meta::{self, BlobRow, Fingerprint, Repairs, TagRow};
+use crate::tags::OwnedTagKey;
 
 /// One piece of content kept.
 pub(crate) struct Kept {
@@ -47,7 +48,7 @@ pub(crate) struct Report {
 pub(crate) struct Recovered {
     /// Least recently used first.
     pub(crate) kept: Vec<Kept>,
-    pub(crate) tags: Vec<(TagKey, TagRow)>,
+    pub(crate) tags: Vec<(OwnedTagKey, TagRow)>,
     pub(crate) report: Report,
 }
 

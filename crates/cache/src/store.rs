@@ -18,7 +18,7 @@ use crate::index::{Index, Policy, Sink};
 use crate::layout::{self, Layout};
 use crate::meta;
 use crate::recover;
-use crate::tags::{TagEntry, TagRecord, Tags};
+use crate::tags::{TagEntry, TagKey, TagRecord, Tags};
 use crate::writer::{Op, Writer};
 
 /// Settings of a [`Store`]; `StoreOptions::default()` holds the defaults each field names.
@@ -384,27 +384,23 @@ impl Store {
         self.index.remove(d);
     }
 
-    /// The record of `upstream`'s `repo:tag`, if there is one.
-    pub fn get_tag(&self, upstream: &str, repo: &str, tag: &str) -> Option<TagRecord> {
-        self.tags.get(upstream, repo, tag)
+    /// The record of the tag `key` names, if there is one.
+    pub fn get_tag(&self, key: TagKey<'_>) -> Option<TagRecord> {
+        self.tags.get(key)
     }
 
-    /// Records (or replaces) what `upstream`'s `repo:tag` points at. Persisted (with its
+    /// Records (or replaces) what the tag `key` names points at. Persisted (with its
     /// validation time) by the metadata writer.
-    pub fn put_tag(&self, upstream: &str, repo: &str, tag: &str, rec: TagRecord) {
+    pub fn put_tag(&self, key: TagKey<'_>, rec: TagRecord) {
         let row = rec.to_row();
-        let key = self.tags.put(upstream, repo, tag, rec);
+        let key = self.tags.put(key, rec);
         self.meta.send(Op::PutTag(key, row));
     }
 
-    /// Forgets `upstream`'s `repo:tag`, returning the record it had.
-    pub fn remove_tag(&self, upstream: &str, repo: &str, tag: &str) -> Option<TagRecord> {
-        let removed = self.tags.remove(upstream, repo, tag)?;
-        self.meta.send(Op::RemoveTag((
-            upstream.to_owned(),
-            repo.to_owned(),
-            tag.to_owned(),
-        )));
+    /// Forgets the tag `key` names, returning the record it had.
+    pub fn remove_tag(&self, key: TagKey<'_>) -> Option<TagRecord> {
+        let removed = self.tags.remove(key)?;
+        self.meta.send(Op::RemoveTag(key.to_owned_key()));
         Some(removed)
     }
 

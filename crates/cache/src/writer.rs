@@ -24,8 +24,10 @@ use crate::error::StoreError;
 use crate::index::{IndexHandle, now_ms};
 use crate::layout::Layout;
 use crate::meta::{
-    ACCESS, BLOBS, BlobRow, Fingerprint, TAGS, TagKey, TagRow, blob_row, blob_value, into_redb,
+    ACCESS, BLOBS, BlobRow, Fingerprint, TAGS, TagRow, blob_row, blob_value, into_redb,
+    tag_key_value,
 };
+use crate::tags::OwnedTagKey;
 
 /// Whether a digest's file must stay on disk although it left the index: a fill that just
 /// stored it still has readers that may not have opened it yet.
@@ -44,8 +46,8 @@ pub(crate) enum Op {
     /// Content left the index: unlink the file (unless it was admitted again meanwhile) and
     /// drop its rows.
     Dropped(Digest),
-    PutTag(TagKey, TagRow),
-    RemoveTag(TagKey),
+    PutTag(OwnedTagKey, TagRow),
+    RemoveTag(OwnedTagKey),
     /// Persist access times and everything sent before, then answer.
     Flush(oneshot::Sender<Result<(), String>>),
     Stop,
@@ -249,9 +251,9 @@ fn write(
                         unlink(&layout.blob(&digest));
                     }
                 }
-                Op::PutTag((u, r, t), row) => {
+                Op::PutTag(key, row) => {
                     tags.insert(
-                        (u.as_str(), r.as_str(), t.as_str()),
+                        tag_key_value(&key),
                         (
                             row.digest.as_str(),
                             row.media_type.as_str(),
@@ -260,8 +262,8 @@ fn write(
                         ),
                     )?;
                 }
-                Op::RemoveTag((u, r, t)) => {
-                    tags.remove((u.as_str(), r.as_str(), t.as_str()))?;
+                Op::RemoveTag(key) => {
+                    tags.remove(tag_key_value(&key))?;
                 }
                 Op::Flush(_) | Op::Stop => {}
             }
