@@ -53,14 +53,14 @@ pub(crate) struct Recovered {
 }
 
 /// A file found under `blobs/`.
-struct Found {
-    digest: Digest,
-    path: PathBuf,
-    fingerprint: Fingerprint,
+pub(crate) struct Found {
+    pub(crate) digest: Digest,
+    pub(crate) path: PathBuf,
+    pub(crate) fingerprint: Fingerprint,
 }
 
 /// What walking `blobs/` finds: files in their places, and strays.
-type Walked = (Vec<Found>, Vec<PathBuf>);
+pub(crate) type Walked = (Vec<Found>, Vec<PathBuf>);
 
 /// Threads for walking and hashing: the work is syscalls and reads more than CPU.
 fn workers() -> usize {
@@ -181,7 +181,7 @@ pub(crate) fn recover(
 
 /// Lists `blobs/`: the files in their fan-out places, and the strays (files anywhere else, or
 /// whose name is not the digest of their place).
-fn walk(blobs: &Path) -> Result<Walked, StoreError> {
+pub(crate) fn walk(blobs: &Path) -> Result<Walked, StoreError> {
     let mut shards = Vec::new();
     let mut strays = Vec::new();
     for alg in list(blobs)? {

@@ -8,8 +8,7 @@
 // redb's error is large; it is built only when the disk fails, never on a request's path.
 #![allow(clippy::result_large_err)]
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,9 +19,9 @@ use redb::{Database, Durability, ReadableTable};
 use tokio::sync::oneshot;
 use wharf_oci::Digest;
 
+use crate::blobs::FsBlobStore;
 use crate::error::StoreError;
 use crate::index::{IndexHandle, now_ms};
-use crate::layout::Layout;
 use crate::meta::{
     ACCESS, BLOBS, BlobRow, Fingerprint, TAGS, TagRow, blob_row, blob_value, into_redb,
     tag_key_value,
@@ -74,13 +73,13 @@ impl Writer {
         rx: mpsc::Receiver<Op>,
         tx: mpsc::Sender<Op>,
         index: IndexHandle,
-        layout: Layout,
+        blobs: FsBlobStore,
         pinned: Pinned,
         flush_every: Duration,
     ) -> Result<Writer, StoreError> {
         let ctx = Context {
             index,
-            layout,
+            blobs,
             pinned,
         };
         let thread = std::thread::Builder::new()
@@ -134,7 +133,8 @@ impl Writer {
 /// What the writer thread works with besides the database.
 struct Context {
     index: IndexHandle,
-    layout: Layout,
+    /// Where evicted content is unlinked and admitted content is fingerprinted.
+    blobs: FsBlobStore,
     pinned: Pinned,
 }
 
@@ -191,7 +191,7 @@ fn run(db: &Database, rx: &mpsc::Receiver<Op>, ctx: &Context, every: Duration) {
             if (ctx.pinned)(d) && !stop {
                 return true;
             }
-            unlink(&ctx.layout.blob(d));
+            ctx.blobs.remove_now(d);
             false
         });
         for ack in acks {
@@ -210,7 +210,7 @@ fn write(
     ctx: &Context,
     deferred: &mut Vec<Digest>,
 ) -> Result<(), redb::Error> {
-    let (index, layout) = (&ctx.index, &ctx.layout);
+    let (index, layout) = (&ctx.index, ctx.blobs.layout());
     let mut saved = Vec::new();
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);
@@ -248,7 +248,7 @@ fn write(
                     if (ctx.pinned)(&digest) {
                         deferred.push(digest);
                     } else {
-                        unlink(&layout.blob(&digest));
+                        ctx.blobs.remove_now(&digest);
                     }
                 }
                 Op::PutTag(key, row) => {
@@ -286,13 +286,4 @@ fn write(
         e.saved_access.store(at, Ordering::Relaxed);
     }
     Ok(())
-}
-
-fn unlink(path: &PathBuf) {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove evicted content");
-        }
-        _ => {}
-    }
 }

@@ -19,6 +19,10 @@ async fn filesystem_store_passes_conformance() {
     assert!(files_under(&dir.path().join("spool")).is_empty());
 }
 
+// The BlobStore suite, once per backend.
+blob_store_conformance!(fs_blobs, crate::common::conformance::blobs::fs());
+blob_store_conformance!(memory_blobs, crate::common::conformance::blobs::memory());
+
 #[tokio::test]
 async fn content_survives_reopen_in_documented_layout() {
     let dir = tempfile::tempdir().expect("tempdir");
