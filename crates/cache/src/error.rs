@@ -24,6 +24,20 @@ pub enum StoreError {
     /// Bytes offered for a digest hash to something else; nothing was stored.
     #[error("content for {expected} hashes to {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
+    /// The bytes offered for a digest broke off before their end; nothing was stored.
+    #[error("content for {digest} broke off: {source}")]
+    Body {
+        digest: Digest,
+        #[source]
+        source: io::Error,
+    },
+    /// Stored content could not be read back.
+    #[error("reading stored content for {digest}: {source}")]
+    Read {
+        digest: Digest,
+        #[source]
+        source: io::Error,
+    },
     /// A media type that could never be sent back as a `Content-Type`; nothing was stored.
     #[error("media type {media_type:?} for {digest} is empty or holds control characters")]
     InvalidMediaType { digest: Digest, media_type: String },

@@ -67,6 +67,21 @@ pub(crate) enum Removal {
 
 pub(crate) type Sink = Arc<dyn Fn(Digest, Removal) + Send + Sync>;
 
+/// What the size policy has evicted since the index was made (explicit removals are not
+/// counted), shared with the eviction listener that counts it.
+#[derive(Debug, Default)]
+struct EvictionCounters {
+    entries: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// A reading of the [`EvictionCounters`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Evictions {
+    pub(crate) entries: u64,
+    pub(crate) bytes: u64,
+}
+
 /// The index and its counters.
 pub(crate) struct Index {
     cache: Cache<Digest, Arc<Entry>>,
@@ -74,7 +89,7 @@ pub(crate) struct Index {
     bytes: Arc<AtomicU64>,
     max_bytes: u64,
     /// Entries and bytes the policy evicted (not explicit removals), for the metrics.
-    evicted: Arc<[AtomicU64; 2]>,
+    evicted: Arc<EvictionCounters>,
 }
 
 impl std::fmt::Debug for Index {
@@ -105,7 +120,7 @@ impl Index {
     pub(crate) fn new(max_bytes: u64, policy: Policy, sink: Sink) -> Index {
         let bytes = Arc::new(AtomicU64::new(0));
         let counted = bytes.clone();
-        let evicted: Arc<[AtomicU64; 2]> = Arc::default();
+        let evicted: Arc<EvictionCounters> = Arc::default();
         let counted_evictions = evicted.clone();
         let cache = Cache::builder()
             .max_capacity((max_bytes / UNIT).max(1))
@@ -123,8 +138,8 @@ impl Index {
                 };
                 counted.fetch_sub(e.size, Ordering::Relaxed);
                 if removal == Removal::Evicted {
-                    counted_evictions[0].fetch_add(1, Ordering::Relaxed);
-                    counted_evictions[1].fetch_add(e.size, Ordering::Relaxed);
+                    counted_evictions.entries.fetch_add(1, Ordering::Relaxed);
+                    counted_evictions.bytes.fetch_add(e.size, Ordering::Relaxed);
                 }
                 sink(Digest::clone(&digest), removal);
             })
@@ -209,11 +224,11 @@ impl Index {
     }
 
     /// Entries and bytes evicted by the size policy since the store opened.
-    pub(crate) fn evicted(&self) -> (u64, u64) {
-        (
-            self.evicted[0].load(Ordering::Relaxed),
-            self.evicted[1].load(Ordering::Relaxed),
-        )
+    pub(crate) fn evicted(&self) -> Evictions {
+        Evictions {
+            entries: self.evicted.entries.load(Ordering::Relaxed),
+            bytes: self.evicted.bytes.load(Ordering::Relaxed),
+        }
     }
 
     pub(crate) fn max_bytes(&self) -> u64 {

@@ -5,7 +5,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use tokio::fs;
-use tokio::io::AsyncWriteExt;
 use wharf_oci::Digest;
 
 use crate::error::StoreError;
@@ -106,31 +105,6 @@ pub(crate) async fn publish(tmp: &Path, dest: &Path) -> Result<(), StoreError> {
     fsync_dir(dir).await
 }
 
-/// Writes `bytes` to `dest` atomically through the spool file `tmp`. Readers see the old file or
-/// the whole new one, never a part.
-pub(crate) async fn write_atomic(tmp: &Path, dest: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let written = async {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(tmp)
-            .await
-            .map_err(StoreError::io("creating spool file", tmp))?;
-        f.write_all(bytes)
-            .await
-            .map_err(StoreError::io("writing spool file", tmp))?;
-        f.sync_all()
-            .await
-            .map_err(StoreError::io("fsyncing spool file", tmp))?;
-        publish(tmp, dest).await
-    }
-    .await;
-    if written.is_err() {
-        remove_if_there(tmp).await;
-    }
-    written
-}
-
 /// Removes a spool file whose write failed. Failing to is not worth an error of its own: the
 /// file is never served, and the next start-up sweeps it.
 pub(crate) async fn remove_if_there(path: &Path) {
@@ -218,16 +192,5 @@ mod tests {
         let spool = layout.spool_file("fill", &d, 7);
         assert_eq!(spool.parent(), Some(Path::new("/var/cache/wharf/spool")));
         assert_ne!(spool, layout.spool_file("fill", &d, 8));
-    }
-
-    #[tokio::test]
-    async fn failed_atomic_write_leaves_no_spool_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let tmp = dir.path().join("tmp");
-        // The destination's directory cannot be created: a file is in the way.
-        std::fs::write(dir.path().join("blocker"), b"").expect("write");
-        let dest = dir.path().join("blocker/sub/dest");
-        assert!(write_atomic(&tmp, &dest, b"bytes").await.is_err());
-        assert!(!tmp.exists());
     }
 }

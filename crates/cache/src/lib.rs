@@ -26,9 +26,15 @@
 //! of them stream at once and the upstream is asked once. A fill that fails (upstream error,
 //! digest or length mismatch, inactivity) stores nothing and ends every reader with an error.
 //!
+//! The content itself sits behind [`BlobStore`] (`blobs/`): digest-addressed, verified before
+//! it is visible. [`FsBlobStore`] is the store's tier on local disk (its opened blob is a
+//! `std::fs::File`, which the serving path hands to `sendfile`); [`MemoryBlobStore`] is for
+//! tests and is the shape a remote tier takes. One conformance suite runs over both.
+//!
 //! This crate knows nothing of HTTP: the caller supplies an [`Opener`] that turns an offset into
 //! a byte stream, and maps [`FillError`]s to answers.
 
+mod blobs;
 mod error;
 mod fill;
 /// The figures behind the index's policy; run by the `hit_ratio` bench target.
@@ -42,7 +48,8 @@ mod store;
 mod tags;
 mod writer;
 
+pub use blobs::{Blob, BlobStore, FsBlob, FsBlobStore, MemoryBlob, MemoryBlobStore, StoredBlob};
 pub use error::{FillError, StoreError};
 pub use fill::{CHUNK, FileRange, Fill, FillSource, Opener, SourceError, file_chunks};
 pub use store::{Store, StoreOptions, StoreStats};
-pub use tags::{TagEntry, TagRecord};
+pub use tags::{TagEntry, TagKey, TagRecord};

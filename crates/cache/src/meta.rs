@@ -25,6 +25,7 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 use crate::error::StoreError;
 use crate::index::now_ms;
 use crate::layout::Layout;
+use crate::tags::OwnedTagKey;
 
 /// (size, mtime ns, inode, media type)
 type BlobValue = (u64, u64, u64, Option<&'static str>);
@@ -89,8 +90,6 @@ pub(crate) struct TagRow {
     pub(crate) validated_ms: u64,
 }
 
-pub(crate) type TagKey = (String, String, String);
-
 fn meta_err(op: &'static str) -> impl FnOnce(redb::Error) -> StoreError {
     move |e| StoreError::Meta {
         op,
@@ -154,7 +153,7 @@ pub(crate) fn open(layout: &Layout) -> Result<Database, StoreError> {
 pub(crate) struct Loaded {
     pub(crate) blobs: HashMap<String, BlobRow>,
     pub(crate) access: HashMap<String, u64>,
-    pub(crate) tags: Vec<(TagKey, TagRow)>,
+    pub(crate) tags: Vec<(OwnedTagKey, TagRow)>,
 }
 
 pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
@@ -163,14 +162,7 @@ pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
         let mut out = Loaded::default();
         for row in txn.open_table(BLOBS)?.iter()? {
             let (k, v) = row?;
-            let (len, mtime_ns, ino, media_type) = v.value();
-            out.blobs.insert(
-                k.value().to_owned(),
-                BlobRow {
-                    fingerprint: Fingerprint { len, mtime_ns, ino },
-                    media_type: media_type.map(str::to_owned),
-                },
-            );
+            out.blobs.insert(k.value().to_owned(), blob_row(v.value()));
         }
         for row in txn.open_table(ACCESS)?.iter()? {
             let (k, v) = row?;
@@ -181,7 +173,11 @@ pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
             let (u, r, t) = k.value();
             let (digest, media_type, size, validated_ms) = v.value();
             out.tags.push((
-                (u.to_owned(), r.to_owned(), t.to_owned()),
+                OwnedTagKey {
+                    upstream: u.to_owned(),
+                    repository: r.to_owned(),
+                    tag: t.to_owned(),
+                },
                 TagRow {
                     digest: digest.to_owned(),
                     media_type: media_type.to_owned(),
@@ -200,7 +196,7 @@ pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
 pub(crate) struct Repairs {
     pub(crate) put: Vec<(String, BlobRow)>,
     pub(crate) drop: Vec<String>,
-    pub(crate) drop_tags: Vec<TagKey>,
+    pub(crate) drop_tags: Vec<OwnedTagKey>,
 }
 
 pub(crate) fn repair(db: &Database, r: &Repairs) -> Result<(), StoreError> {
@@ -225,8 +221,8 @@ pub(crate) fn repair(db: &Database, r: &Repairs) -> Result<(), StoreError> {
                 blobs.remove(k.as_str())?;
                 access.remove(k.as_str())?;
             }
-            for (u, repo, t) in &r.drop_tags {
-                tags.remove((u.as_str(), repo.as_str(), t.as_str()))?;
+            for k in &r.drop_tags {
+                tags.remove(tag_key_value(k))?;
             }
         }
         txn.commit()?;
@@ -235,7 +231,22 @@ pub(crate) fn repair(db: &Database, r: &Repairs) -> Result<(), StoreError> {
     .map_err(meta_err("repairing"))
 }
 
+/// The `blobs` value of `row`. The table stores a tuple (its on-disk format); these two
+/// functions are the only places that know its order.
 pub(crate) fn blob_value(row: &BlobRow) -> (u64, u64, u64, Option<&str>) {
     let fp = row.fingerprint;
     (fp.len, fp.mtime_ns, fp.ino, row.media_type.as_deref())
+}
+
+/// The row a `blobs` value stands for.
+pub(crate) fn blob_row((len, mtime_ns, ino, media_type): (u64, u64, u64, Option<&str>)) -> BlobRow {
+    BlobRow {
+        fingerprint: Fingerprint { len, mtime_ns, ino },
+        media_type: media_type.map(str::to_owned),
+    }
+}
+
+/// The `tags` key of `k`: the table stores a tuple (its on-disk format).
+pub(crate) fn tag_key_value(k: &OwnedTagKey) -> (&str, &str, &str) {
+    (k.upstream.as_str(), k.repository.as_str(), k.tag.as_str())
 }

@@ -24,7 +24,8 @@ use wharf_oci::Digest;
 
 use crate::error::StoreError;
 use crate::layout::Layout;
-use crate::meta::{self, BlobRow, Fingerprint, Repairs, TagKey, TagRow};
+use crate::meta::{self, BlobRow, Fingerprint, Repairs, TagRow};
+use crate::tags::OwnedTagKey;
 
 /// One piece of content kept.
 pub(crate) struct Kept {
@@ -47,19 +48,19 @@ pub(crate) struct Report {
 pub(crate) struct Recovered {
     /// Least recently used first.
     pub(crate) kept: Vec<Kept>,
-    pub(crate) tags: Vec<(TagKey, TagRow)>,
+    pub(crate) tags: Vec<(OwnedTagKey, TagRow)>,
     pub(crate) report: Report,
 }
 
 /// A file found under `blobs/`.
-struct Found {
-    digest: Digest,
-    path: PathBuf,
-    fingerprint: Fingerprint,
+pub(crate) struct Found {
+    pub(crate) digest: Digest,
+    pub(crate) path: PathBuf,
+    pub(crate) fingerprint: Fingerprint,
 }
 
 /// What walking `blobs/` finds: files in their places, and strays.
-type Walked = (Vec<Found>, Vec<PathBuf>);
+pub(crate) type Walked = (Vec<Found>, Vec<PathBuf>);
 
 /// Threads for walking and hashing: the work is syscalls and reads more than CPU.
 fn workers() -> usize {
@@ -180,7 +181,7 @@ pub(crate) fn recover(
 
 /// Lists `blobs/`: the files in their fan-out places, and the strays (files anywhere else, or
 /// whose name is not the digest of their place).
-fn walk(blobs: &Path) -> Result<Walked, StoreError> {
+pub(crate) fn walk(blobs: &Path) -> Result<Walked, StoreError> {
     let mut shards = Vec::new();
     let mut strays = Vec::new();
     for alg in list(blobs)? {

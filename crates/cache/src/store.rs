@@ -8,17 +8,17 @@ use std::sync::{Arc, Mutex, PoisonError, Weak, mpsc};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::fs;
 use tokio::time::Instant;
 use wharf_oci::Digest;
 
+use crate::blobs::{BlobStore, FsBlobStore};
 use crate::error::StoreError;
 use crate::fill::Fill;
 use crate::index::{Index, Policy, Sink};
-use crate::layout::{self, Layout};
+use crate::layout::Layout;
 use crate::meta;
 use crate::recover;
-use crate::tags::{TagEntry, TagRecord, Tags};
+use crate::tags::{TagEntry, TagKey, TagRecord, Tags};
 use crate::writer::{Op, Writer};
 
 /// Settings of a [`Store`]; `StoreOptions::default()` holds the defaults each field names.
@@ -81,10 +81,9 @@ pub struct StoreStats {
 /// The digest-addressed store under one root directory. See the crate docs for the layout.
 #[derive(Debug)]
 pub struct Store {
-    pub(crate) layout: Layout,
+    /// The content: every file the store reads or writes is this tier's.
+    pub(crate) blobs: FsBlobStore,
     pub(crate) options: StoreOptions,
-    /// Numbers spool and quarantine files, so that concurrent writes never share one.
-    seq: AtomicU64,
     tags: Tags,
     index: Index,
     meta: Writer,
@@ -136,16 +135,7 @@ impl Store {
     /// the index in access order, evicting what is over `max_size`.
     pub async fn open_with(root: &Path, options: StoreOptions) -> Result<Arc<Store>, StoreError> {
         let started = Instant::now();
-        let layout = Layout::new(root);
-        for dir in layout.dirs() {
-            fs::create_dir_all(dir)
-                .await
-                .map_err(StoreError::io("creating directory", dir))?;
-        }
-        let swept = layout::sweep(layout.spool_dir()).await?;
-        if swept > 0 {
-            tracing::info!(root = %root.display(), swept, "swept unfinished spool files");
-        }
+        let blobs = FsBlobStore::open(root).await?;
         let (tx, rx) = mpsc::channel();
         // Evicted content is unlinked by the writer thread, off the request path.
         let sink_tx = tx.clone();
@@ -153,18 +143,17 @@ impl Store {
             let _ = sink_tx.send(Op::Dropped(digest));
         });
         let max_size = options.max_size;
-        let at = layout.clone();
-        let (db, index, tags, report, seq) = tokio::task::spawn_blocking(move || {
-            let db = meta::open(&at)?;
-            let seq = AtomicU64::new(0);
-            let recovered = recover::recover(&at, &db, &seq)?;
+        let at = blobs.clone();
+        let (db, index, tags, report) = tokio::task::spawn_blocking(move || {
+            let db = meta::open(at.layout())?;
+            let recovered = recover::recover(at.layout(), &db, at.seq())?;
             let index = Index::new(max_size, Policy::Lru, sink);
             for k in recovered.kept {
                 index.load(&k.digest, k.size, k.media_type, k.access_ms);
             }
             index.settle();
             let tags = Tags::load(recovered.tags);
-            Ok::<_, StoreError>((db, index, tags, recovered.report, seq.into_inner()))
+            Ok::<_, StoreError>((db, index, tags, recovered.report))
         })
         .await
         .map_err(|e| StoreError::io("opening", root)(io::Error::other(e)))??;
@@ -175,7 +164,7 @@ impl Store {
             rx,
             tx,
             index.handle(),
-            layout.clone(),
+            blobs.clone(),
             Arc::new(move |d: &Digest| is_pinned(&pinned, d)),
             options.access_flush_interval,
         )?;
@@ -195,9 +184,8 @@ impl Store {
         );
         Ok(Arc::new(Store {
             manifests: manifest_memory(options.manifest_memory),
-            layout,
+            blobs,
             options,
-            seq: AtomicU64::new(seq),
             tags,
             index,
             meta,
@@ -209,7 +197,11 @@ impl Store {
     }
 
     pub fn root(&self) -> &Path {
-        self.layout.root()
+        self.blobs.layout().root()
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        self.blobs.layout()
     }
 
     pub fn options(&self) -> &StoreOptions {
@@ -217,7 +209,7 @@ impl Store {
     }
 
     pub(crate) fn next_seq(&self) -> u64 {
-        self.seq.fetch_add(1, Ordering::Relaxed)
+        self.blobs.next_seq()
     }
 
     fn counted<T>(&self, found: Option<T>) -> Option<T> {
@@ -242,28 +234,19 @@ impl Store {
         let Some(entry) = self.index.get(d) else {
             return Ok(self.counted(None));
         };
-        // open and fstat on the worker, not the blocking pool: both touch only the inode and
-        // directory caches for a file in use, and a hop to the pool costs more than they do
-        // (it was a third of a 1 MiB blob request's time). nginx does the same.
-        let path = self.layout.blob(d);
-        let file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // Removed behind the index's back (or an unlink raced a new fill): a miss.
-                self.index.remove(d);
-                return Ok(self.counted(None));
-            }
-            Err(e) => return Err(StoreError::io("opening blob", &path)(e)),
+        // The filesystem tier's own type, so the file reaches `sendfile` as it is (see
+        // `FsBlobStore::open_now` for why this runs on the worker).
+        let Some(blob) = self.blobs.open(d).await? else {
+            // Removed behind the index's back (or an unlink raced a new fill): a miss.
+            self.index.remove(d);
+            return Ok(self.counted(None));
         };
-        let meta = file
-            .metadata()
-            .map_err(StoreError::io("reading metadata of", &path))?;
-        if meta.len() != entry.size {
+        if blob.size != entry.size {
             self.quarantine(d, "its size changed since it was verified")
                 .await;
             return Ok(self.counted(None));
         }
-        Ok(self.counted(Some((file, meta.len()))))
+        Ok(self.counted(Some((blob.file, blob.size))))
     }
 
     /// A stored manifest: its media type and bytes, if both are stored. Served from memory when
@@ -276,14 +259,9 @@ impl Store {
         if let Some(bytes) = self.manifests.as_ref().and_then(|m| m.get(d)) {
             return Ok(self.counted(Some((media_type.to_string(), bytes))));
         }
-        let path = self.layout.blob(d);
-        let bytes = match fs::read(&path).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.index.remove(d);
-                return Ok(self.counted(None));
-            }
-            Err(e) => return Err(StoreError::io("reading", &path)(e)),
+        let Some(bytes) = self.blobs.read_to_bytes(d).await? else {
+            self.index.remove(d);
+            return Ok(self.counted(None));
         };
         let mut verifier = d.verifier();
         verifier.update(&bytes);
@@ -292,7 +270,6 @@ impl Store {
                 .await;
             return Ok(self.counted(None));
         }
-        let bytes = Bytes::from(bytes);
         if let Some(m) = &self.manifests {
             m.insert(d.clone(), bytes.clone());
         }
@@ -314,20 +291,12 @@ impl Store {
                 media_type: media_type.chars().take(160).collect(),
             });
         }
-        let mut verifier = d.verifier();
-        verifier.update(bytes);
-        let actual = verifier.finish();
-        if actual != *d {
-            return Err(StoreError::DigestMismatch {
-                expected: d.clone(),
-                actual,
-            });
-        }
-        let tmp = self.layout.spool_file("manifest", d, self.next_seq());
-        layout::write_atomic(&tmp, &self.layout.blob(d), bytes).await?;
-        self.admit_with(d, bytes.len() as u64, Some(media_type));
+        // Verified by the write: a mismatch is refused there and stores nothing.
+        let bytes = Bytes::copy_from_slice(bytes);
+        let size = self.blobs.write_bytes(d, bytes.clone()).await?;
+        self.admit_with(d, size, Some(media_type));
         if let Some(m) = &self.manifests {
-            m.insert(d.clone(), Bytes::copy_from_slice(bytes));
+            m.insert(d.clone(), bytes);
         }
         Ok(())
     }
@@ -370,41 +339,27 @@ impl Store {
 
     /// Moves the file for `d` to `quarantine/` and forgets it.
     async fn quarantine(&self, d: &Digest, why: &str) {
-        let from = self.layout.blob(d);
-        let name = format!("{}-{}", d.algorithm().as_str(), d.hex());
-        let to = self.layout.quarantine_file(&name, self.next_seq());
-        match fs::rename(&from, &to).await {
-            Ok(()) => {
-                tracing::error!(digest = %d, moved_to = %to.display(), "stored content quarantined: {why}")
-            }
-            Err(e) => {
-                tracing::error!(digest = %d, error = %e, "stored content could not be quarantined ({why}); dropping it")
-            }
-        }
+        self.blobs.quarantine(d, why).await;
         self.index.remove(d);
     }
 
-    /// The record of `upstream`'s `repo:tag`, if there is one.
-    pub fn get_tag(&self, upstream: &str, repo: &str, tag: &str) -> Option<TagRecord> {
-        self.tags.get(upstream, repo, tag)
+    /// The record of the tag `key` names, if there is one.
+    pub fn get_tag(&self, key: TagKey<'_>) -> Option<TagRecord> {
+        self.tags.get(key)
     }
 
-    /// Records (or replaces) what `upstream`'s `repo:tag` points at. Persisted (with its
+    /// Records (or replaces) what the tag `key` names points at. Persisted (with its
     /// validation time) by the metadata writer.
-    pub fn put_tag(&self, upstream: &str, repo: &str, tag: &str, rec: TagRecord) {
+    pub fn put_tag(&self, key: TagKey<'_>, rec: TagRecord) {
         let row = rec.to_row();
-        let key = self.tags.put(upstream, repo, tag, rec);
+        let key = self.tags.put(key, rec);
         self.meta.send(Op::PutTag(key, row));
     }
 
-    /// Forgets `upstream`'s `repo:tag`, returning the record it had.
-    pub fn remove_tag(&self, upstream: &str, repo: &str, tag: &str) -> Option<TagRecord> {
-        let removed = self.tags.remove(upstream, repo, tag)?;
-        self.meta.send(Op::RemoveTag((
-            upstream.to_owned(),
-            repo.to_owned(),
-            tag.to_owned(),
-        )));
+    /// Forgets the tag `key` names, returning the record it had.
+    pub fn remove_tag(&self, key: TagKey<'_>) -> Option<TagRecord> {
+        let removed = self.tags.remove(key)?;
+        self.meta.send(Op::RemoveTag(key.to_owned_key()));
         Some(removed)
     }
 
@@ -421,15 +376,15 @@ impl Store {
     /// Size, budget, entries and hit counts.
     pub fn stats(&self) -> StoreStats {
         self.index.settle();
-        let (evictions, evicted_bytes) = self.index.evicted();
+        let evicted = self.index.evicted();
         let fills_in_flight = self
             .fills
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len() as u64;
         StoreStats {
-            evictions,
-            evicted_bytes,
+            evictions: evicted.entries,
+            evicted_bytes: evicted.bytes,
             fills_in_flight,
             size_bytes: self.index.bytes(),
             max_size_bytes: self.index.max_bytes(),
@@ -463,17 +418,7 @@ impl Store {
                 message: "the metadata writer has stopped".into(),
             });
         }
-        let probe = self.layout.spool_dir().join(format!(
-            "probe-{}-{}",
-            std::process::id(),
-            self.next_seq()
-        ));
-        let written = fs::write(&probe, b"").await;
-        layout::remove_if_there(&probe).await;
-        written.map_err(StoreError::io(
-            "writing a probe file in",
-            self.layout.spool_dir(),
-        ))
+        self.blobs.check_writable().await
     }
 }
 

@@ -16,7 +16,35 @@ use tokio::time::Instant;
 use wharf_oci::Digest;
 
 use crate::index::now_ms;
-use crate::meta::{TagKey, TagRow};
+use crate::meta::TagRow;
+
+/// Which tag a record is for: a tag of a repository of an upstream (or hosted) registry. The
+/// three are all strings, so they are named at every call rather than passed in an order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TagKey<'a> {
+    /// The configured upstream's name (`[[upstream]] name`).
+    pub upstream: &'a str,
+    pub repository: &'a str,
+    pub tag: &'a str,
+}
+
+impl TagKey<'_> {
+    pub(crate) fn to_owned_key(self) -> OwnedTagKey {
+        OwnedTagKey {
+            upstream: self.upstream.to_owned(),
+            repository: self.repository.to_owned(),
+            tag: self.tag.to_owned(),
+        }
+    }
+}
+
+/// A [`TagKey`] that owns its strings: how the map and the metadata writer hold one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct OwnedTagKey {
+    pub(crate) upstream: String,
+    pub(crate) repository: String,
+    pub(crate) tag: String,
+}
 
 /// What a tag resolved to, and when the upstream last confirmed it.
 #[derive(Clone, Debug)]
@@ -35,6 +63,17 @@ pub struct TagEntry {
     pub repository: String,
     pub tag: String,
     pub record: TagRecord,
+}
+
+impl TagEntry {
+    /// The key this entry is stored under, to look it up or remove it again.
+    pub fn key(&self) -> TagKey<'_> {
+        TagKey {
+            upstream: &self.upstream,
+            repository: &self.repository,
+            tag: &self.tag,
+        }
+    }
 }
 
 impl TagRecord {
@@ -75,19 +114,15 @@ fn instant_at(ms: u64) -> Instant {
         .unwrap_or(now)
 }
 
-fn key(upstream: &str, repo: &str, tag: &str) -> TagKey {
-    (upstream.to_owned(), repo.to_owned(), tag.to_owned())
-}
-
 /// The tag records of all upstreams. The lock is only held to copy a record in or out, never
 /// across an await; tag lookups take it shared.
 #[derive(Debug, Default)]
 pub(crate) struct Tags {
-    map: RwLock<HashMap<TagKey, TagRecord>>,
+    map: RwLock<HashMap<OwnedTagKey, TagRecord>>,
 }
 
 impl Tags {
-    pub(crate) fn load(rows: Vec<(TagKey, TagRow)>) -> Tags {
+    pub(crate) fn load(rows: Vec<(OwnedTagKey, TagRow)>) -> Tags {
         let map = rows
             .into_iter()
             .filter_map(|(k, row)| Some((k, TagRecord::from_row(&row)?)))
@@ -97,23 +132,23 @@ impl Tags {
         }
     }
 
-    pub(crate) fn get(&self, upstream: &str, repo: &str, tag: &str) -> Option<TagRecord> {
+    pub(crate) fn get(&self, key: TagKey<'_>) -> Option<TagRecord> {
         // A panic elsewhere while holding the lock cannot leave a record half-written (inserts
         // and removes are single calls), so a poisoned map is still sound to use.
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
-        map.get(&key(upstream, repo, tag)).cloned()
+        map.get(&key.to_owned_key()).cloned()
     }
 
-    pub(crate) fn put(&self, upstream: &str, repo: &str, tag: &str, rec: TagRecord) -> TagKey {
-        let k = key(upstream, repo, tag);
+    pub(crate) fn put(&self, key: TagKey<'_>, rec: TagRecord) -> OwnedTagKey {
+        let k = key.to_owned_key();
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
         map.insert(k.clone(), rec);
         k
     }
 
-    pub(crate) fn remove(&self, upstream: &str, repo: &str, tag: &str) -> Option<TagRecord> {
+    pub(crate) fn remove(&self, key: TagKey<'_>) -> Option<TagRecord> {
         let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        map.remove(&key(upstream, repo, tag))
+        map.remove(&key.to_owned_key())
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -128,17 +163,15 @@ impl Tags {
         let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         let mut out: Vec<TagEntry> = map
             .iter()
-            .map(|((u, r, t), rec)| TagEntry {
-                upstream: u.clone(),
-                repository: r.clone(),
-                tag: t.clone(),
+            .map(|(k, rec)| TagEntry {
+                upstream: k.upstream.clone(),
+                repository: k.repository.clone(),
+                tag: k.tag.clone(),
                 record: rec.clone(),
             })
             .collect();
         drop(map);
-        out.sort_by(|a, b| {
-            (&a.upstream, &a.repository, &a.tag).cmp(&(&b.upstream, &b.repository, &b.tag))
-        });
+        out.sort_by(|a, b| a.key().cmp(&b.key()));
         out
     }
 }

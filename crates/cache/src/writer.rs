@@ -8,8 +8,7 @@
 // redb's error is large; it is built only when the disk fails, never on a request's path.
 #![allow(clippy::result_large_err)]
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,12 +19,14 @@ use redb::{Database, Durability, ReadableTable};
 use tokio::sync::oneshot;
 use wharf_oci::Digest;
 
+use crate::blobs::FsBlobStore;
 use crate::error::StoreError;
 use crate::index::{IndexHandle, now_ms};
-use crate::layout::Layout;
 use crate::meta::{
-    ACCESS, BLOBS, BlobRow, Fingerprint, TAGS, TagKey, TagRow, blob_value, into_redb,
+    ACCESS, BLOBS, BlobRow, Fingerprint, TAGS, TagRow, blob_row, blob_value, into_redb,
+    tag_key_value,
 };
+use crate::tags::OwnedTagKey;
 
 /// Whether a digest's file must stay on disk although it left the index: a fill that just
 /// stored it still has readers that may not have opened it yet.
@@ -44,8 +45,8 @@ pub(crate) enum Op {
     /// Content left the index: unlink the file (unless it was admitted again meanwhile) and
     /// drop its rows.
     Dropped(Digest),
-    PutTag(TagKey, TagRow),
-    RemoveTag(TagKey),
+    PutTag(OwnedTagKey, TagRow),
+    RemoveTag(OwnedTagKey),
     /// Persist access times and everything sent before, then answer.
     Flush(oneshot::Sender<Result<(), String>>),
     Stop,
@@ -72,13 +73,13 @@ impl Writer {
         rx: mpsc::Receiver<Op>,
         tx: mpsc::Sender<Op>,
         index: IndexHandle,
-        layout: Layout,
+        blobs: FsBlobStore,
         pinned: Pinned,
         flush_every: Duration,
     ) -> Result<Writer, StoreError> {
         let ctx = Context {
             index,
-            layout,
+            blobs,
             pinned,
         };
         let thread = std::thread::Builder::new()
@@ -132,7 +133,8 @@ impl Writer {
 /// What the writer thread works with besides the database.
 struct Context {
     index: IndexHandle,
-    layout: Layout,
+    /// Where evicted content is unlinked and admitted content is fingerprinted.
+    blobs: FsBlobStore,
     pinned: Pinned,
 }
 
@@ -189,7 +191,7 @@ fn run(db: &Database, rx: &mpsc::Receiver<Op>, ctx: &Context, every: Duration) {
             if (ctx.pinned)(d) && !stop {
                 return true;
             }
-            unlink(&ctx.layout.blob(d));
+            ctx.blobs.remove_now(d);
             false
         });
         for ack in acks {
@@ -208,7 +210,7 @@ fn write(
     ctx: &Context,
     deferred: &mut Vec<Digest>,
 ) -> Result<(), redb::Error> {
-    let (index, layout) = (&ctx.index, &ctx.layout);
+    let (index, layout) = (&ctx.index, ctx.blobs.layout());
     let mut saved = Vec::new();
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate);
@@ -227,7 +229,7 @@ fn write(
                         Some(mt) => Some(mt.to_string()),
                         None => blobs
                             .get(key.as_str())?
-                            .and_then(|v| v.value().3.map(str::to_owned)),
+                            .and_then(|v| blob_row(v.value()).media_type),
                     };
                     let row = BlobRow {
                         fingerprint: Fingerprint::of(&m),
@@ -246,12 +248,12 @@ fn write(
                     if (ctx.pinned)(&digest) {
                         deferred.push(digest);
                     } else {
-                        unlink(&layout.blob(&digest));
+                        ctx.blobs.remove_now(&digest);
                     }
                 }
-                Op::PutTag((u, r, t), row) => {
+                Op::PutTag(key, row) => {
                     tags.insert(
-                        (u.as_str(), r.as_str(), t.as_str()),
+                        tag_key_value(&key),
                         (
                             row.digest.as_str(),
                             row.media_type.as_str(),
@@ -260,8 +262,8 @@ fn write(
                         ),
                     )?;
                 }
-                Op::RemoveTag((u, r, t)) => {
-                    tags.remove((u.as_str(), r.as_str(), t.as_str()))?;
+                Op::RemoveTag(key) => {
+                    tags.remove(tag_key_value(&key))?;
                 }
                 Op::Flush(_) | Op::Stop => {}
             }
@@ -284,13 +286,4 @@ fn write(
         e.saved_access.store(at, Ordering::Relaxed);
     }
     Ok(())
-}
-
-fn unlink(path: &PathBuf) {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove evicted content");
-        }
-        _ => {}
-    }
 }

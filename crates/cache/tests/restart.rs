@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use wharf_cache::{Store, StoreError, StoreOptions, TagRecord};
+use wharf_cache::{Store, StoreError, StoreOptions, TagKey, TagRecord};
 use wharf_oci::Digest;
 
 use common::{blob, blob_path, files_under, fill, open_with_budget};
@@ -22,6 +22,17 @@ fn flip_byte(path: &Path, at: usize) {
     bytes[at] ^= 0xff;
     std::fs::write(path, bytes).expect("write");
 }
+
+const SLIM: TagKey<'static> = TagKey {
+    upstream: "oracle",
+    repository: "os/oraclelinux",
+    tag: "7-slim",
+};
+const HELLO: TagKey<'static> = TagKey {
+    upstream: "oracle",
+    repository: "hello",
+    tag: "latest",
+};
 
 #[tokio::test]
 async fn content_tags_and_validation_times_survive_a_restart() {
@@ -45,16 +56,14 @@ async fn content_tags_and_validation_times_survive_a_restart() {
             size: manifest.len() as u64,
             validated_at,
         };
-        store.put_tag("oracle", "os/oraclelinux", "7-slim", rec);
+        store.put_tag(SLIM, rec);
         // Dropping the store commits what is pending (no explicit flush).
     }
     let store = open_with_budget(dir.path(), 1 << 20).await;
     assert_eq!(store.blob_size(&layer).await, Some(10 * KIB as u64));
     let (mt, bytes) = store.get_manifest(&m).await.expect("get").expect("kept");
     assert_eq!((mt.as_str(), &bytes[..]), (OCI_MANIFEST, &manifest[..]));
-    let rec = store
-        .get_tag("oracle", "os/oraclelinux", "7-slim")
-        .expect("tag kept");
+    let rec = store.get_tag(SLIM).expect("tag kept");
     assert_eq!(rec.digest, m);
     let age = rec.validated_at.elapsed();
     assert!(
@@ -256,11 +265,11 @@ async fn tags_whose_manifest_is_gone_are_dropped_at_start_up() {
             size: manifest.len() as u64,
             validated_at: Instant::now(),
         };
-        store.put_tag("oracle", "hello", "latest", rec);
+        store.put_tag(HELLO, rec);
     }
     std::fs::remove_file(blob_path(dir.path(), &m)).expect("rm");
     let store = open_with_budget(dir.path(), 1 << 20).await;
-    assert!(store.get_tag("oracle", "hello", "latest").is_none());
+    assert!(store.get_tag(HELLO).is_none());
     assert!(store.tags().is_empty());
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{conformance, files_under};
 use proptest::prelude::*;
-use wharf_cache::{Store, TagRecord};
+use wharf_cache::{Store, TagKey, TagRecord};
 use wharf_oci::Digest;
 
 #[tokio::test]
@@ -18,6 +18,10 @@ async fn filesystem_store_passes_conformance() {
     // Every write went through the spool and left nothing behind.
     assert!(files_under(&dir.path().join("spool")).is_empty());
 }
+
+// The BlobStore suite, once per backend.
+blob_store_conformance!(fs_blobs, crate::common::conformance::blobs::fs());
+blob_store_conformance!(memory_blobs, crate::common::conformance::blobs::memory());
 
 #[tokio::test]
 async fn content_survives_reopen_in_documented_layout() {
@@ -81,6 +85,16 @@ async fn open_sweeps_leftover_spool_files() {
     drop(store);
 }
 
+const QUAY_LATEST: TagKey<'static> = TagKey {
+    upstream: "quay.io",
+    repository: "podman/stable",
+    tag: "latest",
+};
+const DOCKER_LATEST: TagKey<'static> = TagKey {
+    upstream: "docker.io",
+    ..QUAY_LATEST
+};
+
 #[tokio::test(start_paused = true)]
 async fn tag_records_are_kept_per_upstream_repo_and_tag() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -91,35 +105,32 @@ async fn tag_records_are_kept_per_upstream_repo_and_tag() {
         size: content.len() as u64,
         validated_at: tokio::time::Instant::now(),
     };
-    assert!(
-        store
-            .get_tag("quay.io", "podman/stable", "latest")
-            .is_none()
-    );
+    assert!(store.get_tag(QUAY_LATEST).is_none());
 
-    store.put_tag("quay.io", "podman/stable", "latest", rec(b"one"));
+    store.put_tag(QUAY_LATEST, rec(b"one"));
     tokio::time::advance(Duration::from_secs(600)).await;
-    store.put_tag("docker.io", "podman/stable", "latest", rec(b"two"));
+    store.put_tag(DOCKER_LATEST, rec(b"two"));
 
-    let got = store
-        .get_tag("quay.io", "podman/stable", "latest")
-        .expect("recorded");
+    let got = store.get_tag(QUAY_LATEST).expect("recorded");
     assert_eq!(got.digest, Digest::sha256_of(b"one"));
     assert_eq!(got.validated_at.elapsed(), Duration::from_secs(600));
-    assert!(store.get_tag("quay.io", "podman/stable", "v5").is_none());
-
-    store.put_tag("quay.io", "podman/stable", "latest", rec(b"three"));
-    let got = store.get_tag("quay.io", "podman/stable", "latest");
-    assert_eq!(got.map(|r| r.digest), Some(Digest::sha256_of(b"three")));
-
-    let removed = store.remove_tag("quay.io", "podman/stable", "latest");
-    assert_eq!(removed.map(|r| r.size), Some(5));
     assert!(
         store
-            .get_tag("quay.io", "podman/stable", "latest")
+            .get_tag(TagKey {
+                tag: "v5",
+                ..QUAY_LATEST
+            })
             .is_none()
     );
-    let other = store.get_tag("docker.io", "podman/stable", "latest");
+
+    store.put_tag(QUAY_LATEST, rec(b"three"));
+    let got = store.get_tag(QUAY_LATEST);
+    assert_eq!(got.map(|r| r.digest), Some(Digest::sha256_of(b"three")));
+
+    let removed = store.remove_tag(QUAY_LATEST);
+    assert_eq!(removed.map(|r| r.size), Some(5));
+    assert!(store.get_tag(QUAY_LATEST).is_none());
+    let other = store.get_tag(DOCKER_LATEST);
     assert_eq!(other.map(|r| r.digest), Some(Digest::sha256_of(b"two")));
 }
 

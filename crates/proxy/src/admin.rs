@@ -27,6 +27,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
+use wharf_cache::TagKey;
 use wharf_oci::{Digest, Reference, RepositoryName};
 
 use crate::body::{self, Body};
@@ -227,7 +228,12 @@ async fn rm(proxy: &Proxy, body: &Value) -> Response<Body> {
     let mut removed_tags = Vec::new();
     let digest = match &reference {
         Reference::Tag(tag) => {
-            let Some(rec) = store.remove_tag(up, repo, tag) else {
+            let key = TagKey {
+                upstream: up,
+                repository: repo,
+                tag,
+            };
+            let Some(rec) = store.remove_tag(key) else {
                 return error(
                     StatusCode::NOT_FOUND,
                     format!("no tag record for {repo}:{tag} of upstream {up}"),
@@ -244,7 +250,7 @@ async fn rm(proxy: &Proxy, body: &Value) -> Response<Body> {
         // of them fetches it again rather than finding a record without its manifest.
         for t in store.tags() {
             if t.upstream == *up && t.repository == repo && t.record.digest == digest {
-                store.remove_tag(up, repo, &t.tag);
+                store.remove_tag(t.key());
                 removed_tags.push(t.tag);
             }
         }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use tokio::time::Instant;
-use wharf_cache::TagRecord;
+use wharf_cache::{TagKey, TagRecord};
 use wharf_metrics::Outcome;
 use wharf_oci::{Digest, ErrorCode, Reference, media::AcceptSet};
 
@@ -86,7 +86,12 @@ impl Proxy {
     async fn manifest_by_tag(&self, target: &Target, tag: &str) -> Result<Manifest, ProxyError> {
         let up = &target.upstream;
         let repo = target.repo.as_str();
-        let record = self.store.get_tag(&up.name, repo, tag);
+        let key = TagKey {
+            upstream: &up.name,
+            repository: repo,
+            tag,
+        };
+        let record = self.store.get_tag(key);
         let cached = match &record {
             Some(rec) => self
                 .store
@@ -121,9 +126,7 @@ impl Proxy {
                 match header_digest(&resp.headers) {
                     Some(d) if d == rec.digest => {
                         self.store.put_tag(
-                            &up.name,
-                            repo,
-                            tag,
+                            key,
                             TagRecord {
                                 validated_at: Instant::now(),
                                 ..rec
@@ -142,7 +145,7 @@ impl Proxy {
                 }
             }
             Err(e) if e.is_not_found() => {
-                self.store.remove_tag(&up.name, repo, tag);
+                self.store.remove_tag(key);
                 return Err(ProxyError::upstream(Missing::Manifest)(e));
             }
             Err(e) => Err(ProxyError::upstream(Missing::Manifest)(e)),
@@ -226,8 +229,12 @@ impl Proxy {
             size: m.bytes.len() as u64,
             validated_at: Instant::now(),
         };
-        self.store
-            .put_tag(&target.upstream.name, target.repo.as_str(), tag, rec);
+        let key = TagKey {
+            upstream: &target.upstream.name,
+            repository: target.repo.as_str(),
+            tag,
+        };
+        self.store.put_tag(key, rec);
     }
 
     /// One upstream GET; the body is verified against `expected` (or the upstream's

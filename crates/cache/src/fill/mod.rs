@@ -96,8 +96,8 @@ impl Store {
         let fill = Arc::new(Fill {
             digest: digest.clone(),
             seq,
-            spool: self.layout.spool_file("fill", digest, seq),
-            blob: self.layout.blob(digest),
+            spool: self.layout().spool_file("fill", digest, seq),
+            blob: self.layout().blob(digest),
             progress: rx,
         });
         fills.insert(digest.clone(), fill.clone());

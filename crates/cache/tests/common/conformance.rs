@@ -1,5 +1,8 @@
-//! The behaviour every store must show, whatever keeps its bytes. A new backend (object store,
+//! The behaviour every store must show, whatever keeps its bytes: the [`Store`] checks below,
+//! and in `blobs` the cases every `BlobStore` backend passes. A new backend (object store,
 //! metadata index) runs this same suite against a fresh instance.
+
+pub mod blobs;
 
 use std::io::Read as _;
 use wharf_cache::{Store, StoreError};
