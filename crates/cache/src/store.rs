@@ -291,8 +291,29 @@ impl Store {
                 media_type: media_type.chars().take(160).collect(),
             });
         }
-        // Verified by the write: a mismatch is refused there and stores nothing.
         let bytes = Bytes::copy_from_slice(bytes);
+        // Stored already (verified when it was written): never written again. A rewrite could
+        // only lose it (a full disk, a crash mid-write), never improve it.
+        if let Some(stored) = self.index.get(d).map(|e| e.size)
+            && stored == bytes.len() as u64
+            && self.blobs.stat(d).await? == Some(stored)
+        {
+            let mut verifier = d.verifier();
+            verifier.update(&bytes);
+            let actual = verifier.finish();
+            if actual != *d {
+                return Err(StoreError::DigestMismatch {
+                    expected: d.clone(),
+                    actual,
+                });
+            }
+            self.admit_with(d, stored, Some(media_type));
+            if let Some(m) = &self.manifests {
+                m.insert(d.clone(), bytes);
+            }
+            return Ok(());
+        }
+        // Verified by the write: a mismatch is refused there and stores nothing.
         let size = self.blobs.write_bytes(d, bytes.clone()).await?;
         self.admit_with(d, size, Some(media_type));
         if let Some(m) = &self.manifests {

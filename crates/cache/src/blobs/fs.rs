@@ -133,14 +133,15 @@ impl FsBlobStore {
         }
     }
 
-    /// Whether a file can be created in the spool.
+    /// Whether a block of content can be written to the spool. An empty file is not enough
+    /// of a test: creating one succeeds on a full disk.
     pub(crate) async fn check_writable(&self) -> Result<(), StoreError> {
         let probe = self.layout.spool_dir().join(format!(
             "probe-{}-{}",
             std::process::id(),
             self.next_seq()
         ));
-        let written = fs::write(&probe, b"").await;
+        let written = fs::write(&probe, [0u8; PROBE_BYTES]).await;
         layout::remove_if_there(&probe).await;
         written.map_err(StoreError::io(
             "writing a probe file in",
@@ -161,6 +162,14 @@ impl FsBlobStore {
             .map_err(StoreError::io("creating spool file", tmp))?;
         let mut spool = Spool { file, path: tmp };
         let size = take_verified(d, body, &mut spool).await?;
+        // tokio's File queues each write and reports its failure only on a later write or on
+        // flush; sync_all does not. Without this flush a full disk renamed an empty file over
+        // stored content.
+        spool
+            .file
+            .flush()
+            .await
+            .map_err(StoreError::io("writing spool file", tmp))?;
         spool
             .file
             .sync_all()
@@ -185,6 +194,9 @@ impl AsyncSink for Spool<'_> {
             .map_err(StoreError::io("writing spool file", self.path))
     }
 }
+
+/// What the writability probe writes: one page, what the smallest blob needs on any file system.
+const PROBE_BYTES: usize = 4096;
 
 impl BlobStore for FsBlobStore {
     type Blob = FsBlob;
