@@ -14,8 +14,10 @@
 //!   version with no request in progress and no bytes moving for [`Limits::idle_timeout`] is
 //!   closed (slowloris, and HTTP/2 connections that would otherwise stay forever). A TLS
 //!   handshake gets [`Limits::tls_handshake_timeout`].
-//! - Connections: at most [`Limits::max_connections`] at once; at the bound the listener stops
-//!   accepting (the kernel's backlog holds new ones) instead of refusing.
+//! - Connections: at most [`Limits::max_connections`] at once. A client that arrives at the
+//!   bound makes room: the kept-alive connection that has waited longest for its next request
+//!   is closed (as nginx does), so the new one is served at once; with none between requests,
+//!   the new one waits until one ends (never refused).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use std::time::Duration;
 
 use http::{Method, Request};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::ProxyError;
@@ -102,12 +105,18 @@ pub fn check_body<B: http_body::Body>(req: &Request<B>) -> Result<(), ProxyError
     }
 }
 
-/// When a connection last moved bytes, and how many of its requests are being answered.
+/// When a connection last moved bytes, how many of its requests are being answered, and
+/// whether the listener asked it to close.
 #[derive(Debug)]
 pub struct Activity {
     base: Instant,
     last_ms: AtomicU64,
+    /// Requests whose response head is not ready yet.
     busy: AtomicUsize,
+    /// Requests whose response has not ended (head and body): zero on a kept-alive
+    /// connection waiting for its next request.
+    exchanges: AtomicUsize,
+    close: Notify,
 }
 
 impl Activity {
@@ -116,6 +125,8 @@ impl Activity {
             base: Instant::now(),
             last_ms: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
+            exchanges: AtomicUsize::new(0),
+            close: Notify::new(),
         })
     }
 
@@ -124,18 +135,43 @@ impl Activity {
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
+    /// When bytes last moved (or a request was last answered).
+    pub fn last_active(&self) -> Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+
     /// Held while a request is being answered (until its response head is ready).
     pub fn busy(self: &Arc<Self>) -> BusyGuard {
         self.busy.fetch_add(1, Ordering::Relaxed);
         BusyGuard(self.clone())
     }
 
+    /// Held from a request's arrival until its response body ends or is dropped.
+    pub fn exchange(self: &Arc<Self>) -> ExchangeGuard {
+        self.exchanges.fetch_add(1, Ordering::Relaxed);
+        ExchangeGuard(self.clone())
+    }
+
+    /// A kept-alive connection between requests: nothing to lose by closing it.
+    pub fn is_between_requests(&self) -> bool {
+        self.exchanges.load(Ordering::Relaxed) == 0
+    }
+
+    /// Asks the connection to close (at the connection bound, to make room).
+    pub fn ask_to_close(&self) {
+        self.close.notify_one();
+    }
+
+    /// Resolves once [`Activity::ask_to_close`] was called.
+    pub async fn close_asked(&self) {
+        self.close.notified().await;
+    }
+
     /// Resolves once the connection has been idle for `idle`: no request in progress and no
     /// bytes read or written.
     pub async fn idle_for(&self, idle: Duration) {
         loop {
-            let last = self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-            let due = last + idle;
+            let due = self.last_active() + idle;
             if Instant::now() >= due {
                 if self.busy.load(Ordering::Relaxed) == 0 {
                     return;
@@ -154,6 +190,16 @@ impl Drop for BusyGuard {
     fn drop(&mut self) {
         self.0.touch();
         self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// See [`Activity::exchange`].
+pub struct ExchangeGuard(Arc<Activity>);
+
+impl Drop for ExchangeGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.exchanges.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

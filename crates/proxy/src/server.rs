@@ -4,18 +4,24 @@
 //! and the admin API (`admin.rs`), each a [`Service`].
 //!
 //! ```text
-//! accept (a connection permit first: at max_connections the loop waits, it does not refuse)
+//! accept -> a connection permit (at max_connections: close the longest-idle kept-alive
+//!           connection to make room, else wait; never refuse)
 //!   -> task: [TLS handshake, bounded | SendfileIo on plain TCP] -> Tracked IO (idle timeout)
 //!      -> hyper auto
 //!      -> per request: Service::call (Proxy::handle, or the admin API)
 //! ```
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -23,11 +29,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::Proxy;
 use crate::body::Body;
-use crate::limits::{Activity, H1_MAX_BUF, Limits, Tracked};
+use crate::limits::{Activity, ExchangeGuard, H1_MAX_BUF, Limits, Tracked};
 use crate::sendfile::{Pending, SendfileIo};
 use crate::throttle::Throttle;
 use crate::tls::Tls;
@@ -99,15 +105,8 @@ pub async fn serve_with<S: Service>(
     let acceptor = options.tls.as_ref().map(|t| t.acceptor());
     let warnings = Throttle::default();
     tokio::pin!(shutdown);
+    let live = Live::default();
     loop {
-        // Back-pressure: at the bound, stop calling accept; the kernel queues the rest.
-        let permit = tokio::select! {
-            p = connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -122,13 +121,28 @@ pub async fn serve_with<S: Service>(
             },
             () = &mut shutdown => break,
         };
+        // At the bound a new client makes room: the kept-alive connection idle the longest
+        // is closed. With none idle, it waits for one to end (never refused).
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(TryAcquireError::Closed) => break,
+            Err(TryAcquireError::NoPermits) => {
+                let Some(p) = make_room(&connections, &live, &mut shutdown).await else {
+                    break;
+                };
+                p
+            }
+        };
         let _ = stream.set_nodelay(true);
+        let activity = Activity::new();
         let conn = Conn {
             service: service.clone(),
             builder: builder.clone(),
             graceful: graceful.watcher(),
             limits: limits.clone(),
             peer,
+            _live: live.register(activity.clone()),
+            activity,
             _permit: permit,
         };
         match &acceptor {
@@ -158,6 +172,27 @@ pub async fn serve_with<S: Service>(
     }
 }
 
+/// At the bound: asks the longest-idle kept-alive connection to close, and again every
+/// [`MAKE_ROOM_EVERY`] while none is idle (answers in progress end), until a place is free.
+/// `None` at shutdown.
+async fn make_room(
+    connections: &Arc<Semaphore>,
+    live: &Live,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Option<OwnedSemaphorePermit> {
+    loop {
+        live.close_idlest();
+        tokio::select! {
+            p = connections.clone().acquire_owned() => return p.ok(),
+            () = tokio::time::sleep(MAKE_ROOM_EVERY) => {}
+            () = &mut *shutdown => return None,
+        }
+    }
+}
+
+/// How often a client waiting at the bound looks again for an idle connection to close.
+const MAKE_ROOM_EVERY: Duration = Duration::from_millis(100);
+
 /// One accepted connection, holding its share of `max_connections` until it ends.
 struct Conn<S> {
     service: Arc<S>,
@@ -165,6 +200,9 @@ struct Conn<S> {
     graceful: Watcher,
     limits: Limits,
     peer: SocketAddr,
+    activity: Arc<Activity>,
+    /// Listed among the live connections until it ends.
+    _live: Registered,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -174,7 +212,7 @@ impl<S: Service> Conn<S> {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let activity = Activity::new();
+        let activity = self.activity.clone();
         let io = Tracked::new(io, activity.clone());
         let app = self.service.clone();
         let busy = activity.clone();
@@ -186,9 +224,12 @@ impl<S: Service> Conn<S> {
                 req.extensions_mut().insert(pending.clone());
             }
             let guard = busy.busy();
+            let exchange = busy.exchange();
             async move {
                 let _guard = guard;
-                Ok::<_, Infallible>(app.call(req).await)
+                let resp = app.call(req).await;
+                // The exchange lasts until the body ends: only then is the connection idle.
+                Ok::<_, Infallible>(resp.map(|body| Exchange::new(body, exchange)))
             }
         });
         let conn = self
@@ -206,6 +247,110 @@ impl<S: Service> Conn<S> {
             () = activity.idle_for(self.limits.idle_timeout) => {
                 tracing::debug!(%peer, "closing an idle connection");
             }
+            () = activity.close_asked() => {
+                tracing::debug!(%peer, "closing an idle kept-alive connection to make room");
+            }
         }
+    }
+}
+
+/// The live connections, so that one can be asked to close at the bound.
+#[derive(Clone, Default)]
+struct Live {
+    inner: Arc<LiveInner>,
+}
+
+#[derive(Default)]
+struct LiveInner {
+    next: AtomicU64,
+    conns: Mutex<HashMap<u64, Arc<Activity>>>,
+}
+
+impl Live {
+    fn register(&self, activity: Arc<Activity>) -> Registered {
+        let id = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, activity);
+        Registered {
+            live: self.inner.clone(),
+            id,
+        }
+    }
+
+    /// Asks the kept-alive connection that has waited longest for its next request to close;
+    /// says whether there was one. Connections in the middle of an answer are never chosen.
+    fn close_idlest(&self) -> bool {
+        let conns = self
+            .inner
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let idlest = conns
+            .values()
+            .filter(|a| a.is_between_requests())
+            .min_by_key(|a| a.last_active());
+        match idlest {
+            Some(a) => {
+                a.ask_to_close();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's place in [`Live`], given up when it ends.
+struct Registered {
+    live: Arc<LiveInner>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.live
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
+/// A response body that holds its request's [`ExchangeGuard`] until it ends or is dropped.
+struct Exchange {
+    inner: Body,
+    guard: Option<ExchangeGuard>,
+}
+
+impl Exchange {
+    fn new(inner: Body, guard: ExchangeGuard) -> Body {
+        let guard = (!http_body::Body::is_end_stream(&inner)).then_some(guard);
+        Exchange { inner, guard }.boxed_unsync()
+    }
+}
+
+impl http_body::Body for Exchange {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.guard = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
