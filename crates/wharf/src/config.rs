@@ -26,7 +26,7 @@ pub struct Config {
     #[serde(default)]
     pub log: Log,
     #[serde(default)]
-    pub upstream: Vec<Upstream>,
+    pub upstream: Vec<UpstreamConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,7 +124,7 @@ impl Auth {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Upstream {
+pub struct UpstreamConfig {
     /// Short name for logs and metric labels: `[a-z0-9_-]+`.
     pub name: String,
     /// `https://host[:port]` or `http://host[:port]`.
@@ -156,7 +156,7 @@ pub struct Upstream {
     pub realm_hosts: Vec<String>,
 }
 
-impl Upstream {
+impl UpstreamConfig {
     /// `immutable_tags` compiled into one set; the error names the bad pattern.
     pub fn immutable_set(&self) -> Result<regex::RegexSet, (usize, String)> {
         for (j, p) in self.immutable_tags.iter().enumerate() {

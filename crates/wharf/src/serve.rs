@@ -145,7 +145,7 @@ async fn serve(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-fn build_upstream(u: &config::Upstream, config: &Config) -> Result<Upstream, String> {
+fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstream, String> {
     let password = match (&u.password_file, &u.password_env) {
         (Some(path), _) => Some(Secret::new(
             std::fs::read_to_string(path)
