@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wharf_oci::RepositoryName;
+use wharf_oci::{RepositoryName, is_docker_hub_host};
 
 use crate::freshness::Backoff;
 
@@ -58,6 +58,17 @@ impl Upstream {
             immutable_tags: regex::RegexSet::empty(),
             backoff: Backoff::default(),
         })
+    }
+
+    /// Whether the upstream at `url` (`scheme://host[:port]`), selected by `prefixes`, is Docker
+    /// Hub, so that [`Upstream::library_prefix`] applies: its URL is one of Hub's hosts, or it
+    /// answers to `docker.io` (a mirror of Hub configured as Hub).
+    pub fn is_docker_hub(url: &str, prefixes: &[String]) -> bool {
+        let host = url
+            .split_once("://")
+            .map_or("", |(_, rest)| rest)
+            .trim_end_matches('/');
+        is_docker_hub_host(host) || prefixes.iter().any(|p| p.eq_ignore_ascii_case("docker.io"))
     }
 
     fn answers_to(&self, prefix: &str) -> bool {
@@ -141,5 +152,23 @@ impl Upstreams {
             upstream: upstream.clone(),
             repo,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_hub_by_url_or_prefix() {
+        let hub = |url: &str, prefixes: &[&str]| {
+            let prefixes: Vec<String> = prefixes.iter().map(|p| (*p).to_owned()).collect();
+            Upstream::is_docker_hub(url, &prefixes)
+        };
+        assert!(hub("https://registry-1.docker.io", &[]));
+        assert!(hub("https://index.docker.io/", &["hub"]));
+        assert!(hub("http://127.0.0.1:5000", &["docker.io"]));
+        assert!(!hub("https://quay.io", &["quay.io", "quay"]));
+        assert!(!hub("https://registry-1.docker.io.example.com", &[]));
     }
 }
