@@ -174,7 +174,10 @@ impl Proxy {
             Err(e) => Err(limits::uri_too_long(e, head)),
             Ok(()) => self.authenticate(&req, &parsed, head).await,
         };
-        let endpoint = parsed.as_ref().map_or("other", |p| p.endpoint.kind());
+        let endpoint = parsed
+            .as_ref()
+            .map_or(wharf_metrics::Endpoint::Other, |p| p.endpoint.label())
+            .as_str();
         let mut upstream = None;
         let mut failed = true;
         let resp = match admitted {
