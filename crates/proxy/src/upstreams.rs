@@ -30,9 +30,17 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// An upstream reached without credentials, with the configuration's defaults (10 s to
-    /// connect, 30 s for response headers, `tag_ttl` 5 min, no immutable tags): for tests,
-    /// benchmarks and tools. `wharf serve` builds its upstreams from the configuration.
+    /// `tag_ttl` unless configured (`cache.tag_ttl`).
+    pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
+    /// The time to connect (TCP and TLS) unless configured (`connect_timeout`).
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The time until response headers arrive unless configured (`response_timeout`).
+    pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// An upstream reached without credentials, with the configuration's defaults
+    /// ([`Self::DEFAULT_CONNECT_TIMEOUT`], [`Self::DEFAULT_RESPONSE_TIMEOUT`],
+    /// [`Self::DEFAULT_TAG_TTL`], no immutable tags, no `library/`): for tests, benchmarks and
+    /// tools. `wharf serve` builds its upstreams from the configuration.
     pub fn anonymous(
         name: &str,
         url: &str,
@@ -45,8 +53,8 @@ impl Upstream {
             username: None,
             password: None,
             ca_file: None,
-            connect_timeout: Duration::from_secs(10),
-            response_timeout: Duration::from_secs(30),
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
         })?;
         Ok(Upstream {
             name: name.into(),
@@ -54,7 +62,7 @@ impl Upstream {
             prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
             is_default,
             library_prefix: false,
-            tag_ttl: Duration::from_secs(300),
+            tag_ttl: Self::DEFAULT_TAG_TTL,
             immutable_tags: regex::RegexSet::empty(),
             backoff: Backoff::default(),
         })
