@@ -33,7 +33,8 @@ use prometheus::{
     Registry, TextEncoder, exponential_buckets,
 };
 
-/// Which registry API endpoint a request was for.
+/// Which registry API endpoint a request was for: the `endpoint` label's values, written here
+/// only. The proxy's parsed request (`wharf_proxy::route::Endpoint`) maps to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Ping,

@@ -28,7 +28,8 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use wharf_cache::TagKey;
-use wharf_oci::{Digest, Reference, RepositoryName};
+use wharf_oci::manifest::{self, Manifest};
+use wharf_oci::{Digest, ImageReference, Reference, RepositoryName};
 
 use crate::body::{self, Body};
 use crate::limits::Limits;
@@ -191,19 +192,15 @@ fn tags(proxy: &Proxy) -> Value {
     json!({ "upstreams": upstreams })
 }
 
-/// `name[:tag]` or `name@digest`; no tag means `latest`, as with Docker.
-fn split_ref(r: &str) -> Result<(&str, Reference), String> {
-    let (name, reference) = if let Some((name, digest)) = r.split_once('@') {
-        (name, digest.to_owned())
-    } else {
-        let slash = r.rfind('/').map_or(0, |i| i + 1);
-        match r[slash..].rfind(':') {
-            Some(i) => (&r[..slash + i], r[slash + i + 1..].to_owned()),
-            None => (r, "latest".to_owned()),
-        }
+/// The name and reference `r` names, as a client's pull does: a registry host stays the first
+/// component (an upstream prefix, see `upstreams.rs`), and no tag means `latest`.
+fn split_ref(r: &str) -> Result<(String, Reference), String> {
+    let parsed = ImageReference::parse(r).map_err(|e| e.to_string())?;
+    let name = match &parsed.registry {
+        Some(host) => format!("{host}/{}", parsed.repository),
+        None => parsed.repository.to_string(),
     };
-    let reference = Reference::parse(&reference).map_err(|e| format!("{r:?}: {e}"))?;
-    Ok((name, reference))
+    Ok((name, parsed.reference()))
 }
 
 async fn rm(proxy: &Proxy, body: &Value) -> Response<Body> {
@@ -215,7 +212,8 @@ async fn rm(proxy: &Proxy, body: &Value) -> Response<Body> {
         Ok(x) => x,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let name = match RepositoryName::parse(name) {
+    // A registry host with a port (`registry.local:5000`) is no prefix wharf routes by.
+    let name = match RepositoryName::parse(&name) {
         Ok(n) => n,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("{r:?}: {e}")),
     };
@@ -295,32 +293,16 @@ async fn image_content(proxy: &Proxy, d: &Digest) -> Vec<Digest> {
     for _ in 0..4 {
         let mut next = Vec::new();
         for m in manifests {
-            let Ok(Some((_, bytes))) = store.get_manifest(&m).await else {
+            let Ok(Some((media_type, bytes))) = store.get_manifest(&m).await else {
                 continue;
             };
-            let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
+            // A manifest wharf cannot read names nothing more to drop; it goes itself.
+            let Ok(doc) = manifest::parse(&media_type, &bytes) else {
                 continue;
             };
-            let digests = |key: &str| -> Vec<Digest> {
-                doc.get(key)
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|e| e.get("digest")?.as_str())
-                    .filter_map(|s| Digest::parse(s).ok())
-                    .collect()
-            };
-            let children = digests("manifests");
-            out.extend(children.iter().cloned());
-            next.extend(children);
-            out.extend(digests("layers"));
-            if let Some(c) = doc
-                .get("config")
-                .and_then(|c| c.get("digest"))
-                .and_then(Value::as_str)
-                .and_then(|s| Digest::parse(s).ok())
-            {
-                out.push(c);
+            out.extend(doc.digests().into_iter().cloned());
+            if let Manifest::Index(children) = doc {
+                next.extend(children.into_iter().map(|c| c.digest));
             }
         }
         if next.is_empty() {
@@ -388,5 +370,7 @@ mod tests {
         assert!(n == "hello" && r == Reference::Digest(d));
         assert!(split_ref("hello:").is_err());
         assert!(split_ref("hello@sha256:nothex").is_err());
+        let (n, _) = split_ref("Container-Registry.oracle.com/os/oraclelinux:9").expect("ref");
+        assert_eq!(n, "container-registry.oracle.com/os/oraclelinux");
     }
 }

@@ -185,7 +185,10 @@ impl Proxy {
         let path = req.uri().path().to_owned();
         // Parsed once: the metrics label, the auth check (ping or not) and routing all use it.
         let parsed = route::parse_path(&path);
-        let endpoint = parsed.as_ref().map_or("other", |p| p.endpoint.kind());
+        let endpoint = parsed
+            .as_ref()
+            .map_or(wharf_metrics::Endpoint::Other, |p| p.endpoint.label())
+            .as_str();
         let span = tracing::info_span!(
             "request",
             id = %request_id,

@@ -6,7 +6,8 @@
 
 use wharf_oci::{Digest, NameError, Reference, RepositoryName};
 
-/// What a request asks for, before the upstream is chosen.
+/// What a request asks for, before the upstream is chosen. Its metrics label is
+/// [`Endpoint::label`], a `wharf_metrics::Endpoint`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// `GET /v2/`
@@ -43,15 +44,15 @@ impl Endpoint {
         }
     }
 
-    /// A short label for logs and metrics.
-    pub fn kind(&self) -> &'static str {
+    /// The `endpoint` label of this request's metrics: the label strings are `wharf-metrics`'s.
+    pub fn label(&self) -> wharf_metrics::Endpoint {
         match self {
-            Endpoint::Ping => "ping",
-            Endpoint::Manifest { .. } => "manifest",
-            Endpoint::Blob { .. } => "blob",
-            Endpoint::Tags { .. } => "tags",
-            Endpoint::Referrers { .. } => "referrers",
-            Endpoint::Uploads { .. } => "upload",
+            Endpoint::Ping => wharf_metrics::Endpoint::Ping,
+            Endpoint::Manifest { .. } => wharf_metrics::Endpoint::Manifest,
+            Endpoint::Blob { .. } => wharf_metrics::Endpoint::Blob,
+            Endpoint::Tags { .. } => wharf_metrics::Endpoint::Tags,
+            Endpoint::Referrers { .. } => wharf_metrics::Endpoint::Referrers,
+            Endpoint::Uploads { .. } => wharf_metrics::Endpoint::Uploads,
         }
     }
 }
@@ -218,6 +219,15 @@ mod tests {
                 digest: Digest::parse(&d).unwrap()
             }
         );
+    }
+
+    #[test]
+    fn labels_are_the_metrics_vocabulary() {
+        let label = |path: &str| parse_path(path).unwrap().endpoint.label().as_str();
+        assert_eq!(label("/v2/"), "ping");
+        assert_eq!(label("/v2/a/manifests/1"), "manifest");
+        assert_eq!(label("/v2/a/tags/list"), "tags");
+        assert_eq!(label("/v2/a/blobs/uploads/x"), "upload");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use wharf_oci::RepositoryName;
+use wharf_oci::{RepositoryName, is_docker_hub_host};
 
 use crate::freshness::Backoff;
 
@@ -30,9 +30,17 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// An upstream reached without credentials, with the configuration's defaults (10 s to
-    /// connect, 30 s for response headers, `tag_ttl` 5 min, no immutable tags): for tests,
-    /// benchmarks and tools. `wharf serve` builds its upstreams from the configuration.
+    /// `tag_ttl` unless configured (`cache.tag_ttl`).
+    pub const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
+    /// The time to connect (TCP and TLS) unless configured (`connect_timeout`).
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The time until response headers arrive unless configured (`response_timeout`).
+    pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// An upstream reached without credentials, with the configuration's defaults
+    /// ([`Self::DEFAULT_CONNECT_TIMEOUT`], [`Self::DEFAULT_RESPONSE_TIMEOUT`],
+    /// [`Self::DEFAULT_TAG_TTL`], no immutable tags, no `library/`): for tests, benchmarks and
+    /// tools. `wharf serve` builds its upstreams from the configuration.
     pub fn anonymous(
         name: &str,
         url: &str,
@@ -45,8 +53,8 @@ impl Upstream {
             username: None,
             password: None,
             ca_file: None,
-            connect_timeout: Duration::from_secs(10),
-            response_timeout: Duration::from_secs(30),
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
         })?;
         Ok(Upstream {
             name: name.into(),
@@ -54,10 +62,21 @@ impl Upstream {
             prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
             is_default,
             library_prefix: false,
-            tag_ttl: Duration::from_secs(300),
+            tag_ttl: Self::DEFAULT_TAG_TTL,
             immutable_tags: regex::RegexSet::empty(),
             backoff: Backoff::default(),
         })
+    }
+
+    /// Whether the upstream at `url` (`scheme://host[:port]`), selected by `prefixes`, is Docker
+    /// Hub, so that [`Upstream::library_prefix`] applies: its URL is one of Hub's hosts, or it
+    /// answers to `docker.io` (a mirror of Hub configured as Hub).
+    pub fn is_docker_hub(url: &str, prefixes: &[String]) -> bool {
+        let host = url
+            .split_once("://")
+            .map_or("", |(_, rest)| rest)
+            .trim_end_matches('/');
+        is_docker_hub_host(host) || prefixes.iter().any(|p| p.eq_ignore_ascii_case("docker.io"))
     }
 
     fn answers_to(&self, prefix: &str) -> bool {
@@ -141,5 +160,23 @@ impl Upstreams {
             upstream: upstream.clone(),
             repo,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_hub_by_url_or_prefix() {
+        let hub = |url: &str, prefixes: &[&str]| {
+            let prefixes: Vec<String> = prefixes.iter().map(|p| (*p).to_owned()).collect();
+            Upstream::is_docker_hub(url, &prefixes)
+        };
+        assert!(hub("https://registry-1.docker.io", &[]));
+        assert!(hub("https://index.docker.io/", &["hub"]));
+        assert!(hub("http://127.0.0.1:5000", &["docker.io"]));
+        assert!(!hub("https://quay.io", &["quay.io", "quay"]));
+        assert!(!hub("https://registry-1.docker.io.example.com", &[]));
     }
 }

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config::{Config, Upstream};
+use crate::config::{Config, UpstreamConfig};
 use crate::mirror::{self, Mirror, Unspecified};
 
 #[derive(Debug, clap::Args)]
@@ -186,8 +186,11 @@ fn header(client: &str, opts: &Options<'_>) -> String {
 }
 
 /// Upstreams with the registry host clients name, first one per host (the rest are noted).
-fn registries<'a>(opts: &Options<'a>, notes: &mut Vec<String>) -> Vec<(&'a Upstream, String)> {
-    let mut seen: Vec<(&Upstream, String)> = Vec::new();
+fn registries<'a>(
+    opts: &Options<'a>,
+    notes: &mut Vec<String>,
+) -> Vec<(&'a UpstreamConfig, String)> {
+    let mut seen: Vec<(&UpstreamConfig, String)> = Vec::new();
     for u in &opts.config.upstream {
         let host = mirror::registry_host(u);
         if let Some((first, _)) = seen.iter().find(|(_, h)| *h == host) {
@@ -321,7 +324,7 @@ pub fn containerd(opts: &Options<'_>) -> Generated {
 /// Hosts that are Docker Hub.
 const DOCKER_HUB: [&str; 3] = ["docker.io", "registry-1.docker.io", "index.docker.io"];
 
-fn is_docker_hub(u: &Upstream) -> bool {
+fn is_docker_hub(u: &UpstreamConfig) -> bool {
     DOCKER_HUB.contains(&mirror::url_host(&u.url).to_ascii_lowercase().as_str())
         || u.prefixes
             .iter()

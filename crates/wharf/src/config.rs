@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+use wharf_cache::StoreOptions;
+use wharf_proxy::ProxyOptions;
+use wharf_proxy::limits::Limits;
 
 /// What `wharf serve` runs on when no file is given: port 5000, a data folder in the working
 /// directory, and the three registries of the Oracle Linux guide, docker.io the default.
@@ -26,7 +29,7 @@ pub struct Config {
     #[serde(default)]
     pub log: Log,
     #[serde(default)]
-    pub upstream: Vec<Upstream>,
+    pub upstream: Vec<UpstreamConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,10 +88,10 @@ pub struct Cache {
     #[serde(default = "default_max_size", deserialize_with = "size")]
     pub max_size: u64,
     /// Default tag TTL for every upstream. Default `5m`.
-    #[serde(default = "default_tag_ttl", with = "humantime_serde_compat")]
+    #[serde(default = "default_tag_ttl", with = "humantime_serde")]
     pub tag_ttl: Duration,
     /// A fill whose upstream sends nothing for this long fails. Default `30s`.
-    #[serde(default = "default_inactivity", with = "humantime_serde_compat")]
+    #[serde(default = "default_inactivity", with = "humantime_serde")]
     pub fill_inactivity_timeout: Duration,
     /// Downloads from upstreams running at once; more wait for a turn. Default 64.
     #[serde(default = "default_max_concurrent_fills")]
@@ -124,7 +127,7 @@ impl Auth {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Upstream {
+pub struct UpstreamConfig {
     /// Short name for logs and metric labels: `[a-z0-9_-]+`.
     pub name: String,
     /// `https://host[:port]` or `http://host[:port]`.
@@ -140,23 +143,23 @@ pub struct Upstream {
     /// Name of an environment variable holding the password.
     pub password_env: Option<String>,
     pub ca_file: Option<PathBuf>,
-    #[serde(default, with = "humantime_serde_compat::option")]
+    #[serde(default, with = "humantime_serde")]
     pub tag_ttl: Option<Duration>,
     /// Tags matching any of these regular expressions (searched, so anchor them with `^...$`)
     /// are never revalidated once recorded. Default: none.
     #[serde(default)]
     pub immutable_tags: Vec<String>,
-    #[serde(default = "default_connect_timeout", with = "humantime_serde_compat")]
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Time allowed until the upstream's response headers arrive.
-    #[serde(default = "default_response_timeout", with = "humantime_serde_compat")]
+    #[serde(default = "default_response_timeout", with = "humantime_serde")]
     pub response_timeout: Duration,
     /// Hosts besides the upstream's own domain that may receive its credentials as a token realm.
     #[serde(default)]
     pub realm_hosts: Vec<String>,
 }
 
-impl Upstream {
+impl UpstreamConfig {
     /// `immutable_tags` compiled into one set; the error names the bad pattern.
     pub fn immutable_set(&self) -> Result<regex::RegexSet, (usize, String)> {
         for (j, p) in self.immutable_tags.iter().enumerate() {
@@ -176,26 +179,27 @@ fn default_admin_listen() -> SocketAddr {
 fn default_dir() -> PathBuf {
     PathBuf::from("wharf-data")
 }
+// The numbers below live with the options they configure; the file only names them.
 fn default_max_size() -> u64 {
-    50 << 30
+    StoreOptions::default().max_size
 }
 fn default_tag_ttl() -> Duration {
-    Duration::from_secs(300)
+    wharf_proxy::Upstream::DEFAULT_TAG_TTL
 }
 fn default_inactivity() -> Duration {
-    Duration::from_secs(30)
+    StoreOptions::default().fill_inactivity_timeout
 }
 fn default_max_connections() -> usize {
-    4096
+    Limits::default().max_connections
 }
 fn default_max_concurrent_fills() -> usize {
-    64
+    ProxyOptions::default().max_concurrent_fills
 }
 fn default_connect_timeout() -> Duration {
-    Duration::from_secs(10)
+    wharf_proxy::Upstream::DEFAULT_CONNECT_TIMEOUT
 }
 fn default_response_timeout() -> Duration {
-    Duration::from_secs(30)
+    wharf_proxy::Upstream::DEFAULT_RESPONSE_TIMEOUT
 }
 
 /// A bad configuration, naming the field.
@@ -454,155 +458,5 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
-/// Human durations ("5m", "30s", "0s") through humantime.
-mod humantime_serde_compat {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e} (use e.g. \"30s\", \"5m\")")))
-    }
-
-    pub mod option {
-        use super::*;
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-            super::deserialize(d).map(Some)
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embedded_default_is_valid() {
-        let c = Config::embedded().unwrap();
-        assert_eq!(c.server.listen.port(), 5000);
-        assert_eq!(c.upstream.len(), 3);
-        assert!(
-            c.upstream
-                .iter()
-                .any(|u| u.default && u.prefixes.iter().any(|p| p == "docker.io"))
-        );
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("50GiB").unwrap(), 50 << 30);
-        assert_eq!(parse_size("1.5 KiB").unwrap(), 1536);
-        assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
-        assert_eq!(parse_size("7").unwrap(), 7);
-        assert!(parse_size("ten GiB").is_err());
-        assert!(parse_size("5 parsecs").is_err());
-    }
-
-    fn err(text: &str) -> String {
-        Config::parse(text, "t").unwrap_err().to_string()
-    }
-
-    #[test]
-    fn names_the_bad_field() {
-        let up = "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndefault = true\n";
-        assert!(err(&format!("{up}bogus = 1\n")).contains("bogus"));
-        assert!(err("[cache]\nmax_size = \"lots\"\n").contains("max_size"));
-        assert!(err("[cache]\ntag_ttl = \"soon\"\n").contains("tag_ttl"));
-        assert!(err("").contains("upstream"));
-        assert!(err(&format!("{up}username = \"u\"\n")).contains("upstream[0].password_file"));
-        assert!(
-            err(&format!(
-                "{up}password_env = \"WHARF_TEST_SURELY_UNSET\"\nusername = \"u\"\n"
-            ))
-            .contains("WHARF_TEST_SURELY_UNSET")
-        );
-        assert!(
-            err("[[upstream]]\nname = \"a\"\nurl = \"ftp://x\"\ndefault = true\n")
-                .contains("upstream[0].url")
-        );
-        assert!(err(&format!("{up}{up}")).contains("upstream[1].name"));
-        assert!(
-            err("[[upstream]]\nname = \"a\"\nurl = \"http://x\"\n")
-                .contains("upstream[0].prefixes")
-        );
-        assert!(
-            err(&format!("{up}immutable_tags = ['^v[0-9]+$', 'v(1']\n"))
-                .contains("upstream[0].immutable_tags[1]")
-        );
-    }
-
-    #[test]
-    fn tls_and_htpasswd_are_checked_at_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let up = "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndefault = true\n";
-        let key = dir.path().join("k.pem");
-        let cert = dir.path().join("c.pem");
-        let secret = "-----BEGIN PRIVATE KEY-----\nTOPSECRETKEYBYTES\n-----END PRIVATE KEY-----\n";
-        std::fs::write(&key, secret).unwrap();
-        std::fs::write(&cert, "not a certificate").unwrap();
-        let server = |c: &str, k: &str| format!("[server]\n{c}{k}\n{up}");
-        let c = format!("tls_cert = {:?}\n", cert.display().to_string());
-        let k = format!("tls_key = {:?}\n", key.display().to_string());
-        assert!(err(&server(&c, "")).starts_with("server.tls_key"));
-        assert!(err(&server("", &k)).starts_with("server.tls_cert"));
-        let e = err(&server(&c, &k));
-        assert!(e.starts_with("server.tls_cert"), "{e}");
-        let missing = format!(
-            "tls_cert = {:?}\n",
-            dir.path().join("nope").display().to_string()
-        );
-        assert!(err(&server(&missing, &k)).contains("cannot read"));
-        assert!(!e.contains("TOPSECRET"));
-
-        let htpasswd = dir.path().join("htpasswd");
-        std::fs::write(&htpasswd, "alice:{SHA}SECRETHASH=\n").unwrap();
-        let auth = format!(
-            "[auth]\nhtpasswd = {:?}\n{up}",
-            htpasswd.display().to_string()
-        );
-        let e = err(&auth);
-        assert!(
-            e.starts_with("auth.htpasswd") && e.contains("htpasswd -B"),
-            "{e}"
-        );
-        assert!(!e.contains("SECRETHASH"), "{e}");
-        assert!(
-            err(&format!("[auth]\nanonymous_pull = false\n{up}"))
-                .starts_with("auth.anonymous_pull")
-        );
-
-        std::fs::write(
-            &htpasswd,
-            "alice:$2y$05$6oDSXHgbzDv.k3jEX/jlaubEbNHKJw/l0YmbzfQnb0BG5YpVPwju2\n",
-        )
-        .unwrap();
-        let c = Config::parse(&auth, "t").unwrap();
-        assert!(
-            !c.auth.anonymous_pull(),
-            "htpasswd set: pulls need credentials by default"
-        );
-        assert!(Config::parse(up, "t").unwrap().auth.anonymous_pull());
-        assert!(
-            err(&format!("[server]\nmax_connections = 0\n{up}")).contains("server.max_connections")
-        );
-        assert!(
-            err(&format!("[cache]\nmax_concurrent_fills = 0\n{up}"))
-                .contains("cache.max_concurrent_fills")
-        );
-    }
-
-    #[test]
-    fn immutable_tags_compile_into_one_set() {
-        let c = Config::parse(
-            "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndefault = true\n\
-             immutable_tags = ['^v?[0-9]+\\.[0-9]+\\.[0-9]+$', '^sha256-']\n",
-            "t",
-        )
-        .unwrap();
-        let set = c.upstream[0].immutable_set().unwrap();
-        assert!(set.is_match("v1.2.3") && set.is_match("1.2.3") && set.is_match("sha256-ab"));
-        assert!(!set.is_match("latest") && !set.is_match("v1.2") && !set.is_match("1.2.3-rc"));
-    }
-}
+mod tests;

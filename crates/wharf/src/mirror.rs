@@ -8,9 +8,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use wharf_oci::RepositoryName;
+// A prefix names a registry host (`quay.io`) rather than a path segment (`quay`) by the rule an
+// image reference's first component is read by, so a prefix and a reference agree on hosts.
+use wharf_oci::{RepositoryName, looks_like_host};
 
-use crate::config::{self, Config, ConfigError, Upstream};
+use crate::config::{self, Config, ConfigError, UpstreamConfig};
 
 /// Where the packaged service keeps its configuration; read when `--config` is not given.
 pub const SYSTEM_CONFIG: &str = "/etc/wharf/wharf.toml";
@@ -44,13 +46,6 @@ fn read(p: &Path) -> Result<String, String> {
     std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))
 }
 
-/// True for the prefixes that name a registry host (`quay.io`, `registry.local:5000`,
-/// `localhost`) rather than a short path segment (`quay`): the same rule Docker and podman use
-/// to tell a registry from a namespace in an image reference.
-pub fn looks_like_host(s: &str) -> bool {
-    s.contains('.') || s.contains(':') || s == "localhost"
-}
-
 /// `host[:port]` of an `http(s)://host[:port]` URL.
 pub fn url_host(url: &str) -> &str {
     url.split_once("://")
@@ -60,7 +55,7 @@ pub fn url_host(url: &str) -> &str {
 
 /// The registry clients name for this upstream: its first prefix that looks like a host, else
 /// the host of its URL.
-pub fn registry_host(u: &Upstream) -> String {
+pub fn registry_host(u: &UpstreamConfig) -> String {
     u.prefixes
         .iter()
         .find(|p| looks_like_host(p))
@@ -69,14 +64,14 @@ pub fn registry_host(u: &Upstream) -> String {
 }
 
 /// Whether wharf answers `?ns=<host>` for this upstream (containerd names the registry that way).
-pub fn answers_ns(u: &Upstream, host: &str) -> bool {
+pub fn answers_ns(u: &UpstreamConfig, host: &str) -> bool {
     u.prefixes.iter().any(|p| p.eq_ignore_ascii_case(host))
 }
 
 /// The path segment that selects this upstream on wharf (`/v2/<prefix>/<repo>/...`): a short
 /// prefix (`oracle`) if it has one, else a host-like one that is a valid path segment
 /// (`docker.io`; `host:port` is not). `None` if no prefix can be a path segment.
-pub fn path_prefix(u: &Upstream) -> Option<String> {
+pub fn path_prefix(u: &UpstreamConfig) -> Option<String> {
     let usable = |p: &&String| {
         let p = p.to_ascii_lowercase();
         !p.contains(':') && RepositoryName::parse(&p).is_ok()

@@ -2,18 +2,19 @@
 //! wharf's registry API exactly as a client would, so every later pull is served locally.
 //!
 //! ```text
-//! REF -> upstream and path by the configured prefixes (reference.rs)
+//! REF (wharf_oci::ImageReference) -> upstream and path by the configured prefixes (route.rs)
 //!   -> GET /v2/<prefix>/<repo>/manifests/<tag> with the full Accept set, verified
-//!   -> index? pick the platform child(ren) (manifest.rs) -> GET each by digest, verified
+//!   -> read by wharf_oci::manifest; an index? pick the platform child(ren) (platform.rs)
+//!      -> GET each by digest, verified
 //!   -> per config and layer blob (a few at a time, each digest once per run):
 //!        HEAD: X-Wharf-Cache: hit -> already cached, no GET
 //!        else GET, hashed while it streams and discarded; a digest mismatch fails
 //!   -> totals of bytes fetched and already cached (report.rs); exit 1 if anything failed
 //! ```
 
-mod manifest;
-mod reference;
+mod platform;
 mod report;
+mod route;
 
 use std::collections::HashSet;
 use std::io::IsTerminal;
@@ -25,12 +26,13 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, header};
 use http_body_util::BodyExt;
-use wharf_oci::Digest;
+use wharf_oci::manifest::{self, Blob, Manifest, Platform};
+use wharf_oci::{Digest, ImageReference};
 
 use crate::mirror::{self, Mirror, Unspecified};
-use manifest::{Manifest, Platform, Want};
-use reference::{ImageRef, Route};
+use platform::Want;
 use report::{Report, Source};
+use route::Route;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -100,9 +102,9 @@ pub fn run(args: Args) -> ExitCode {
         (_, true) => Want::All,
         (Some(p), false) => match Platform::parse(p) {
             Ok(p) => Want::One(p),
-            Err(e) => return fail(e),
+            Err(e) => return fail(format!("--platform {e}")),
         },
-        (None, false) => Want::One(Platform::host()),
+        (None, false) => Want::One(platform::host()),
     };
     let client = match wharf_upstream::Client::new(wharf_upstream::Config {
         name: "wharf".to_owned(),
@@ -134,12 +136,12 @@ pub fn run(args: Args) -> ExitCode {
     let mut failed = Vec::new();
     runtime.block_on(async {
         for text in &refs {
-            let result = match ImageRef::parse(text) {
-                Ok(r) => match reference::route(&config, &r) {
+            let result = match ImageReference::parse(text) {
+                Ok(r) => match route::route(&config, &r) {
                     Ok(route) => job.warm(&r, &route).await,
                     Err(e) => Err(e),
                 },
-                Err(e) => Err(e),
+                Err(e) => Err(e.to_string()),
             };
             if let Err(e) = result {
                 job.report.line(&format!("{text}: FAILED: {e}"));
@@ -184,12 +186,12 @@ struct Prefetch {
 
 impl Prefetch {
     /// Warms one image: its manifest(s), then its blobs.
-    async fn warm(&self, r: &ImageRef, route: &Route<'_>) -> Result<(), String> {
+    async fn warm(&self, r: &ImageReference, route: &Route<'_>) -> Result<(), String> {
         let repo = route.repo.as_str();
         let (content_type, body) = self
-            .manifest(repo, &r.reference(), r.digest.as_ref())
+            .manifest(repo, &r.reference().to_string(), r.digest.as_ref())
             .await?;
-        let mut pending = vec![(manifest::parse(&content_type, &body)?, 0usize)];
+        let mut pending = vec![(parse_manifest(&content_type, &body)?, 0usize)];
         let mut blobs = Vec::new();
         let mut foreign = 0;
         let mut picked = Vec::new();
@@ -200,19 +202,19 @@ impl Prefetch {
                     foreign: f,
                 } => {
                     blobs.extend(b);
-                    foreign += f;
+                    foreign += f.len();
                 }
                 Manifest::Index(_) if depth >= MAX_DEPTH => {
                     return Err("indexes nested too deep".to_owned());
                 }
                 Manifest::Index(children) => {
-                    for child in manifest::select(&children, &self.want)? {
+                    for child in platform::select(&children, &self.want)? {
                         let d = &child.digest;
                         let (ct, body) = self.manifest(repo, &d.to_string(), Some(d)).await?;
                         if let Some(p) = &child.platform {
                             picked.push(p.to_string());
                         }
-                        pending.push((manifest::parse(&ct, &body)?, depth + 1));
+                        pending.push((parse_manifest(&ct, &body)?, depth + 1));
                     }
                 }
             }
@@ -316,7 +318,7 @@ impl Prefetch {
 
     /// Makes sure wharf holds one blob: skipped if wharf says it has it, else fetched through
     /// wharf, hashed while it streams, and dropped.
-    async fn blob(&self, repo: &str, b: &manifest::Blob) -> Result<(), String> {
+    async fn blob(&self, repo: &str, b: &Blob) -> Result<(), String> {
         let head = self
             .client
             .blob(Method::HEAD, repo, &b.digest, None)
@@ -325,7 +327,7 @@ impl Prefetch {
         if cache_state(&head.headers) == Some(true) {
             let size = content_length(&head.headers).or(b.size).unwrap_or(0);
             self.report
-                .blob(&b.digest, b.kind, size, Source::Cached, None);
+                .blob(&b.digest, b.kind.as_str(), size, Source::Cached, None);
             return Ok(());
         }
         let resp = self
@@ -339,7 +341,7 @@ impl Prefetch {
             None => Source::Unknown,
         };
         let size = b.size.or(content_length(&resp.headers));
-        let bar = self.report.bar(&b.digest, b.kind, size);
+        let bar = self.report.bar(&b.digest, b.kind.as_str(), size);
         let mut verifier = b.digest.verifier();
         let mut stream = resp.body;
         while let Some(data) = next_data(&mut stream).await? {
@@ -358,9 +360,14 @@ impl Prefetch {
         {
             return Err(format!("{len} bytes arrived, the manifest says {s}"));
         }
-        self.report.blob(&b.digest, b.kind, len, source, bar);
+        self.report
+            .blob(&b.digest, b.kind.as_str(), len, source, bar);
         Ok(())
     }
+}
+
+fn parse_manifest(content_type: &str, body: &[u8]) -> Result<Manifest, String> {
+    manifest::parse(content_type, body).map_err(|e| e.to_string())
 }
 
 /// The next data chunk of a body, waiting at most [`INACTIVITY`] for it.

@@ -145,7 +145,7 @@ async fn serve(config: Config) -> Result<(), String> {
     Ok(())
 }
 
-fn build_upstream(u: &config::Upstream, config: &Config) -> Result<Upstream, String> {
+fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstream, String> {
     let password = match (&u.password_file, &u.password_env) {
         (Some(path), _) => Some(Secret::new(
             std::fs::read_to_string(path)
@@ -171,20 +171,12 @@ fn build_upstream(u: &config::Upstream, config: &Config) -> Result<Upstream, Str
     })
     .map_err(|e| e.to_string())?
     .with_allowed_realm_hosts(u.realm_hosts.clone());
-    let host = u
-        .url
-        .split("://")
-        .nth(1)
-        .unwrap_or("")
-        .trim_end_matches('/');
-    let docker_hub = ["registry-1.docker.io", "docker.io", "index.docker.io"].contains(&host)
-        || u.prefixes.iter().any(|p| p == "docker.io");
     Ok(Upstream {
         name: u.name.clone(),
         client,
         prefixes: u.prefixes.clone(),
         is_default: u.default,
-        library_prefix: docker_hub,
+        library_prefix: Upstream::is_docker_hub(&u.url, &u.prefixes),
         tag_ttl: u.tag_ttl.unwrap_or(config.cache.tag_ttl),
         immutable_tags: u
             .immutable_set()

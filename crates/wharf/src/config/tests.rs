@@ -1,0 +1,222 @@
+//! The configuration's tests: what is accepted, what each default is, and that every error
+//! names its field.
+
+use std::time::Duration;
+
+use super::*;
+
+#[test]
+fn embedded_default_is_valid() {
+    let c = Config::embedded().unwrap();
+    assert_eq!(c.server.listen.port(), 5000);
+    assert_eq!(c.upstream.len(), 3);
+    assert!(
+        c.upstream
+            .iter()
+            .any(|u| u.default && u.prefixes.iter().any(|p| p == "docker.io"))
+    );
+}
+
+#[test]
+fn sizes() {
+    assert_eq!(parse_size("50GiB").unwrap(), 50 << 30);
+    assert_eq!(parse_size("1.5 KiB").unwrap(), 1536);
+    assert_eq!(parse_size("10MB").unwrap(), 10_000_000);
+    assert_eq!(parse_size("7").unwrap(), 7);
+    assert!(parse_size("ten GiB").is_err());
+    assert!(parse_size("5 parsecs").is_err());
+}
+
+fn err(text: &str) -> String {
+    Config::parse(text, "t").unwrap_err().to_string()
+}
+
+#[test]
+fn names_the_bad_field() {
+    let up = "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndefault = true\n";
+    assert!(err(&format!("{up}bogus = 1\n")).contains("bogus"));
+    assert!(err("[cache]\nmax_size = \"lots\"\n").contains("max_size"));
+    assert!(err("[cache]\ntag_ttl = \"soon\"\n").contains("tag_ttl"));
+    assert!(err("").contains("upstream"));
+    assert!(err(&format!("{up}username = \"u\"\n")).contains("upstream[0].password_file"));
+    assert!(
+        err(&format!(
+            "{up}password_env = \"WHARF_TEST_SURELY_UNSET\"\nusername = \"u\"\n"
+        ))
+        .contains("WHARF_TEST_SURELY_UNSET")
+    );
+    assert!(
+        err("[[upstream]]\nname = \"a\"\nurl = \"ftp://x\"\ndefault = true\n")
+            .contains("upstream[0].url")
+    );
+    assert!(err(&format!("{up}{up}")).contains("upstream[1].name"));
+    assert!(
+        err("[[upstream]]\nname = \"a\"\nurl = \"http://x\"\n").contains("upstream[0].prefixes")
+    );
+    assert!(
+        err(&format!("{up}immutable_tags = ['^v[0-9]+$', 'v(1']\n"))
+            .contains("upstream[0].immutable_tags[1]")
+    );
+}
+
+#[test]
+fn tls_and_htpasswd_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndefault = true\n";
+    let key = dir.path().join("k.pem");
+    let cert = dir.path().join("c.pem");
+    let secret = "-----BEGIN PRIVATE KEY-----\nTOPSECRETKEYBYTES\n-----END PRIVATE KEY-----\n";
+    std::fs::write(&key, secret).unwrap();
+    std::fs::write(&cert, "not a certificate").unwrap();
+    let server = |c: &str, k: &str| format!("[server]\n{c}{k}\n{up}");
+    let c = format!("tls_cert = {:?}\n", cert.display().to_string());
+    let k = format!("tls_key = {:?}\n", key.display().to_string());
+    assert!(err(&server(&c, "")).starts_with("server.tls_key"));
+    assert!(err(&server("", &k)).starts_with("server.tls_cert"));
+    let e = err(&server(&c, &k));
+    assert!(e.starts_with("server.tls_cert"), "{e}");
+    let missing = format!(
+        "tls_cert = {:?}\n",
+        dir.path().join("nope").display().to_string()
+    );
+    assert!(err(&server(&missing, &k)).contains("cannot read"));
+    assert!(!e.contains("TOPSECRET"));
+
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, "alice:{SHA}SECRETHASH=\n").unwrap();
+    let auth = format!(
+        "[auth]\nhtpasswd = {:?}\n{up}",
+        htpasswd.display().to_string()
+    );
+    let e = err(&auth);
+    assert!(
+        e.starts_with("auth.htpasswd") && e.contains("htpasswd -B"),
+        "{e}"
+    );
+    assert!(!e.contains("SECRETHASH"), "{e}");
+    assert!(
+        err(&format!("[auth]\nanonymous_pull = false\n{up}")).starts_with("auth.anonymous_pull")
+    );
+
+    std::fs::write(
+        &htpasswd,
+        "alice:$2y$05$6oDSXHgbzDv.k3jEX/jlaubEbNHKJw/l0YmbzfQnb0BG5YpVPwju2\n",
+    )
+    .unwrap();
+    let c = Config::parse(&auth, "t").unwrap();
+    assert!(
+        !c.auth.anonymous_pull(),
+        "htpasswd set: pulls need credentials by default"
+    );
+    assert!(Config::parse(up, "t").unwrap().auth.anonymous_pull());
+    assert!(
+        err(&format!("[server]\nmax_connections = 0\n{up}")).contains("server.max_connections")
+    );
+    assert!(
+        err(&format!("[cache]\nmax_concurrent_fills = 0\n{up}"))
+            .contains("cache.max_concurrent_fills")
+    );
+}
+
+#[test]
+fn immutable_tags_compile_into_one_set() {
+    let c = Config::parse(
+        "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndefault = true\n\
+         immutable_tags = ['^v?[0-9]+\\.[0-9]+\\.[0-9]+$', '^sha256-']\n",
+        "t",
+    )
+    .unwrap();
+    let set = c.upstream[0].immutable_set().unwrap();
+    assert!(set.is_match("v1.2.3") && set.is_match("1.2.3") && set.is_match("sha256-ab"));
+    assert!(!set.is_match("latest") && !set.is_match("v1.2") && !set.is_match("1.2.3-rc"));
+}
+
+const UP: &str = "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndefault = true\n";
+
+#[test]
+fn durations_read_as_people_write_them() {
+    for (text, secs) in [
+        ("5m", 300),
+        ("30s", 30),
+        ("0s", 0),
+        ("1h 30m", 5400),
+        ("2min", 120),
+    ] {
+        let c = Config::parse(&format!("[cache]\ntag_ttl = \"{text}\"\n{UP}"), "t").unwrap();
+        assert_eq!(c.cache.tag_ttl, Duration::from_secs(secs), "{text}");
+    }
+    let c = Config::parse(
+        &format!("{UP}tag_ttl = \"10m\"\nconnect_timeout = \"2s\"\n"),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(c.upstream[0].tag_ttl, Some(Duration::from_secs(600)));
+    assert_eq!(c.upstream[0].connect_timeout, Duration::from_secs(2));
+    assert_eq!(Config::parse(UP, "t").unwrap().upstream[0].tag_ttl, None);
+    let e = err(&format!("{UP}response_timeout = \"30 parsecs\"\n"));
+    assert!(
+        e.contains("response_timeout") && e.contains("30 parsecs"),
+        "{e}"
+    );
+    assert!(
+        err(&format!("[cache]\nfill_inactivity_timeout = 30\n{UP}"))
+            .contains("fill_inactivity_timeout")
+    );
+}
+
+/// The numbers live with the options they configure (the store's, the proxy's, the listener's);
+/// the shipped files state them, and must state the same.
+#[test]
+fn defaults_come_from_the_options_and_the_shipped_files_agree() {
+    let d = Config::parse(UP, "t").unwrap();
+    assert_eq!(d.server.max_connections, Limits::default().max_connections);
+    assert_eq!(
+        d.cache.max_concurrent_fills,
+        ProxyOptions::default().max_concurrent_fills
+    );
+    assert_eq!(d.cache.max_size, StoreOptions::default().max_size);
+    assert_eq!(
+        d.cache.fill_inactivity_timeout,
+        StoreOptions::default().fill_inactivity_timeout
+    );
+    assert_eq!(d.cache.tag_ttl, wharf_proxy::Upstream::DEFAULT_TAG_TTL);
+    let shipped = [
+        (
+            "deploy/wharf.toml",
+            include_str!("../../../../deploy/wharf.toml"),
+        ),
+        ("default.toml", EMBEDDED_DEFAULT),
+    ];
+    for (origin, text) in shipped {
+        let c: Config = toml::from_str(text).unwrap();
+        assert_eq!(
+            (
+                c.server.listen,
+                c.server.admin_listen,
+                c.server.max_connections
+            ),
+            (
+                d.server.listen,
+                d.server.admin_listen,
+                d.server.max_connections
+            ),
+            "{origin}"
+        );
+        let cache = |c: &Config| {
+            (
+                c.cache.max_size,
+                c.cache.tag_ttl,
+                c.cache.fill_inactivity_timeout,
+                c.cache.max_concurrent_fills,
+            )
+        };
+        assert_eq!(cache(&c), cache(&d), "{origin}");
+        for u in &c.upstream {
+            assert_eq!(u.connect_timeout, d.upstream[0].connect_timeout, "{origin}");
+            assert_eq!(
+                u.response_timeout, d.upstream[0].response_timeout,
+                "{origin}"
+            );
+        }
+    }
+}
