@@ -1,7 +1,8 @@
 //! The client and deployment kit as shipped: what `wharf client-config` prints is used as is by
 //! podman (a registries.conf.d drop-in) and by `ctr --hosts-dir`; `wharf prefetch` warms the
 //! cache so a later pull costs the upstream nothing; and the files in `deploy/` are accepted by
-//! the tools that read them and agree with the configuration they ship.
+//! the tools that read them and agree with the configuration they ship. How the commands behave
+//! at the edges (a closed pipe, a bad argument, a relative path) is in `kit/cli.rs`.
 //!
 //! The generated client configs name the real registry host, `container-registry.oracle.com`,
 //! which is not reachable from here and does not hold these images: a pull that succeeds came
@@ -288,5 +289,7 @@ fn prefetch_fails_loudly_and_still_warms_the_rest() {
     );
 }
 
+#[path = "kit/cli.rs"]
+mod cli;
 #[path = "kit/deploy.rs"]
 mod deploy;

@@ -462,6 +462,21 @@ fn prometheus_scrapes_wharf_and_computes_the_dashboards_hit_ratio() {
         (got - expected).abs() < 1e-9,
         "hit ratio {got}, expected {expected} ({expr})"
     );
+    // `wharf cache stats` on the same wharf: one definition, so one figure.
+    let stats = run(
+        Command::new(wharf_e2e::wharf::wharf_bin())
+            .args(["cache", "stats", "--json", "--admin", &target]),
+        Duration::from_secs(30),
+    )
+    .expect_ok("wharf cache stats --json");
+    let v: serde_json::Value = serde_json::from_str(&stats.stdout).expect("stats JSON");
+    let cli = v["hit_ratio"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no hit_ratio: {v}"));
+    assert!(
+        (cli - got).abs() < 1e-9,
+        "wharf cache stats says {cli}, the dashboard {got}: {v}"
+    );
     // The scrape target is healthy and the rules loaded.
     assert_eq!(
         prom.query(r#"up{job="wharf"}"#),

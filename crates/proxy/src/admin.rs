@@ -4,7 +4,7 @@
 //! ```text
 //! GET  /healthz              200 "ok" while the process serves
 //! GET  /readyz               200 once the store is open and writable, else 503
-//! GET  /admin/cache/stats    size, budget, entries, hits and misses, stale answers
+//! GET  /admin/cache/stats    size, budget, entries, hit ratio (see `Answered`), stale answers
 //! GET  /admin/cache/tags     tag records per upstream and repository
 //! POST /admin/cache/rm       {"ref": "<name>[:tag|@digest]", "image": bool}: drop a tag (or a
 //!                            whole image: its manifests, config and layers) so the next pull
@@ -134,9 +134,57 @@ fn metrics(proxy: &Proxy) -> Response<Body> {
     resp
 }
 
+/// Manifest and blob requests answered from the store, and those answered otherwise: the one
+/// hit ratio wharf reports (README, "Metrics"), the same as the dashboard's "Hit ratio" panels
+/// and the `WharfHitRatioCollapse` alert compute from `wharf_http_requests_total`.
+///
+/// Counted by request, since wharf started: `hit` and `stale` (a tag record served while its
+/// upstream failed) are from the store; `miss` and `coalesced` (it waited for another request's
+/// upstream fetch) are not; errors were not answered and count on neither side. The store's own
+/// lookup counters are no substitute: one request can look a digest up more than once (a HEAD,
+/// a coalesced wait), so they gave another figure than the dashboard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Answered {
+    hits: u64,
+    misses: u64,
+}
+
+impl Answered {
+    fn of(metrics: &wharf_metrics::Metrics) -> Answered {
+        use wharf_metrics::prometheus::core::Collector;
+        let mut a = Answered::default();
+        for family in metrics.http_requests.collect() {
+            for m in family.get_metric() {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_owned())
+                };
+                if !matches!(label("endpoint").as_deref(), Some("manifest" | "blob")) {
+                    continue;
+                }
+                // Counters hold whole numbers; f64 is only how the exposition carries them.
+                let n = m.get_counter().get_value() as u64;
+                match label("result").as_deref() {
+                    Some("hit" | "stale") => a.hits += n,
+                    Some("miss" | "coalesced") => a.misses += n,
+                    _ => {}
+                }
+            }
+        }
+        a
+    }
+
+    fn ratio(self) -> Option<f64> {
+        let answered = self.hits + self.misses;
+        (answered > 0).then(|| self.hits as f64 / answered as f64)
+    }
+}
+
 fn stats(proxy: &Proxy) -> Value {
     let s = proxy.store().stats();
-    let lookups = s.hits + s.misses;
+    let answered = Answered::of(proxy.metrics());
     json!({
         "size_bytes": s.size_bytes,
         "max_size_bytes": s.max_size_bytes,
@@ -144,9 +192,9 @@ fn stats(proxy: &Proxy) -> Value {
         "manifests": s.manifests,
         "blobs": s.entries - s.manifests.min(s.entries),
         "tags": s.tags,
-        "hits": s.hits,
-        "misses": s.misses,
-        "hit_ratio": (lookups > 0).then(|| s.hits as f64 / lookups as f64),
+        "hits": answered.hits,
+        "misses": answered.misses,
+        "hit_ratio": answered.ratio(),
         "stale_served": proxy.stale_served(),
     })
 }
@@ -357,6 +405,40 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `wharf cache stats` once said 62.5 % (the store's lookups) where the dashboard said
+    /// 56.1 %: the stats now count what the dashboard counts, 23 requests from the store (hit,
+    /// stale) of 41 answered.
+    #[test]
+    fn the_hit_ratio_is_the_dashboards() {
+        let m = wharf_metrics::Metrics::standalone();
+        let count = |up: &str, endpoint: &str, result: &str, n: u64| {
+            m.http_requests
+                .with_label_values(&[up, endpoint, result])
+                .inc_by(n);
+        };
+        count("oracle", "blob", "hit", 12);
+        count("oracle", "manifest", "hit", 6);
+        count("docker", "manifest", "stale", 5);
+        count("oracle", "blob", "miss", 10);
+        count("docker", "blob", "coalesced", 8);
+        // Neither side: errors were not answered, pings and tag lists hold no content.
+        count("oracle", "blob", "error", 7);
+        count("oracle", "ping", "none", 30);
+        count("docker", "tags", "hit", 4);
+        let a = Answered::of(&m);
+        assert_eq!(
+            a,
+            Answered {
+                hits: 23,
+                misses: 18
+            }
+        );
+        let r = a.ratio().expect("answered requests");
+        assert!((r - 23.0 / 41.0).abs() < 1e-12, "{r}");
+        assert_eq!(format!("{:.1}", r * 100.0), "56.1");
+        assert_eq!(Answered::default().ratio(), None, "nothing answered yet");
+    }
 
     #[test]
     fn references_split_like_docker_does() {

@@ -8,10 +8,15 @@
 //!   come with any request must be valid; pulls without credentials pass only when
 //!   `anonymous_pull` is true.
 //!
+//! No credentials and wrong ones are told apart: an absent or empty `Authorization` (some
+//! clients send `Basic Og==`, an empty `user:password`, when they have no login) is asked to
+//! authenticate; a user name or password that does not match is refused as such.
+//!
 //! bcrypt is slow by design (milliseconds to a quarter second per check), and a pull sends the
 //! credentials with every blob request. A successful check is remembered for [`VERIFIED_TTL`]
 //! under the SHA-256 of `user:password` (never the password itself), so a pull of 20 blobs
-//! costs one bcrypt run. Failures are not remembered. Checks run on the blocking pool.
+//! costs one bcrypt run; a moka cache bounds and expires what is remembered. Failures are not
+//! remembered. Checks run on the blocking pool.
 //!
 //! The client's `Authorization` is wharf's business only: the upstream client builds its own
 //! headers and never sees the client's request.
@@ -19,7 +24,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -31,8 +36,8 @@ use crate::ProxyError;
 
 /// How long a successful check is remembered.
 pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
-/// Entries kept at most; past it, expired ones go, then all.
-const VERIFIED_MAX: usize = 4096;
+/// Successful checks remembered at most; past it, the least used are forgotten.
+const VERIFIED_MAX: u64 = 4096;
 /// What `WWW-Authenticate` says on every 401 of wharf's own (added by `error.rs`).
 pub use crate::error::CHALLENGE;
 
@@ -123,8 +128,10 @@ pub struct ClientAuth {
     file: Option<PathBuf>,
     users: RwLock<Arc<Htpasswd>>,
     anonymous_pull: bool,
-    /// sha256(user ":" password) -> when the successful check expires.
-    verified: Mutex<HashMap<[u8; 32], Instant>>,
+    /// sha256(user ":" password) -> when the successful check expires. moka's own expiry
+    /// (`time_to_live`, on its own clock) bounds how long an entry is kept; the instant stored
+    /// decides whether it still counts, on tokio's clock, so paused-time tests see it expire.
+    verified: moka::sync::Cache<[u8; 32], Instant>,
     /// How many times bcrypt ran (the expensive part).
     bcrypt_runs: AtomicU64,
 }
@@ -136,7 +143,10 @@ impl ClientAuth {
             file: None,
             users: RwLock::new(Arc::new(users)),
             anonymous_pull,
-            verified: Mutex::new(HashMap::new()),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_MAX)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
             bcrypt_runs: AtomicU64::new(0),
         }
     }
@@ -157,10 +167,7 @@ impl ClientAuth {
         let users = Htpasswd::load(path)?;
         let n = users.len();
         *self.users.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(users);
-        self.verified
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        self.verified.invalidate_all();
         Ok(n)
     }
 
@@ -179,7 +186,7 @@ impl ClientAuth {
     /// Decides a request: `Ok(caller)` to go on, `Err(401 response)` otherwise. `ping` is
     /// `GET /v2/`, which always wants credentials here (that is how clients log in).
     pub async fn check(&self, headers: &HeaderMap, ping: bool) -> Result<Caller, ProxyError> {
-        let Some(value) = headers.get(header::AUTHORIZATION) else {
+        let Some(value) = headers.get(header::AUTHORIZATION).filter(|v| !is_empty(v)) else {
             if self.anonymous_pull && !ping {
                 return Ok(Caller::Anonymous);
             }
@@ -205,13 +212,10 @@ impl ClientAuth {
             .chain_update(password.as_bytes())
             .finalize()
             .into();
-        let now = Instant::now();
         if self
             .verified
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .get(&key)
-            .is_some_and(|until| *until > now)
+            .is_some_and(|until| until > Instant::now())
         {
             return true;
         }
@@ -226,17 +230,20 @@ impl ClientAuth {
             .and_then(Result::ok)
             .unwrap_or(false);
         if ok {
-            let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
-            if verified.len() >= VERIFIED_MAX {
-                verified.retain(|_, until| *until > now);
-                if verified.len() >= VERIFIED_MAX {
-                    verified.clear();
-                }
-            }
-            verified.insert(key, now + VERIFIED_TTL);
+            self.verified.insert(key, Instant::now() + VERIFIED_TTL);
         }
         ok
     }
+}
+
+/// An `Authorization` that carries no credentials: empty, a bare scheme, or Basic with an
+/// empty `user:password` (`Og==`), which clients without a login send.
+fn is_empty(value: &HeaderValue) -> bool {
+    let v = value.to_str().map(str::trim).unwrap_or("x");
+    if v.is_empty() || v.eq_ignore_ascii_case("basic") {
+        return true;
+    }
+    matches!(basic_credentials(value), Some((u, p)) if u.is_empty() && p.is_empty())
 }
 
 /// `Basic base64(user:password)` decoded; `None` for anything else.
@@ -320,13 +327,54 @@ mod tests {
         assert!(open.check(&bearer, false).await.is_err());
     }
 
+    /// The message of a refusal.
+    fn refusal(r: Result<Caller, ProxyError>) -> String {
+        match r {
+            Err(ProxyError::Unauthenticated { message }) => message,
+            other => panic!("not a 401 of wharf's own: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn no_credentials_are_asked_for_wrong_ones_refused() {
+        let closed = auth(false);
+        let open = auth(true);
+        let header = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(v));
+            h
+        };
+        let nothing = [HeaderMap::new(), header(""), header("Basic"), basic("", "")];
+        for h in &nothing {
+            let m = refusal(closed.check(h, false).await);
+            assert_eq!(m, "authentication required", "{h:?}");
+            assert_eq!(
+                refusal(open.check(h, true).await),
+                "authentication required"
+            );
+            assert_eq!(
+                open.check(h, false).await.unwrap(),
+                Caller::Anonymous,
+                "{h:?}"
+            );
+        }
+        for bad in [
+            basic("alice", "wrong"),
+            basic("mallory", "s3cret"),
+            basic("alice", ""),
+        ] {
+            let m = refusal(closed.check(&bad, false).await);
+            assert_eq!(m, "invalid user name or password");
+        }
+    }
+
     #[tokio::test]
     async fn remembers_success_not_failure() {
         let a = auth(false);
         assert!(a.verify("alice", "s3cret").await);
-        assert_eq!(a.verified.lock().unwrap().len(), 1);
+        assert_eq!(a.verified.iter().count(), 1);
         assert!(!a.verify("alice", "nope").await);
-        assert_eq!(a.verified.lock().unwrap().len(), 1);
+        assert_eq!(a.verified.iter().count(), 1);
         // A remembered check is answered without bcrypt: a pull of 200 blobs costs one run.
         for _ in 0..200 {
             assert!(a.verify("alice", "s3cret").await);
@@ -343,12 +391,14 @@ mod tests {
         let a = auth(false);
         assert!(a.verify("alice", "s3cret").await);
         tokio::time::advance(VERIFIED_TTL + Duration::from_secs(1)).await;
-        let key_live = a
-            .verified
-            .lock()
-            .unwrap()
-            .values()
-            .all(|until| *until > Instant::now());
+        let key_live = a.verified.iter().all(|(_, until)| until > Instant::now());
         assert!(!key_live, "the remembered check outlived its TTL");
+        let runs = a.bcrypt_runs();
+        assert!(a.verify("alice", "s3cret").await);
+        assert_eq!(
+            a.bcrypt_runs(),
+            runs + 1,
+            "an expired check runs bcrypt again"
+        );
     }
 }

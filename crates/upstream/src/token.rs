@@ -1,15 +1,17 @@
 //! Bearer tokens (PROTOCOL §2.2, §2.5): the realm URL, the realm's answer, and a cache per
-//! (realm, service, scopes) whose per-key async lock makes concurrent misses share one fetch.
+//! (realm, service, scopes) in which concurrent misses share one fetch (moka's entry API runs
+//! one initialiser per key and hands its result to every caller waiting on that key).
 //!
 //! Tokens are also found by repository: once a request for a repository needed a token, later
 //! requests for it send that token straight away, so a warm request is one upstream round trip.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Uri};
+use moka::Entry;
+use moka::ops::compute::{CompResult, Op};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use tokio::time::Instant;
 
@@ -27,8 +29,9 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
 const MIN_LIFETIME_SECS: u64 = 60;
 /// Bounds a realm's claim so the expiry instant cannot overflow.
 const MAX_LIFETIME_SECS: u64 = 24 * 3600;
-/// Past this many cached scopes, expired tokens and unused repository hints are dropped.
-const PRUNE_AT: usize = 4096;
+/// Scopes with a cached token, and repository hints, kept at most; past it, the least used go
+/// (a lost token or hint costs one more fetch or 401 round trip, nothing else).
+const MAX_KEYS: u64 = 4096;
 
 /// What a token is good for. `with_credentials` is part of the key because an anonymous token for
 /// a scope may grant less than one fetched with the account.
@@ -126,53 +129,39 @@ pub(crate) fn parse_token_response(body: &[u8], requested_at: Instant) -> Result
     })
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Token>>>;
-
-#[derive(Default)]
 pub(crate) struct TokenCache {
-    slots: Mutex<HashMap<TokenKey, Slot>>,
+    /// Whether a token is still good is decided by [`Token::is_fresh`] on tokio's clock (so
+    /// paused-time tests hold); moka's `time_to_live` only bounds how long any entry is kept.
+    tokens: moka::future::Cache<TokenKey, Token>,
     /// Repository -> the key its last challenge resolved to.
-    hints: Mutex<HashMap<String, TokenKey>>,
+    hints: moka::sync::Cache<String, TokenKey>,
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache {
+            tokens: moka::future::Cache::builder()
+                .max_capacity(MAX_KEYS)
+                .time_to_live(Duration::from_secs(MAX_LIFETIME_SECS))
+                .build(),
+            hints: moka::sync::Cache::builder().max_capacity(MAX_KEYS).build(),
+        }
+    }
 }
 
 impl TokenCache {
-    fn slot(&self, key: &TokenKey) -> Slot {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = slots.get(key) {
-            return slot.clone();
-        }
-        if slots.len() >= PRUNE_AT {
-            let now = Instant::now();
-            // A slot someone holds is in use; an unlocked one with no fresh token is dead weight.
-            slots.retain(|_, s| {
-                s.try_lock()
-                    .map(|t| t.as_ref().is_some_and(|t| t.is_fresh(now)))
-                    .unwrap_or(true)
-            });
-        }
-        slots.entry(key.clone()).or_default().clone()
-    }
-
     /// The key of the token last used for `repo`.
     pub fn hint(&self, repo: &str) -> Option<TokenKey> {
-        self.hints
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(repo)
-            .cloned()
+        self.hints.get(repo)
     }
 
     pub fn remember(&self, repo: &str, key: &TokenKey) {
-        let mut hints = self.hints.lock().unwrap_or_else(PoisonError::into_inner);
-        if hints.len() >= PRUNE_AT && !hints.contains_key(repo) {
-            // Losing a hint costs one extra 401 round trip, nothing more.
-            hints.clear();
-        }
-        hints.insert(repo.to_owned(), key.clone());
+        self.hints.insert(repo.to_owned(), key.clone());
     }
 
     /// A fresh token for `key` other than `refused` (one the registry just answered 401 to),
-    /// fetching it if needed. Concurrent callers for one key wait for a single fetch.
+    /// fetching it if needed. Concurrent callers for one key wait for a single fetch, and share
+    /// its error if it fails.
     pub async fn get<F, Fut>(
         &self,
         key: &TokenKey,
@@ -183,19 +172,35 @@ impl TokenCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Token, Error>>,
     {
-        let slot = self.slot(key);
-        let mut cached = slot.lock().await;
-        let now = Instant::now();
-        let usable = cached
-            .as_ref()
-            .filter(|t| t.is_fresh(now) && Some(&t.header) != refused);
-        if let Some(token) = usable {
-            return Ok(token.clone());
+        let usable = |t: &Token| t.is_fresh(Instant::now()) && Some(&t.header) != refused;
+        match self.tokens.get(key).await {
+            Some(t) if usable(&t) => return Ok(t),
+            Some(_) => {
+                // Drop the token only if it is still the unusable one: a caller that came first
+                // may already have put a new token in its place, and that one is kept.
+                let now = self
+                    .tokens
+                    .entry_by_ref(key)
+                    .and_compute_with(|current| {
+                        std::future::ready(match current {
+                            Some(t) if usable(t.value()) => Op::Nop,
+                            Some(_) => Op::Remove,
+                            None => Op::Nop,
+                        })
+                    })
+                    .await;
+                if let CompResult::Unchanged(t) = now {
+                    return Ok(t.into_value());
+                }
+            }
+            None => {}
         }
-        *cached = None;
-        let token = fetch().await?;
-        *cached = Some(token.clone());
-        Ok(token)
+        self.tokens
+            .entry_by_ref(key)
+            .or_try_insert_with(fetch())
+            .await
+            .map(Entry::into_value)
+            .map_err(Arc::unwrap_or_clone)
     }
 }
 
@@ -315,5 +320,55 @@ mod tests {
         cache.remember("a", &k);
         assert_eq!(cache.hint("a"), Some(k));
         assert_eq!(cache.hint("other"), None);
+    }
+
+    /// moka's own coalescing test, on ours: 16 tasks miss at once, one fetch runs.
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_misses_wait_for_one_fetch() {
+        let cache = Arc::new(TokenCache::default());
+        let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let barrier = Arc::new(tokio::sync::Barrier::new(16));
+        let k = key(Some("s"), Some("repository:a:pull"));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (cache, fetches, barrier, k) =
+                    (cache.clone(), fetches.clone(), barrier.clone(), k.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    cache
+                        .get(&k, None, || async {
+                            fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            fetch("a")().await
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            let token = t.await.expect("task").expect("token");
+            assert_eq!(token.header.to_str().ok(), Some("Bearer a"));
+        }
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_fetch_is_not_cached() {
+        let cache = TokenCache::default();
+        let k = key(None, Some("repository:a:pull"));
+        let failing = || {
+            std::future::ready(Err(Error::TokenFetch {
+                upstream: "u".into(),
+                realm_host: "r".into(),
+                status: Some(503),
+                reason: "down".into(),
+            }))
+        };
+        assert!(cache.get(&k, None, failing).await.is_err());
+        let a = cache
+            .get(&k, None, fetch("a"))
+            .await
+            .expect("fetched again");
+        assert_eq!(a.header.to_str().ok(), Some("Bearer a"));
     }
 }

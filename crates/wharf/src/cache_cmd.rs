@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
-use crate::mirror;
+use crate::{mirror, output};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,7 +35,8 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum Sub {
-    /// Size, budget, entries and hit ratio.
+    /// Size, budget, entries and hit ratio (manifest and blob requests answered from the store
+    /// out of all answered, since wharf started: the dashboard's definition).
     Stats,
     /// Cached repositories and tags, per upstream.
     Ls {
@@ -102,16 +103,25 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("wharf cache: {status}: {msg}");
         return ExitCode::FAILURE;
     }
-    if args.json {
-        println!("{v:#}");
-        return ExitCode::SUCCESS;
+    // Checked before --json too: an upstream that is not there is a mistake either way.
+    if let Sub::Ls {
+        upstream: Some(name),
+    } = &args.command
+        && let Err(e) = known_upstream(&v, name)
+    {
+        eprintln!("wharf cache ls: {e}");
+        return ExitCode::from(2);
     }
-    match &args.command {
-        Sub::Stats => print!("{}", render_stats(&v)),
-        Sub::Ls { upstream } => print!("{}", render_ls(&v, upstream.as_deref())),
-        Sub::Rm { .. } => print!("{}", render_rm(&v)),
-    }
-    ExitCode::SUCCESS
+    let text = if args.json {
+        format!("{v:#}\n")
+    } else {
+        match &args.command {
+            Sub::Stats => render_stats(&v),
+            Sub::Ls { upstream } => render_ls(&v, upstream.as_deref()),
+            Sub::Rm { .. } => render_rm(&v),
+        }
+    };
+    output::finish("wharf cache", &text, ExitCode::SUCCESS)
 }
 
 fn admin_addr(args: &Args) -> Result<String, String> {
@@ -206,7 +216,7 @@ fn render_stats(v: &Value) -> String {
         "size       {} of {} ({pct:.1} %)\n\
          entries    {} ({} manifests, {} blobs)\n\
          tags       {}\n\
-         hit ratio  {ratio} ({} hits, {} misses)\n\
+         hit ratio  {ratio} ({} of {} manifest and blob requests answered from the store)\n\
          stale      {} tag answers served while the upstream failed\n",
         human(size),
         human(max),
@@ -215,9 +225,33 @@ fn render_stats(v: &Value) -> String {
         u(v, "blobs"),
         u(v, "tags"),
         u(v, "hits"),
-        u(v, "misses"),
+        u(v, "hits") + u(v, "misses"),
         u(v, "stale_served"),
     )
+}
+
+/// The configured upstreams the admin API listed (every one, even with nothing cached).
+fn upstream_names(v: &Value) -> Vec<&str> {
+    v.get("upstreams")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.get("name").and_then(Value::as_str))
+        .collect()
+}
+
+/// `Ok` if `name` is one of the running wharf's upstreams, else an error naming them.
+fn known_upstream(v: &Value, name: &str) -> Result<(), String> {
+    let names = upstream_names(v);
+    if names.contains(&name) {
+        return Ok(());
+    }
+    let there = if names.is_empty() {
+        "it has none".to_owned()
+    } else {
+        format!("its upstreams are {}", names.join(", "))
+    };
+    Err(format!("this wharf has no upstream {name:?}: {there}"))
 }
 
 fn render_ls(v: &Value, only: Option<&str>) -> String {
@@ -303,6 +337,20 @@ mod tests {
     }
 
     #[test]
+    fn ls_of_an_unknown_upstream_names_the_ones_there_are() {
+        let v = json!({"upstreams": [{"name": "oracle", "repositories": []},
+            {"name": "docker", "repositories": []}]});
+        assert_eq!(known_upstream(&v, "oracle"), Ok(()));
+        let e = known_upstream(&v, "nosuch").expect_err("no such upstream");
+        assert!(
+            e.contains("\"nosuch\"") && e.contains("oracle, docker"),
+            "{e}"
+        );
+        let e = known_upstream(&json!({"upstreams": []}), "x").expect_err("none");
+        assert!(e.contains("none"), "{e}");
+    }
+
+    #[test]
     fn stats_render_the_figures_an_operator_asks_for() {
         let v = json!({"size_bytes": 1 << 30, "max_size_bytes": 4u64 << 30, "entries": 10,
             "manifests": 2, "blobs": 8, "tags": 3, "hits": 9, "misses": 1, "hit_ratio": 0.9,
@@ -310,5 +358,6 @@ mod tests {
         let s = render_stats(&v);
         assert!(s.contains("1.0 GiB of 4.0 GiB (25.0 %)"), "{s}");
         assert!(s.contains("90.0 %"), "{s}");
+        assert!(s.contains("(9 of 10 manifest and blob requests"), "{s}");
     }
 }

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use crate::config::{Config, UpstreamConfig};
 use crate::mirror::{self, Mirror, Unspecified};
+use crate::output;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -94,6 +95,14 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // containerd resolves a relative `ca` against its own working directory, not ours.
+    let ca = match args.ca.as_deref().map(absolute_ca).transpose() {
+        Ok(ca) => ca,
+        Err(e) => {
+            eprintln!("wharf client-config: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if args.mirror.is_none() {
         eprintln!(
             "wharf client-config: clients reach wharf at {} (from server.listen in {origin}; \
@@ -106,7 +115,7 @@ pub fn run(args: Args) -> ExitCode {
         origin: &origin,
         mirror: &m,
         insecure: args.insecure,
-        ca: args.ca.as_deref(),
+        ca: ca.as_deref(),
     };
     let generated = match args.client {
         Client::Podman => Ok(podman(&opts)),
@@ -127,29 +136,54 @@ pub fn run(args: Args) -> ExitCode {
         eprintln!("wharf client-config: nothing to write");
         return ExitCode::FAILURE;
     }
-    match &args.out {
-        Some(dir) => match write_files(dir, &generated.files, args.client == Client::Docker) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("wharf client-config: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        None => {
-            // containerd's files only mean something at their path: always name it.
-            let many = args.client == Client::Containerd || generated.files.len() > 1;
-            for (i, f) in generated.files.iter().enumerate() {
-                if many {
-                    if i > 0 {
-                        println!();
-                    }
-                    println!("### {}", f.path.display());
+    let Some(dir) = &args.out else {
+        // containerd's files only mean something at their path: always name it.
+        let many = args.client == Client::Containerd || generated.files.len() > 1;
+        let mut text = String::new();
+        for (i, f) in generated.files.iter().enumerate() {
+            if many {
+                if i > 0 {
+                    text.push('\n');
                 }
-                print!("{}", f.text);
+                text += &format!("### {}\n", f.path.display());
             }
-            ExitCode::SUCCESS
+            text += &f.text;
+        }
+        return output::finish("wharf client-config", &text, ExitCode::SUCCESS);
+    };
+    let keep_existing = args.client == Client::Docker;
+    if keep_existing && let Some(f) = generated.files.iter().find(|f| dir.join(&f.path).exists()) {
+        return kept(&dir.join(&f.path), &f.text);
+    }
+    match write_files(dir, &generated.files, keep_existing) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wharf client-config: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// The CA file as an absolute path, or why it cannot be used.
+fn absolute_ca(path: &Path) -> Result<PathBuf, String> {
+    std::fs::canonicalize(path).map_err(|e| format!("--ca {}: {e}", path.display()))
+}
+
+/// A file the operator already has (Docker's daemon.json holds their other settings too): it
+/// stays as it is, and the snippet to merge is printed instead. Still a failure: nothing the
+/// command was asked to write was written.
+fn kept(path: &Path, text: &str) -> ExitCode {
+    if let Err(e) = output::print(text)
+        && !output::is_closed(&e)
+    {
+        return output::failed("wharf client-config", &e);
+    }
+    eprintln!(
+        "wharf client-config: {} exists and is left as it is: merge the snippet printed above \
+         into it by hand",
+        path.display()
+    );
+    ExitCode::FAILURE
 }
 
 fn write_files(dir: &Path, files: &[File], keep_existing: bool) -> Result<(), String> {
@@ -157,7 +191,8 @@ fn write_files(dir: &Path, files: &[File], keep_existing: bool) -> Result<(), St
         let path = dir.join(&f.path);
         if keep_existing && path.exists() {
             return Err(format!(
-                "{} exists: merge the printed snippet into it by hand (run without --out)",
+                "{} appeared meanwhile and is left as it is; run again to see the snippet to \
+                 merge into it",
                 path.display()
             ));
         }

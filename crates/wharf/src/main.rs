@@ -5,6 +5,7 @@ mod client_config;
 mod config;
 mod logwriter;
 mod mirror;
+mod output;
 mod prefetch;
 mod serve;
 
@@ -30,11 +31,17 @@ struct Cli {
 enum Command {
     /// Run the mirror (on the embedded default configuration unless --config is given).
     Serve {
-        #[arg(long, short)]
+        /// The configuration file (TOML; `wharf default-config` prints a commented one)
+        /// [default: the embedded default configuration].
+        #[arg(long, short, value_name = "FILE")]
         config: Option<PathBuf>,
     },
     /// Validate a configuration file and name the first bad field.
-    CheckConfig { file: PathBuf },
+    CheckConfig {
+        /// The configuration file to check.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Print the embedded default configuration.
     DefaultConfig,
     /// Look into and trim the cache of a running wharf (through its admin listener).
@@ -62,26 +69,70 @@ fn main() -> ExitCode {
             }
         }
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(c) => {
-                println!(
-                    "{}: ok ({} upstreams, store in {})",
+            Ok(c) => output::finish(
+                "wharf check-config",
+                &format!(
+                    "{}: ok ({}, store in {})\n",
                     file.display(),
-                    c.upstream.len(),
+                    count(c.upstream.len(), "upstream", "upstreams"),
                     c.cache.dir.display()
-                );
-                ExitCode::SUCCESS
-            }
+                ),
+                ExitCode::SUCCESS,
+            ),
             Err(e) => {
                 eprintln!("wharf: {e}");
                 ExitCode::from(2)
             }
         },
-        Command::DefaultConfig => {
-            print!("{}", config::EMBEDDED_DEFAULT);
-            ExitCode::SUCCESS
-        }
+        Command::DefaultConfig => output::finish(
+            "wharf default-config",
+            config::EMBEDDED_DEFAULT,
+            ExitCode::SUCCESS,
+        ),
         Command::Cache(args) => cache_cmd::run(args),
         Command::ClientConfig(args) => client_config::run(args),
         Command::Prefetch(args) => prefetch::run(args),
+    }
+}
+
+/// `1 upstream`, `2 upstreams`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn counts_agree_with_their_noun() {
+        assert_eq!(count(1, "upstream", "upstreams"), "1 upstream");
+        assert_eq!(count(0, "upstream", "upstreams"), "0 upstreams");
+        assert_eq!(count(3, "upstream", "upstreams"), "3 upstreams");
+    }
+
+    /// `wharf SUB --help` explains every argument: clap prints a bare `--config <CONFIG>`
+    /// for one without a doc comment.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let builtin = matches!(a.get_id().as_str(), "help" | "version");
+                if !builtin && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", a.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {} (the subcommand)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "wharf", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:?}");
     }
 }

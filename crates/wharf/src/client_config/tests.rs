@@ -150,3 +150,13 @@ fn upstreams_clients_cannot_route_to_are_noted() {
         g.notes
     );
 }
+
+#[test]
+fn the_ca_is_written_absolute_and_must_exist() {
+    // Tests run in the crate's directory: a relative path that exists.
+    let ca = absolute_ca(Path::new("Cargo.toml")).expect("exists");
+    assert!(ca.is_absolute(), "{}", ca.display());
+    assert!(ca.ends_with("crates/wharf/Cargo.toml"), "{}", ca.display());
+    let e = absolute_ca(Path::new("tls/no-such-root.crt")).expect_err("missing");
+    assert!(e.contains("tls/no-such-root.crt"), "{e}");
+}

@@ -1,11 +1,15 @@
 //! What `wharf prefetch` tells its user: a progress bar per blob on a terminal, one plain line
 //! per image and blob otherwise, and the totals at the end.
 
+use std::io::{self, Write};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use wharf_oci::Digest;
+
+use crate::output;
 
 /// Where a blob's bytes came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,15 +35,46 @@ pub struct Totals {
 pub struct Report {
     bars: Option<MultiProgress>,
     totals: Mutex<Totals>,
+    /// stdout, or what a test reads instead.
+    out: Mutex<Box<dyn Write + Send>>,
+    /// The output failed (its reader went away: `wharf prefetch ... | head -1`). The run goes
+    /// on without it: warming is the point, the lines a courtesy, and the exit code still says
+    /// whether every image is warm.
+    closed: AtomicBool,
 }
 
 impl Report {
     /// Progress bars when `interactive` (stderr is a terminal), plain lines on stdout otherwise.
     pub fn new(interactive: bool) -> Report {
+        Report::writing_to(interactive, Box::new(io::stdout()))
+    }
+
+    fn writing_to(interactive: bool, out: Box<dyn Write + Send>) -> Report {
         Report {
             bars: interactive
                 .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             totals: Mutex::new(Totals::default()),
+            out: Mutex::new(out),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Writes `text` to the output while it is there.
+    fn print(&self, text: &str) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(mut out) = self.out.lock() else {
+            return;
+        };
+        if let Err(e) = output::write_to(&mut *out, text) {
+            self.closed.store(true, Ordering::Relaxed);
+            if !output::is_closed(&e) {
+                let _ = writeln!(
+                    io::stderr(),
+                    "wharf prefetch: writing the output: {e}; going on without it"
+                );
+            }
         }
     }
 
@@ -51,7 +86,7 @@ impl Report {
                     eprintln!("{text}");
                 }
             }
-            None => println!("{text}"),
+            None => self.print(&format!("{text}\n")),
         }
     }
 
@@ -128,29 +163,28 @@ impl Report {
             let _ = m.clear();
         }
         let t = self.totals();
-        println!(
-            "fetched: {} blobs, {} bytes ({})",
+        let mut text = format!(
+            "fetched: {} blobs, {} bytes ({})\n\
+             already cached: {} blobs, {} bytes ({})\n",
             t.fetched_blobs,
             t.fetched_bytes,
-            HumanBytes(t.fetched_bytes)
-        );
-        println!(
-            "already cached: {} blobs, {} bytes ({})",
+            HumanBytes(t.fetched_bytes),
             t.cached_blobs,
             t.cached_bytes,
             HumanBytes(t.cached_bytes)
         );
         if t.unknown_blobs > 0 {
-            println!(
+            text += &format!(
                 "note: wharf did not report the cache state of {} blobs (no X-Wharf-Cache \
-                 header): counted as fetched",
+                 header): counted as fetched\n",
                 t.unknown_blobs
             );
         }
-        println!(
-            "images: {images_ok} of {images} warm ({} manifests)",
+        text += &format!(
+            "images: {images_ok} of {images} warm ({} manifests)\n",
             t.manifests
         );
+        self.print(&text);
     }
 }
 
@@ -159,4 +193,65 @@ pub fn short(d: &Digest) -> String {
     let s = d.to_string();
     let cut = s.find(':').map_or(0, |i| i + 1) + 12;
     s.chars().take(cut).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// Collects what the report writes; fails every write once `closed`.
+    #[derive(Clone, Default)]
+    struct Pipe {
+        text: Arc<Mutex<String>>,
+        closed: Arc<AtomicBool>,
+    }
+
+    impl Write for Pipe {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.closed.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            self.text
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(buf));
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_reader_that_goes_away_ends_the_output_not_the_run() {
+        let pipe = Pipe::default();
+        let r = Report::writing_to(false, Box::new(pipe.clone()));
+        r.line("img: upstream oracle");
+        assert_eq!(*pipe.text.lock().unwrap(), "img: upstream oracle\n");
+        // `| head -1` has read its line and gone.
+        pipe.closed.store(true, Ordering::Relaxed);
+        r.line("img: FAILED: no such tag");
+        r.manifest();
+        r.summary(0, 1);
+        assert!(r.closed.load(Ordering::Relaxed));
+        assert_eq!(r.totals().manifests, 1, "still counted");
+        assert_eq!(*pipe.text.lock().unwrap(), "img: upstream oracle\n");
+    }
+
+    #[test]
+    fn the_summary_says_what_was_fetched_and_what_was_there() {
+        let pipe = Pipe::default();
+        let r = Report::writing_to(false, Box::new(pipe.clone()));
+        r.manifest();
+        r.summary(1, 1);
+        let text = pipe.text.lock().unwrap().clone();
+        assert!(text.starts_with("fetched: 0 blobs, 0 bytes"), "{text}");
+        assert!(text.contains("\nalready cached: 0 blobs"), "{text}");
+        assert!(
+            text.ends_with("images: 1 of 1 warm (1 manifests)\n"),
+            "{text}"
+        );
+    }
 }
