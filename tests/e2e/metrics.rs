@@ -495,15 +495,18 @@ fn prometheus_scrapes_wharf_and_computes_the_dashboards_hit_ratio() {
 
 #[test]
 fn a_herd_on_one_cold_blob_is_one_miss_and_the_rest_coalesced() {
-    use wharf_e2e::faulty::{Fault, FaultyUpstream};
     use wharf_e2e::herd::{Ask, Herd};
     use wharf_e2e::{REGISTRY_NAME, UpstreamCfg};
+    use wharf_testkit::{FakeRegistry, Fault};
 
     const CLIENTS: usize = 8;
     const SIZE: usize = 2 << 20;
     let mut blob = vec![0u8; SIZE];
     wharf_e2e::layers::random_bytes("metrics-herd", &mut blob);
-    let faulty = FaultyUpstream::start(bytes::Bytes::from(blob), true);
+    let digest = wharf_e2e::util::sha256_digest(&blob);
+    let faulty = FakeRegistry::builder()
+        .image("faulty/app", "latest", &[bytes::Bytes::from(blob)])
+        .start();
     faulty.push_faults([Fault::new().hold_at((SIZE / 4) as u64)]);
     let wharf = Wharf::builder()
         .upstream(
@@ -512,12 +515,7 @@ fn a_herd_on_one_cold_blob_is_one_miss_and_the_rest_coalesced() {
                 .default(true),
         )
         .start();
-    let url = format!(
-        "{}/v2/{}/blobs/{}",
-        wharf.url(),
-        FaultyUpstream::REPO,
-        faulty.digest()
-    );
+    let url = format!("{}/v2/{}/blobs/{}", wharf.url(), "faulty/app", digest);
     let herd = Herd::spawn(&url, CLIENTS, Ask::default());
     herd.wait_first_bytes(CLIENTS, Duration::from_secs(60));
 

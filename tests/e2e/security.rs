@@ -11,13 +11,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
-use support::{Fake, Pki, SecureWharf, get_keep_alive, htpasswd, tls_connect};
+use support::{SecureWharf, get_keep_alive, htpasswd, tls_connect};
 use wharf_e2e::expect;
 use wharf_e2e::http::{ACCEPT_ALL_MANIFESTS, Http};
 use wharf_e2e::process::{run, signal};
 use wharf_e2e::util::sha256_digest;
 use wharf_e2e::wharf::check_config;
 use wharf_e2e::{Podman, Skopeo, Upstream, UpstreamCfg, Wharf, images};
+use wharf_testkit::{FakeRegistry, Pki, Reply, TlsFiles};
 
 const WHARF_CHALLENGE: &str = r#"Basic realm="wharf""#;
 
@@ -47,7 +48,7 @@ fn podman_and_skopeo_pull_over_tls_trusting_the_ca_in_a_cert_dir() {
     let img = &set.oraclelinux;
     let up = Upstream::plain();
     let pki = Pki::new();
-    let (cert, key) = pki.leaf("server", 100);
+    let TlsFiles { cert, key } = pki.leaf("server", 100);
     let wharf = SecureWharf::start(
         Wharf::builder().upstream(UpstreamCfg::oracle(&up)),
         &tls_lines(&cert, &key),
@@ -102,7 +103,7 @@ fn podman_and_skopeo_pull_over_tls_trusting_the_ca_in_a_cert_dir() {
 fn tls_offers_h2_and_http11_and_sighup_swaps_the_certificate_without_dropping_connections() {
     let up = Upstream::plain();
     let pki = Pki::new();
-    let (cert, key) = pki.leaf("server", 100);
+    let TlsFiles { cert, key } = pki.leaf("server", 100);
     let wharf = SecureWharf::start(
         Wharf::builder().upstream(UpstreamCfg::oracle(&up)),
         &tls_lines(&cert, &key),
@@ -118,7 +119,10 @@ fn tls_offers_h2_and_http11_and_sighup_swaps_the_certificate_without_dropping_co
         assert_eq!(get_keep_alive(&mut kept, "/v2/").await, 200);
 
         // Renew: a new key and certificate (serial 101) replace the files, then SIGHUP.
-        let (new_cert, new_key) = pki.leaf("renewed", 101);
+        let TlsFiles {
+            cert: new_cert,
+            key: new_key,
+        } = pki.leaf("renewed", 101);
         std::fs::copy(&new_cert, &cert).expect("replace cert");
         std::fs::copy(&new_key, &key).expect("replace key");
         signal(wharf.pid(), "HUP");
@@ -161,7 +165,7 @@ fn podman_login_then_pull_and_anonymous_is_refused_with_wharfs_challenge() {
     let img = &set.hello;
     let up = Upstream::plain();
     let pki = Pki::new();
-    let (cert, key) = pki.leaf("server", 100);
+    let TlsFiles { cert, key } = pki.leaf("server", 100);
     let builder = Wharf::builder().upstream(UpstreamCfg::oracle(&up));
     let dir = wharf_e2e::util::temp_dir("htpasswd");
     let file = dir.path().join("htpasswd");
@@ -237,6 +241,8 @@ fn podman_login_then_pull_and_anonymous_is_refused_with_wharfs_challenge() {
     );
 }
 
+const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
 /// A manifest the fake upstream serves, with its digest.
 fn fake_manifest() -> (Vec<u8>, String) {
     let body = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#.to_vec();
@@ -247,29 +253,9 @@ fn fake_manifest() -> (Vec<u8>, String) {
 #[test]
 fn the_clients_authorization_never_goes_upstream() {
     let (manifest, digest) = fake_manifest();
-    let served = manifest.clone();
-    let d = digest.clone();
-    let fake = Fake::start(move |seen, _| {
-        let h = vec![
-            (
-                "content-type".to_owned(),
-                "application/vnd.oci.image.manifest.v1+json".to_owned(),
-            ),
-            ("docker-content-digest".to_owned(), d.clone()),
-        ];
-        if seen.path.contains("/manifests/") {
-            let body = if seen.method == "HEAD" {
-                Vec::new()
-            } else {
-                served.clone()
-            };
-            let mut h = h;
-            h.push(("content-length".into(), served.len().to_string()));
-            (200, h, body)
-        } else {
-            (200, Vec::new(), b"{}".to_vec())
-        }
-    });
+    let fake = FakeRegistry::builder()
+        .manifest("app", "v1", manifest.clone(), MT_OCI_MANIFEST)
+        .start();
     let dir = wharf_e2e::util::temp_dir("htpasswd");
     let file = dir.path().join("htpasswd");
     htpasswd(&file, "alice", "client-pw-77");
@@ -298,56 +284,42 @@ fn the_clients_authorization_never_goes_upstream() {
         Some(digest.as_str())
     );
     assert_eq!(r.body.as_ref(), manifest.as_slice());
-    let seen = fake.seen();
+    let seen = fake.requests();
     assert!(
         seen.iter().any(|s| s.path.contains("/manifests/")),
         "the upstream was never asked: {seen:#?}"
     );
     assert!(
-        seen.iter().all(|s| s.authorization.is_none()),
+        seen.iter().all(|s| s.authorization().is_none()),
         "the client's Authorization reached the upstream: {seen:#?}"
     );
 }
 
 /// An upstream on 127.0.0.1 whose 401 names a token realm on `realm_host` (another port),
 /// and the realm server, which counts requests and hands out an anonymous token.
-fn realm_setup(realm_host: &'static str) -> (Fake, Fake) {
-    let realm = Fake::start(|_, _| (200, Vec::new(), br#"{"token":"anon-token"}"#.to_vec()));
-    let realm_port = realm.addr.port();
-    let (manifest, digest) = fake_manifest();
-    let upstream = Fake::start(move |seen, _| {
-        if seen.authorization.as_deref() == Some("Bearer anon-token") {
-            let body = if seen.method == "HEAD" {
-                Vec::new()
-            } else {
-                manifest.clone()
-            };
-            return (
-                200,
-                vec![
-                    (
-                        "content-type".into(),
-                        "application/vnd.oci.image.manifest.v1+json".into(),
-                    ),
-                    ("docker-content-digest".into(), digest.clone()),
-                    ("content-length".into(), manifest.len().to_string()),
-                ],
-                body,
-            );
-        }
-        let challenge = format!(
-            r#"Bearer realm="http://{realm_host}:{realm_port}/token",service="fake",scope="repository:app:pull""#
-        );
-        (
-            401,
-            vec![("www-authenticate".into(), challenge)],
-            br#"{"errors":[{"code":"UNAUTHORIZED","message":"no"}]}"#.to_vec(),
-        )
-    });
+fn realm_setup(realm_host: &'static str) -> (FakeRegistry, FakeRegistry) {
+    let realm = FakeRegistry::builder()
+        .fallback(|_| Reply::ok(r#"{"token":"anon-token"}"#))
+        .start();
+    let realm_port = realm.addr().port();
+    let (manifest, _) = fake_manifest();
+    let challenge = format!(
+        r#"Bearer realm="http://{realm_host}:{realm_port}/token",service="fake",scope="repository:app:pull""#
+    );
+    let upstream = FakeRegistry::builder()
+        .manifest("app", "v1", manifest, MT_OCI_MANIFEST)
+        .gate(move |seen| {
+            (seen.authorization() != Some("Bearer anon-token")).then(|| {
+                Reply::new(401)
+                    .header("www-authenticate", &challenge)
+                    .body(&br#"{"errors":[{"code":"UNAUTHORIZED","message":"no"}]}"#[..])
+            })
+        })
+        .start();
     (upstream, realm)
 }
 
-fn realm_wharf(upstream: &Fake, realm_hosts: &str) -> Wharf {
+fn realm_wharf(upstream: &FakeRegistry, realm_hosts: &str) -> Wharf {
     Wharf::builder()
         .upstream(
             UpstreamCfg::new("fake", &upstream.url())
@@ -369,13 +341,13 @@ fn a_token_realm_on_another_host_never_receives_the_credentials() {
         &[("Accept", ACCEPT_ALL_MANIFESTS)],
     );
     assert_eq!(r.status, 200, "anonymous token works: {}", r.describe());
-    let seen = realm.seen();
+    let seen = realm.requests();
     assert!(
         !seen.is_empty(),
         "wharf never asked the realm: the test proves nothing"
     );
     assert_eq!(
-        seen.iter().filter(|s| s.authorization.is_some()).count(),
+        seen.iter().filter(|s| s.authorization().is_some()).count(),
         0,
         "credentials went to a realm on another host: {seen:#?}"
     );
@@ -400,11 +372,11 @@ fn a_realm_host_the_operator_allowed_does_receive_them() {
     let want = basic("svc-mirror", "realm-secret-42");
     assert!(
         realm
-            .seen()
+            .requests()
             .iter()
-            .any(|s| s.authorization.as_deref() == Some(want.as_str())),
+            .any(|s| s.authorization() == Some(want.as_str())),
         "{:#?}",
-        realm.seen()
+        realm.requests()
     );
 }
 
@@ -508,8 +480,10 @@ fn secrets_stay_out_of_check_config_logs_errors_and_the_admin_api() {
 fn an_unconfigured_ns_or_prefix_never_reaches_anything() {
     let up = Upstream::plain();
     // A trap where an open proxy would go: ns=127.0.0.1:<trap>.
-    let trap = Fake::start(|_, _| (200, Vec::new(), Vec::new()));
-    let trap_host = trap.addr.to_string();
+    let trap = FakeRegistry::builder()
+        .fallback(|_| Reply::new(200))
+        .start();
+    let trap_host = trap.addr().to_string();
     let wharf = Wharf::builder()
         .upstream(UpstreamCfg::oracle(&up).default(false))
         .start();
@@ -538,9 +512,9 @@ fn an_unconfigured_ns_or_prefix_never_reaches_anything() {
         );
     }
     assert!(
-        trap.seen().is_empty(),
+        trap.requests().is_empty(),
         "wharf followed an ns: {:#?}",
-        trap.seen()
+        trap.requests()
     );
     assert_eq!(up.since(m).len(), 0, "{:#?}", up.since(m));
 }

@@ -12,8 +12,8 @@
 //! - [`mod@images`]: deterministic OCI / Docker images ([`layers`]), pushed once ([`push`],
 //!   [`template`]).
 //! - [`wharf::Wharf`]: the binary under test, configured through [`wharf_config`].
-//! - [`faulty::FaultyUpstream`]: a fake upstream that holds, breaks or corrupts a blob on cue;
-//!   [`herd`]: many streaming clients of one URL released together.
+//! - [`herd`]: many streaming clients of one URL released together. (The fake upstream that
+//!   holds, breaks or corrupts a blob on cue, and the certificates, are `wharf_testkit`'s.)
 //! - [`http::Http`]: direct requests; [`clients`]: skopeo, podman and containerd's `ctr`;
 //!   [`expect`]: assertions on OCI errors and on what reached the upstream.
 
@@ -21,12 +21,10 @@ pub mod access_log;
 pub mod bench;
 pub mod clients;
 pub mod expect;
-pub mod faulty;
 pub mod herd;
 pub mod http;
 pub mod images;
 pub mod layers;
-pub mod pki;
 pub mod process;
 pub mod push;
 pub mod registry;

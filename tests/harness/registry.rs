@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use crate::access_log::{self, Req};
 use crate::http::Http;
-use crate::pki::{self, TlsFiles};
 use crate::process::{Proc, run};
 use crate::token::{TokenIssuer, TokenOptions};
 use crate::util::{free_port, tail, temp_dir, wait_for, write_file};
+use wharf_testkit::pki::{self, TlsFiles};
 
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
@@ -137,7 +137,7 @@ impl Upstream {
             }
             Storage::Dir(p) => (None, p, false),
         };
-        let tls = b.tls.then(|| pki::server_cert(&dir.path().join("tls")));
+        let tls = b.tls.then(|| pki::self_signed(&dir.path().join("tls")));
         let mut auth_yaml = String::new();
         let mut creds = None;
         let mut token = None;

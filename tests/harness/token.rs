@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::pki::{SigningKey, TlsFiles};
+use wharf_testkit::pki::{SigningKey, TlsFiles};
 
 /// How the issuer behaves.
 #[derive(Debug, Clone)]

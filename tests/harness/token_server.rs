@@ -16,8 +16,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::json;
 
-use crate::pki::{SigningKey, TlsFiles};
 use crate::token::{TokenOptions, TokenRequest};
+use wharf_testkit::pki::{SigningKey, TlsFiles};
 
 pub(crate) struct State {
     opts: TokenOptions,

@@ -1,29 +1,26 @@
 //! Tag freshness on paused time: TTL expiry, immutable tags, stale-if-error and its back-off
 //! window, rate limits, a hung upstream, an evicted manifest. Nothing sleeps for real.
 //!
-//! The upstream is a fake registry on a loopback socket, served by its own thread and runtime
-//! (real time), that counts the requests it gets. The proxy runs on the test's paused runtime;
+//! The upstream is a fake registry on a loopback socket (`wharf_testkit::FakeRegistry`, on its
+//! own runtime: real time) that records the requests it gets. The proxy runs on the test's paused runtime;
 //! while a request that should complete is in flight, [`still`] keeps that runtime busy so the
 //! paused clock does not jump ahead to the next timer (a response timeout) before the fake's
 //! answer arrives. Time moves only by `tokio::time::advance`, or, for the hung upstream, by the
 //! runtime auto-advancing to the response timeout it is waiting on.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use http::Request;
+use http_body_util::BodyExt;
 use tokio::time::Instant;
 use wharf_cache::Store;
 use wharf_oci::Digest;
 use wharf_proxy::freshness::{Backoff, FAILURE_BACKOFF};
 use wharf_proxy::{Proxy, Upstream, Upstreams};
+use wharf_testkit::{FakeRegistry, Reply};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const TTL: Duration = Duration::from_secs(300);
@@ -32,115 +29,12 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the fake upstream does.
 #[derive(Clone)]
 enum Mode {
-    /// Serves these tags (tag -> manifest bytes).
-    Serve(HashMap<String, Bytes>),
+    /// Serves these tags of `app` (tag -> manifest bytes).
+    Serve(Vec<(String, Bytes)>),
     /// Answers every request with this status (and `Retry-After` if given).
     Fail(u16, Option<u64>),
     /// Never answers.
     Hang,
-}
-
-struct Fake {
-    url: String,
-    mode: Arc<Mutex<Mode>>,
-    /// `(method, path)` of every request received.
-    seen: Arc<Mutex<Vec<(String, String)>>>,
-}
-
-impl Fake {
-    fn start(mode: Mode) -> Fake {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let mode = Arc::new(Mutex::new(mode));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (m, s) = (mode.clone(), seen.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                loop {
-                    let Ok((stream, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let (m, s) = (m.clone(), s.clone());
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let (m, s) = (m.clone(), s.clone());
-                            async move { Ok::<_, Infallible>(answer(&m, &s, &req).await) }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
-                }
-            });
-        });
-        Fake { url, mode, seen }
-    }
-
-    fn set(&self, mode: Mode) {
-        *self.mode.lock().expect("lock") = mode;
-    }
-
-    /// Requests received so far, then forgets them.
-    fn take(&self) -> Vec<(String, String)> {
-        std::mem::take(&mut *self.seen.lock().expect("lock"))
-    }
-}
-
-async fn answer(
-    mode: &Mutex<Mode>,
-    seen: &Mutex<Vec<(String, String)>>,
-    req: &Request<hyper::body::Incoming>,
-) -> Response<Full<Bytes>> {
-    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
-    seen.lock()
-        .expect("lock")
-        .push((method.clone(), path.clone()));
-    let mode = mode.lock().expect("lock").clone();
-    let status = |code: u16| {
-        let mut r = Response::new(Full::new(Bytes::new()));
-        *r.status_mut() = StatusCode::from_u16(code).expect("status");
-        r
-    };
-    match mode {
-        Mode::Hang => std::future::pending().await,
-        Mode::Fail(code, retry) => {
-            let mut r = status(code);
-            if let Some(s) = retry {
-                r.headers_mut().insert("retry-after", s.into());
-            }
-            r
-        }
-        Mode::Serve(tags) => {
-            let Some(reference) = path.strip_prefix("/v2/app/manifests/") else {
-                return status(404);
-            };
-            let found = match Digest::parse(reference) {
-                Ok(d) => tags.values().find(|b| Digest::sha256_of(b) == d).cloned(),
-                Err(_) => tags.get(reference).cloned(),
-            };
-            let Some(bytes) = found else {
-                return status(404);
-            };
-            let digest = Digest::sha256_of(&bytes).to_string();
-            let len = bytes.len();
-            let mut r = Response::new(Full::new(if method == "HEAD" {
-                Bytes::new()
-            } else {
-                bytes
-            }));
-            let h = r.headers_mut();
-            h.insert("content-type", OCI_MANIFEST.parse().expect("header"));
-            h.insert("docker-content-digest", digest.parse().expect("header"));
-            h.insert("content-length", len.into());
-            r
-        }
-    }
 }
 
 fn manifest(n: u8) -> Bytes {
@@ -160,17 +54,45 @@ fn tags(pairs: &[(&str, u8)]) -> Mode {
 
 struct Setup {
     proxy: Arc<Proxy>,
-    fake: Fake,
+    fake: FakeRegistry,
     _dir: tempfile::TempDir,
 }
 
+impl Setup {
+    /// Makes the fake do `mode` from now on.
+    fn set(&self, mode: Mode) {
+        match mode {
+            Mode::Serve(tags) => {
+                for (tag, bytes) in tags {
+                    self.fake.put_manifest("app", &tag, bytes, OCI_MANIFEST);
+                }
+                self.fake.serve_normally();
+            }
+            Mode::Fail(code, retry) => self.fake.respond_with(match retry {
+                Some(s) => Reply::new(code).header("retry-after", &s.to_string()),
+                None => Reply::new(code),
+            }),
+            Mode::Hang => self.fake.respond_with(Reply::hang()),
+        }
+    }
+
+    /// `(method, path)` of the requests received so far, then forgets them.
+    fn take(&self) -> Vec<(String, String)> {
+        self.fake
+            .take_requests()
+            .into_iter()
+            .map(|s| (s.method.to_string(), s.path))
+            .collect()
+    }
+}
+
 async fn setup(mode: Mode, immutable: &[&str]) -> Setup {
-    let fake = Fake::start(mode);
+    let fake = FakeRegistry::builder().start();
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).await.expect("store");
     let client = wharf_upstream::Client::new(wharf_upstream::Config {
         name: "fake".into(),
-        url: fake.url.clone(),
+        url: fake.url(),
         username: None,
         password: None,
         ca_file: None,
@@ -188,11 +110,13 @@ async fn setup(mode: Mode, immutable: &[&str]) -> Setup {
         immutable_tags: regex::RegexSet::new(immutable).expect("patterns"),
         backoff: Backoff::default(),
     };
-    Setup {
+    let s = Setup {
         proxy: Proxy::new(Upstreams::new(vec![up]), store),
         fake,
         _dir: dir,
-    }
+    };
+    s.set(mode);
+    s
 }
 
 /// Runs `f` while keeping the paused runtime from auto-advancing its clock.
@@ -243,37 +167,33 @@ async fn a_tag_is_served_without_asking_within_its_ttl_and_revalidated_with_one_
     let (status, digest, _, body) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!((status, digest.clone()), (200, digest_of(1)));
     assert_eq!(body, manifest(1));
-    assert_eq!(s.fake.take(), reqs(&[("GET", "/v2/app/manifests/latest")]));
+    assert_eq!(s.take(), reqs(&[("GET", "/v2/app/manifests/latest")]));
 
     tokio::time::advance(TTL - Duration::from_secs(1)).await;
     let (status, digest, _, _) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!((status, digest), (200, digest_of(1)));
-    assert_eq!(
-        s.fake.take(),
-        vec![],
-        "within the TTL nothing goes upstream"
-    );
+    assert_eq!(s.take(), vec![], "within the TTL nothing goes upstream");
 
     tokio::time::advance(Duration::from_secs(2)).await;
     let (status, digest, _, _) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!((status, digest), (200, digest_of(1)));
     assert_eq!(
-        s.fake.take(),
+        s.take(),
         reqs(&[("HEAD", "/v2/app/manifests/latest")]),
         "after the TTL: one HEAD, never a GET"
     );
     // Revalidated: fresh again for another TTL.
     tokio::time::advance(TTL - Duration::from_secs(1)).await;
     still(get_tag(&s.proxy, "latest")).await;
-    assert_eq!(s.fake.take(), vec![]);
+    assert_eq!(s.take(), vec![]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_moved_tag_is_followed_once_its_ttl_is_over() {
     let s = setup(tags(&[("latest", 1)]), &[]).await;
     still(get_tag(&s.proxy, "latest")).await;
-    s.fake.take();
-    s.fake.set(tags(&[("latest", 2)]));
+    s.take();
+    s.set(tags(&[("latest", 2)]));
     // Within the TTL the old digest is still served: that is what a TTL means.
     let (_, digest, _, _) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!(digest, digest_of(1));
@@ -283,7 +203,7 @@ async fn a_moved_tag_is_followed_once_its_ttl_is_over() {
     assert_eq!(body, manifest(2));
     let d2 = digest.expect("digest");
     assert_eq!(
-        s.fake.take(),
+        s.take(),
         reqs(&[
             ("HEAD", "/v2/app/manifests/latest"),
             ("GET", &format!("/v2/app/manifests/{d2}")),
@@ -300,51 +220,51 @@ async fn immutable_tags_are_never_revalidated() {
     .await;
     still(get_tag(&s.proxy, "v1.2.3")).await;
     still(get_tag(&s.proxy, "latest")).await;
-    s.fake.take();
+    s.take();
     // Someone re-pushes the "immutable" tag upstream; a week passes.
-    s.fake.set(tags(&[("v1.2.3", 2), ("latest", 2)]));
+    s.set(tags(&[("v1.2.3", 2), ("latest", 2)]));
     tokio::time::advance(Duration::from_secs(7 * 86_400)).await;
     let (_, digest, _, _) = still(get_tag(&s.proxy, "v1.2.3")).await;
     assert_eq!(digest, digest_of(1), "the recorded digest, not asked again");
-    assert_eq!(s.fake.take(), vec![]);
+    assert_eq!(s.take(), vec![]);
     // A tag outside the pattern is revalidated as usual.
     let (_, digest, _, _) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!(digest, digest_of(2));
-    assert_eq!(s.fake.take().len(), 2, "HEAD, then GET of the new digest");
+    assert_eq!(s.take().len(), 2, "HEAD, then GET of the new digest");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_upstream_gets_the_stale_digest_served_and_is_left_alone_for_a_while() {
     let s = setup(tags(&[("latest", 1)]), &[]).await;
     still(get_tag(&s.proxy, "latest")).await;
-    s.fake.take();
-    s.fake.set(Mode::Fail(503, None));
+    s.take();
+    s.set(Mode::Fail(503, None));
     tokio::time::advance(TTL).await;
 
     let (status, digest, _, body) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!((status, digest), (200, digest_of(1)), "stale-if-error");
     assert_eq!(body, manifest(1));
-    assert_eq!(s.fake.take(), reqs(&[("HEAD", "/v2/app/manifests/latest")]));
+    assert_eq!(s.take(), reqs(&[("HEAD", "/v2/app/manifests/latest")]));
     assert_eq!(s.proxy.stale_served(), 1);
 
     // Within the back-off window: served stale without asking.
     tokio::time::advance(FAILURE_BACKOFF - Duration::from_secs(1)).await;
     let (status, digest, _, _) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!((status, digest), (200, digest_of(1)));
-    assert_eq!(s.fake.take(), vec![]);
+    assert_eq!(s.take(), vec![]);
     assert_eq!(s.proxy.stale_served(), 2);
 
     // After it the upstream is asked again; it is back and confirms the digest.
     tokio::time::advance(Duration::from_secs(2)).await;
-    s.fake.set(tags(&[("latest", 1)]));
+    s.set(tags(&[("latest", 1)]));
     let (status, digest, _, _) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!((status, digest), (200, digest_of(1)));
-    assert_eq!(s.fake.take(), reqs(&[("HEAD", "/v2/app/manifests/latest")]));
+    assert_eq!(s.take(), reqs(&[("HEAD", "/v2/app/manifests/latest")]));
     assert_eq!(s.proxy.stale_served(), 2);
     // Revalidated, so fresh for a TTL.
     tokio::time::advance(TTL - Duration::from_secs(1)).await;
     still(get_tag(&s.proxy, "latest")).await;
-    assert_eq!(s.fake.take(), vec![]);
+    assert_eq!(s.take(), vec![]);
 
     // The metrics tell the same story: fetched once, stale twice (the failure, then the
     // back-off window), revalidated unchanged, then a hit within the TTL.
@@ -375,22 +295,18 @@ async fn a_failing_upstream_gets_the_stale_digest_served_and_is_left_alone_for_a
 async fn a_rate_limited_upstream_is_not_asked_before_retry_after() {
     let s = setup(tags(&[("latest", 1)]), &[]).await;
     still(get_tag(&s.proxy, "latest")).await;
-    s.fake.take();
-    s.fake.set(Mode::Fail(429, Some(120)));
+    s.take();
+    s.set(Mode::Fail(429, Some(120)));
     tokio::time::advance(TTL).await;
     let (status, digest, _, _) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!((status, digest), (200, digest_of(1)));
-    assert_eq!(s.fake.take().len(), 1);
+    assert_eq!(s.take().len(), 1);
     tokio::time::advance(Duration::from_secs(119)).await;
     still(get_tag(&s.proxy, "latest")).await;
-    assert_eq!(s.fake.take(), vec![], "not before Retry-After");
+    assert_eq!(s.take(), vec![], "not before Retry-After");
     tokio::time::advance(Duration::from_secs(2)).await;
     still(get_tag(&s.proxy, "latest")).await;
-    assert_eq!(
-        s.fake.take().len(),
-        1,
-        "asked again once Retry-After passed"
-    );
+    assert_eq!(s.take().len(), 1, "asked again once Retry-After passed");
 }
 
 #[tokio::test(start_paused = true)]
@@ -407,7 +323,7 @@ async fn a_rate_limit_with_nothing_cached_is_429_toomanyrequests_with_retry_afte
 async fn a_hung_upstream_gets_the_stale_digest_served_after_its_timeout() {
     let s = setup(tags(&[("latest", 1)]), &[]).await;
     still(get_tag(&s.proxy, "latest")).await;
-    s.fake.set(Mode::Hang);
+    s.set(Mode::Hang);
     tokio::time::advance(TTL).await;
     // No `still`: the paused clock runs ahead to the response timeout the proxy waits on.
     let started = Instant::now();
@@ -429,13 +345,13 @@ async fn a_hung_upstream_gets_the_stale_digest_served_after_its_timeout() {
 async fn a_tag_whose_manifest_was_evicted_is_fetched_again() {
     let s = setup(tags(&[("latest", 1)]), &[]).await;
     still(get_tag(&s.proxy, "latest")).await;
-    s.fake.take();
+    s.take();
     let d = Digest::sha256_of(&manifest(1));
     assert!(s.proxy.store().remove(&d).is_some());
     let (status, digest, _, body) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!((status, digest), (200, digest_of(1)));
     assert_eq!(body, manifest(1));
-    assert_eq!(s.fake.take(), reqs(&[("GET", "/v2/app/manifests/latest")]));
+    assert_eq!(s.take(), reqs(&[("GET", "/v2/app/manifests/latest")]));
 }
 
 /// Within a 429's Retry-After, content wharf does not have is not asked for either: the client
@@ -445,7 +361,7 @@ async fn a_rate_limited_upstream_is_not_asked_for_uncached_content_before_retry_
     let s = setup(Mode::Fail(429, Some(7)), &[]).await;
     let (status, _, retry, _) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!((status, retry.as_deref()), (429, Some("7")));
-    assert_eq!(s.fake.take(), reqs(&[("GET", "/v2/app/manifests/latest")]));
+    assert_eq!(s.take(), reqs(&[("GET", "/v2/app/manifests/latest")]));
 
     tokio::time::advance(Duration::from_secs(3)).await;
     for tag in ["latest", "other"] {
@@ -457,13 +373,13 @@ async fn a_rate_limited_upstream_is_not_asked_for_uncached_content_before_retry_
         let message = v["errors"][0]["message"].as_str().unwrap_or_default();
         assert!(message.contains("fake"), "names the upstream: {message}");
     }
-    assert_eq!(s.fake.take(), vec![], "asked within Retry-After");
+    assert_eq!(s.take(), vec![], "asked within Retry-After");
 
     tokio::time::advance(Duration::from_secs(5)).await;
-    s.fake.set(tags(&[("latest", 1)]));
+    s.set(tags(&[("latest", 1)]));
     let (status, digest, _, _) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!((status, digest), (200, digest_of(1)));
-    assert_eq!(s.fake.take(), reqs(&[("GET", "/v2/app/manifests/latest")]));
+    assert_eq!(s.take(), reqs(&[("GET", "/v2/app/manifests/latest")]));
 }
 
 /// A failing upstream (503) opens the same window for what is not cached: 503 with the time
@@ -473,11 +389,11 @@ async fn a_failing_upstream_is_not_asked_for_uncached_content_within_its_window(
     let s = setup(Mode::Fail(503, None), &[]).await;
     let (status, _, _, _) = still(get_tag(&s.proxy, "latest")).await;
     assert_eq!(status, 503);
-    assert_eq!(s.fake.take().len(), 1);
+    assert_eq!(s.take().len(), 1);
     let (status, _, retry, body) = still(get_tag(&s.proxy, "other")).await;
     assert_eq!(status, 503);
     assert_eq!(retry, Some(FAILURE_BACKOFF.as_secs().to_string()));
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(v["errors"][0]["code"], "UNAVAILABLE");
-    assert_eq!(s.fake.take(), vec![], "asked within the back-off window");
+    assert_eq!(s.take(), vec![], "asked within the back-off window");
 }

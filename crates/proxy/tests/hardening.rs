@@ -1,19 +1,18 @@
 //! The listener's bounds against a real socket (limits.rs, server.rs), the fill bound
 //! (`cache.max_concurrent_fills`), and properties of routing: no request path, however encoded,
 //! names a file outside the store or an upstream that is not configured.
+//!
+//! "Still waiting" is always observed, never inferred from a sleep: a connection beyond the bound
+//! is seen in the listener's accept queue, a download is seen held by the fake upstream
+//! (`wharf_testkit::FakeRegistry`, which holds blob bodies until released).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Component, Path};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
-use hyper::service::service_fn;
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +22,14 @@ use wharf_oci::Digest;
 use wharf_proxy::limits::Limits;
 use wharf_proxy::route::{self, Endpoint};
 use wharf_proxy::{Proxy, ProxyOptions, ServerOptions, Upstream, Upstreams};
+use wharf_testkit::{FakeRegistry, Fault};
+
+/// Bounds a wait on a positive signal: a hang fails the test instead of hanging CI.
+async fn bounded<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within 30 s"))
+}
 
 fn upstream(name: &str, url: &str, prefixes: &[&str], default: bool) -> Upstream {
     Upstream::anonymous(name, url, prefixes, default).expect("upstream")
@@ -155,9 +162,8 @@ async fn at_max_connections_an_idle_one_makes_room_for_a_new_one() {
         s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: w\r\n\r\n")
             .await
             .expect("write");
-        let mut buf = [0u8; 12];
-        s.read_exact(&mut buf).await.expect("answered");
-        assert_eq!(&buf, b"HTTP/1.1 200");
+        let answer = read_response(&mut s).await;
+        assert_eq!(&answer[..12], b"HTTP/1.1 200");
         held.push(s);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -173,86 +179,45 @@ async fn at_max_connections_an_idle_one_makes_room_for_a_new_one() {
     );
 }
 
-/// An upstream that serves any blob `b<n>` slowly and counts the downloads running at once.
-struct SlowBlobs {
-    addr: SocketAddr,
-    running: Arc<AtomicUsize>,
-    most: Arc<AtomicUsize>,
-}
-
-struct Running(Arc<AtomicUsize>);
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+/// One HTTP/1.1 response on a keep-alive connection: its head and its `Content-Length` body.
+async fn read_response(s: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.expect("answered");
+        buf.push(byte[0]);
     }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.expect("body");
+    buf.extend(body);
+    buf
 }
 
 fn blob_bytes(n: u8) -> Vec<u8> {
     vec![n; 64 * 1024]
 }
 
-async fn slow_blobs() -> SlowBlobs {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let running = Arc::new(AtomicUsize::new(0));
-    let most = Arc::new(AtomicUsize::new(0));
-    let (r, m) = (running.clone(), most.clone());
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = listener.accept().await else {
-                continue;
-            };
-            let (r, m) = (r.clone(), m.clone());
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let (r, m) = (r.clone(), m.clone());
-                    async move {
-                        let path = req.uri().path().to_owned();
-                        let n: u8 = (0..8)
-                            .find(|i| {
-                                path.ends_with(&Digest::sha256_of(&blob_bytes(*i)).to_string())
-                            })
-                            .unwrap_or(0);
-                        let data = Bytes::from(blob_bytes(n));
-                        let len = data.len();
-                        let now = r.fetch_add(1, Ordering::SeqCst) + 1;
-                        m.fetch_max(now, Ordering::SeqCst);
-                        let guard = Running(r.clone());
-                        let body = futures_util::stream::once(async move {
-                            tokio::time::sleep(Duration::from_millis(300)).await;
-                            let _g = guard;
-                            Ok::<_, Infallible>(Frame::data(data))
-                        });
-                        let resp = http::Response::builder()
-                            .header("content-length", len)
-                            .body(StreamBody::new(body.boxed()))
-                            .expect("response");
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    SlowBlobs {
-        addr,
-        running,
-        most,
-    }
+/// An upstream serving blobs `b0`..`b7` of `app` whose bodies it holds (the head sent, no byte
+/// of the body) until released: a download stays in flight for as long as the test wants.
+fn held_blobs() -> FakeRegistry {
+    let fake = (0..8)
+        .fold(FakeRegistry::builder(), |b, n| b.blob("app", blob_bytes(n)))
+        .start();
+    fake.push_faults((0..8).map(|_| Fault::new().hold_at(0)));
+    fake
 }
 
 /// A proxy whose only upstream is `fake`, with at most `max_fills` downloads at once; the
 /// store lives in `dir`.
-async fn slow_proxy(fake: &SlowBlobs, dir: &Path, max_fills: usize) -> (Arc<Proxy>, Arc<Store>) {
+async fn slow_proxy(fake: &FakeRegistry, dir: &Path, max_fills: usize) -> (Arc<Proxy>, Arc<Store>) {
     let store = Store::open(dir).await.expect("store");
-    let ups = vec![upstream(
-        "slow",
-        &format!("http://{}", fake.addr),
-        &["slow"],
-        true,
-    )];
+    let ups = vec![upstream("slow", &fake.url(), &["slow"], true)];
     let options = ProxyOptions {
         auth: None,
         max_concurrent_fills: max_fills,
@@ -261,8 +226,10 @@ async fn slow_proxy(fake: &SlowBlobs, dir: &Path, max_fills: usize) -> (Arc<Prox
     (proxy, store)
 }
 
+/// Pulls blobs `b0`.. at once, holding their downloads until as many as `max_fills` run (a
+/// positive signal that the bound lets that many start); the most downloads seen at once.
 async fn pull_blobs_at_once(max_fills: usize, blobs: u8) -> usize {
-    let fake = slow_blobs().await;
+    let fake = held_blobs();
     let dir = tempfile::tempdir().expect("tempdir");
     let (proxy, _store) = slow_proxy(&fake, dir.path(), max_fills).await;
     let tasks: Vec<_> = (0..blobs)
@@ -280,14 +247,21 @@ async fn pull_blobs_at_once(max_fills: usize, blobs: u8) -> usize {
             })
         })
         .collect();
+    let running = max_fills.min(usize::from(blobs));
+    bounded(
+        "downloads held at the upstream",
+        fake.wait_until(|f| f.in_flight() >= running),
+    )
+    .await;
+    fake.release();
     for t in tasks {
         tokio::time::timeout(Duration::from_secs(30), t)
             .await
             .expect("bounded")
             .expect("blob served");
     }
-    assert_eq!(fake.running.load(Ordering::SeqCst), 0);
-    fake.most.load(Ordering::SeqCst)
+    assert_eq!(fake.in_flight(), 0);
+    fake.max_in_flight()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -397,7 +371,7 @@ proptest! {
 /// is already being downloaded joins that download instead of waiting for a place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_a_fill_in_flight_needs_no_place() {
-    let fake = slow_blobs().await;
+    let fake = held_blobs();
     let dir = tempfile::tempdir().expect("tempdir");
     let (proxy, store) = slow_proxy(&fake, dir.path(), 1).await;
     let d = Digest::sha256_of(&blob_bytes(0));
@@ -410,18 +384,19 @@ async fn joining_a_fill_in_flight_needs_no_place() {
     };
     let first = get(proxy.clone()).await;
     assert_eq!(first.status(), 200);
-    // The only place is held by the first download, whose body the fake holds for 300 ms.
+    // The only place is held by the first download, whose body the fake holds until released.
     let second = tokio::time::timeout(Duration::from_secs(30), get(proxy.clone()))
         .await
         .expect("bounded");
     assert_eq!(second.status(), 200);
     assert!(
-        !store.contains(&d) && fake.running.load(Ordering::SeqCst) == 1,
+        !store.contains(&d) && fake.in_flight() == 1,
         "the second request waited for the first download to end instead of joining it"
     );
+    fake.release();
     for resp in [first, second] {
         let body = resp.into_body().collect().await.expect("body").to_bytes();
         assert_eq!(body.as_ref(), blob_bytes(0).as_slice());
     }
-    assert_eq!(fake.most.load(Ordering::SeqCst), 1, "one download");
+    assert_eq!(fake.max_in_flight(), 1, "one download");
 }

@@ -12,42 +12,37 @@ use http::Method;
 const CT: (&str, &str) = ("content-type", "application/vnd.oci.image.manifest.v1+json");
 
 /// A registry whose token endpoint is on the same host: accepts `Bearer tok-<generation>`.
-async fn bearer_registry(token_json: &'static str, generation: Arc<AtomicUsize>) -> Fake {
-    Fake::start(move |addr| {
-        move |seen: Seen| {
-            let generation = generation.clone();
-            async move {
-                let current = generation.load(Ordering::SeqCst);
-                if seen.path == "/token" {
-                    if seen.authorization() != Some(basic_value().as_str()) {
-                        return reply(401, &[], "");
-                    }
-                    // Give concurrent requests time to pile up behind this fetch.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    return reply(200, &[], token_json.replace("GEN", &current.to_string()));
-                }
-                if seen.authorization() == Some(format!("Bearer tok-{current}").as_str()) {
-                    return reply(200, &[CT], "{}");
-                }
-                let challenge = format!(
-                    r#"Bearer realm="http://{addr}/token",service="wharf test",scope="repository:lib/app:pull""#
-                );
-                reply(
-                    401,
-                    &[("www-authenticate", challenge.as_str())],
-                    r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
-                )
+fn bearer_registry(token_json: &'static str, generation: Arc<AtomicUsize>) -> FakeRegistry {
+    fake(move |seen| {
+        let current = generation.load(Ordering::SeqCst);
+        if seen.path == "/token" {
+            if seen.authorization() != Some(basic_value().as_str()) {
+                return reply(401, &[], "");
             }
+            // Give concurrent requests time to pile up behind this fetch.
+            return reply(200, &[], token_json.replace("GEN", &current.to_string()))
+                .delay(Duration::from_millis(50));
         }
+        if seen.authorization() == Some(format!("Bearer tok-{current}").as_str()) {
+            return reply(200, &[CT], "{}");
+        }
+        let challenge = format!(
+            r#"Bearer realm="http://{}/token",service="wharf test",scope="repository:lib/app:pull""#,
+            seen.local_addr
+        );
+        reply(
+            401,
+            &[("www-authenticate", challenge.as_str())],
+            r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#,
+        )
     })
-    .await
 }
 
 #[tokio::test]
 async fn bearer_token_is_fetched_once_and_reused() {
     bounded(async {
         let generation = Arc::new(AtomicUsize::new(1));
-        let fake = bearer_registry(r#"{"token":"tok-GEN","expires_in":300}"#, generation).await;
+        let fake = bearer_registry(r#"{"token":"tok-GEN","expires_in":300}"#, generation);
         let client = client(&fake.url(), true);
 
         let r = client
@@ -58,7 +53,7 @@ async fn bearer_token_is_fetched_once_and_reused() {
         assert_eq!(body_of(r).await.as_ref(), b"{}");
         assert_eq!(fake.count("/token"), 1);
         assert_eq!(fake.count("/v2/"), 2, "401, then the retry");
-        let token_request = &fake.seen()[1];
+        let token_request = &fake.requests()[1];
         assert_eq!(
             token_request.query,
             "service=wharf%20test&scope=repository%3Alib%2Fapp%3Apull"
@@ -81,7 +76,7 @@ async fn bearer_token_is_fetched_once_and_reused() {
 #[tokio::test]
 async fn access_token_only_without_expires_in() {
     bounded(async {
-        let fake = bearer_registry(r#"{"access_token":"tok-GEN"}"#, Arc::default()).await;
+        let fake = bearer_registry(r#"{"access_token":"tok-GEN"}"#, Arc::default());
         let client = client(&fake.url(), true);
         for _ in 0..2 {
             client
@@ -97,7 +92,7 @@ async fn access_token_only_without_expires_in() {
 #[tokio::test]
 async fn concurrent_misses_share_one_token_fetch() {
     bounded(async {
-        let fake = bearer_registry(r#"{"token":"tok-GEN"}"#, Arc::default()).await;
+        let fake = bearer_registry(r#"{"token":"tok-GEN"}"#, Arc::default());
         let client = client(&fake.url(), true);
         let barrier = Arc::new(tokio::sync::Barrier::new(16));
         let tasks: Vec<_> = (0..16)
@@ -122,7 +117,7 @@ async fn concurrent_misses_share_one_token_fetch() {
 async fn a_refused_cached_token_is_replaced_once() {
     bounded(async {
         let generation = Arc::new(AtomicUsize::new(1));
-        let fake = bearer_registry(r#"{"token":"tok-GEN"}"#, generation.clone()).await;
+        let fake = bearer_registry(r#"{"token":"tok-GEN"}"#, generation.clone());
         let client = client(&fake.url(), true);
         client
             .manifest(Method::GET, "lib/app", "latest")
@@ -145,23 +140,20 @@ async fn a_refused_cached_token_is_replaced_once() {
 }
 
 /// A registry that wants `Basic` with the test credentials.
-async fn basic_registry() -> Fake {
-    Fake::start(|_| {
-        |seen: Seen| async move {
-            if seen.authorization() == Some(basic_value().as_str()) {
-                reply(200, &[CT], "{}")
-            } else {
-                reply(401, &[("www-authenticate", r#"Basic realm="fake""#)], "")
-            }
+fn basic_registry() -> FakeRegistry {
+    fake(|seen| {
+        if seen.authorization() == Some(basic_value().as_str()) {
+            reply(200, &[CT], "{}")
+        } else {
+            reply(401, &[("www-authenticate", r#"Basic realm="fake""#)], "")
         }
     })
-    .await
 }
 
 #[tokio::test]
 async fn basic_registry_is_answered_then_sent_basic_proactively() {
     bounded(async {
-        let fake = basic_registry().await;
+        let fake = basic_registry();
         let client = client(&fake.url(), true);
         client
             .manifest(Method::GET, "lib/app", "latest")
@@ -180,7 +172,7 @@ async fn basic_registry_is_answered_then_sent_basic_proactively() {
 #[tokio::test]
 async fn basic_without_or_with_wrong_credentials_is_unauthorized() {
     bounded(async {
-        let fake = basic_registry().await;
+        let fake = basic_registry();
         let err = client(&fake.url(), false)
             .manifest(Method::GET, "lib/app", "latest")
             .await
@@ -209,22 +201,16 @@ async fn basic_without_or_with_wrong_credentials_is_unauthorized() {
 }
 
 /// A registry on 127.0.0.1 whose realm is on `localhost`: another host.
-async fn foreign_realm(allow: bool) -> (Fake, Fake) {
-    let realm = Fake::start(|_| |_: Seen| async { reply(200, &[], r#"{"token":"anon"}"#) }).await;
-    let realm_url = format!("http://localhost:{}/token", realm.addr.port());
-    let registry = Fake::start(move |_| {
-        move |seen: Seen| {
-            let realm_url = realm_url.clone();
-            async move {
-                if seen.authorization() == Some("Bearer anon") {
-                    return reply(200, &[CT], "{}");
-                }
-                let challenge = format!(r#"Bearer realm="{realm_url}",service="s""#);
-                reply(401, &[("www-authenticate", challenge.as_str())], "")
-            }
+async fn foreign_realm(allow: bool) -> (FakeRegistry, FakeRegistry) {
+    let realm = fake(|_| reply(200, &[], r#"{"token":"anon"}"#));
+    let realm_url = format!("http://localhost:{}/token", realm.addr().port());
+    let registry = fake(move |seen| {
+        if seen.authorization() == Some("Bearer anon") {
+            return reply(200, &[CT], "{}");
         }
-    })
-    .await;
+        let challenge = format!(r#"Bearer realm="{realm_url}",service="s""#);
+        reply(401, &[("www-authenticate", challenge.as_str())], "")
+    });
     let client = client(&registry.url(), true);
     let client = if allow {
         client.with_allowed_realm_hosts(vec!["localhost".into()])
@@ -244,13 +230,13 @@ async fn a_realm_on_another_host_never_sees_the_credentials() {
         let (_registry, realm) = foreign_realm(false).await;
         assert_eq!(realm.count("/token"), 1);
         let with_auth = realm
-            .seen()
+            .requests()
             .iter()
             .filter(|s| s.authorization().is_some())
             .count();
         assert_eq!(with_auth, 0);
         assert_eq!(
-            realm.seen()[0].query,
+            realm.requests()[0].query,
             "service=s&scope=repository%3Alib%2Fapp%3Apull"
         );
     })
@@ -262,7 +248,7 @@ async fn an_allowed_realm_host_gets_the_credentials() {
     bounded(async {
         let (_registry, realm) = foreign_realm(true).await;
         let basic = basic_value();
-        assert_eq!(realm.seen()[0].authorization(), Some(basic.as_str()));
+        assert_eq!(realm.requests()[0].authorization(), Some(basic.as_str()));
     })
     .await;
 }
@@ -270,21 +256,17 @@ async fn an_allowed_realm_host_gets_the_credentials() {
 #[tokio::test]
 async fn quay_style_line_prefers_bearer() {
     bounded(async {
-        let fake = Fake::start(|addr| {
-            move |seen: Seen| async move {
-                match (seen.path.as_str(), seen.authorization()) {
-                    ("/v2/auth", _) => reply(200, &[], r#"{"token":"q"}"#),
-                    (_, Some("Bearer q")) => reply(200, &[CT], "{}"),
-                    _ => {
-                        let c = format!(
-                            r#"Basic realm="quay.io", Bearer realm="http://{addr}/v2/auth",service="quay.io",scope="repository:x/y:pull""#
-                        );
-                        reply(401, &[("www-authenticate", c.as_str())], "")
-                    }
-                }
+        let fake = fake(|seen| match (seen.path.as_str(), seen.authorization()) {
+            ("/v2/auth", _) => reply(200, &[], r#"{"token":"q"}"#),
+            (_, Some("Bearer q")) => reply(200, &[CT], "{}"),
+            _ => {
+                let c = format!(
+                    r#"Basic realm="quay.io", Bearer realm="http://{}/v2/auth",service="quay.io",scope="repository:x/y:pull""#,
+                    seen.local_addr
+                );
+                reply(401, &[("www-authenticate", c.as_str())], "")
             }
-        })
-        .await;
+        });
         client(&fake.url(), false)
             .manifest(Method::GET, "x/y", "latest")
             .await
@@ -298,16 +280,13 @@ async fn quay_style_line_prefers_bearer() {
 async fn token_endpoint_failures() {
     bounded(async {
         for (status, body, unreachable) in [(503, "", true), (200, "<html>", false)] {
-            let fake = Fake::start(move |addr| {
-                move |seen: Seen| async move {
-                    if seen.path == "/token" {
-                        return reply(status, &[], body);
-                    }
-                    let c = format!(r#"Bearer realm="http://{addr}/token""#);
-                    reply(401, &[("www-authenticate", c.as_str())], "")
+            let fake = fake(move |seen| {
+                if seen.path == "/token" {
+                    return reply(status, &[], body);
                 }
-            })
-            .await;
+                let c = format!(r#"Bearer realm="http://{}/token""#, seen.local_addr);
+                reply(401, &[("www-authenticate", c.as_str())], "")
+            });
             let err = client(&fake.url(), true)
                 .manifest(Method::GET, "lib/app", "latest")
                 .await
@@ -326,16 +305,13 @@ async fn token_endpoint_failures() {
 #[tokio::test]
 async fn a_realm_that_is_not_http_is_refused() {
     bounded(async {
-        let fake = Fake::start(|_| {
-            |_: Seen| async {
-                reply(
-                    401,
-                    &[("www-authenticate", r#"Bearer realm="file:///etc/passwd""#)],
-                    "",
-                )
-            }
-        })
-        .await;
+        let fake = fake(|_| {
+            reply(
+                401,
+                &[("www-authenticate", r#"Bearer realm="file:///etc/passwd""#)],
+                "",
+            )
+        });
         let err = client(&fake.url(), true)
             .manifest(Method::GET, "lib/app", "latest")
             .await

@@ -11,25 +11,20 @@ use http::Method;
 #[tokio::test]
 async fn status_errors_carry_their_oci_code() {
     bounded(async {
-        let fake = Fake::start(|_| {
-            |seen: Seen| async move {
-                match seen.path.as_str() {
-                    "/v2/lib/gone/manifests/latest" => reply(
-                        404,
-                        &[("content-type", "application/json")],
-                        r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
-                    ),
-                    "/v2/lib/busy/manifests/latest" => reply(
-                        429,
-                        &[("retry-after", "7")],
-                        r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
-                    ),
-                    "/v2/lib/secret/manifests/latest" => reply(403, &[], "denied"),
-                    _ => reply(502, &[], "bad gateway"),
-                }
-            }
-        })
-        .await;
+        let fake = fake(|seen| match seen.path.as_str() {
+            "/v2/lib/gone/manifests/latest" => reply(
+                404,
+                &[("content-type", "application/json")],
+                r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+            ),
+            "/v2/lib/busy/manifests/latest" => reply(
+                429,
+                &[("retry-after", "7")],
+                r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+            ),
+            "/v2/lib/secret/manifests/latest" => reply(403, &[], "denied"),
+            _ => reply(502, &[], "bad gateway"),
+        });
         let client = client(&fake.url(), true);
 
         let err = client
@@ -66,18 +61,9 @@ async fn status_errors_carry_their_oci_code() {
 #[tokio::test]
 async fn a_silent_upstream_times_out() {
     bounded(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        // Accept and hold connections, never answering.
-        let holder = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((stream, _)) = listener.accept().await {
-                held.push(stream);
-            }
-        });
-        let mut config = config(&format!("http://{addr}"), false);
+        // Takes every request and never answers it.
+        let silent = fake(|_| Reply::hang());
+        let mut config = config(&silent.url(), false);
         config.response_timeout = Duration::from_millis(300);
         let client = wharf_upstream::Client::new(config).expect("client");
         let started = Instant::now();
@@ -99,7 +85,6 @@ async fn a_silent_upstream_times_out() {
         );
         assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(1800), "{elapsed:?}");
-        holder.abort();
     })
     .await;
 }
@@ -128,7 +113,7 @@ async fn a_closed_port_is_unreachable() {
 #[tokio::test]
 async fn requests_carry_the_full_accept_set_and_nothing_else() {
     bounded(async {
-        let fake = Fake::start(|_| |_: Seen| async { reply(200, &[], "{}") }).await;
+        let fake = fake(|_| reply(200, &[], "{}"));
         let client = client(&fake.url(), false);
         client
             .manifest(Method::HEAD, "library/alpine", "3.20")
@@ -143,7 +128,7 @@ async fn requests_carry_the_full_accept_set_and_nothing_else() {
             .await
             .expect("tags");
 
-        let seen = fake.seen();
+        let seen = fake.requests();
         let accepts: Vec<&str> = seen[0]
             .headers
             .get_all("accept")

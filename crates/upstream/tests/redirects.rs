@@ -8,44 +8,35 @@ use http::Method;
 use wharf_upstream::{Error, RedirectProblem};
 
 /// A CDN on its own port and a Basic-auth registry that redirects blobs to it.
-async fn registry_and_cdn() -> (Fake, Fake) {
-    let cdn = Fake::start(|_| {
-        |seen: Seen| async move {
-            let range = seen.header("range").map(str::to_owned);
-            match range.as_deref() {
-                Some("bytes=2-") => reply(206, &[("content-range", "bytes 2-4/5")], "yer"),
-                _ => reply(200, &[], "layer"),
-            }
-        }
-    })
-    .await;
+async fn registry_and_cdn() -> (FakeRegistry, FakeRegistry) {
+    let cdn = fake(|seen| match seen.header("range") {
+        Some("bytes=2-") => reply(206, &[("content-range", "bytes 2-4/5")], "yer"),
+        _ => reply(200, &[], "layer"),
+    });
     let cdn_url = cdn.url();
-    let registry = Fake::start(move |_| {
-        move |seen: Seen| {
-            let cdn_url = cdn_url.clone();
-            async move {
-                if seen.authorization() != Some(basic_value().as_str()) {
-                    return reply(401, &[("www-authenticate", r#"Basic realm="r""#)], "");
-                }
-                match seen.path.as_str() {
-                    p if p.starts_with("/v2/lib/app/blobs/") => {
-                        let to = format!("{cdn_url}/signed/blob?X-Amz-Signature=s3cr3t");
-                        reply(307, &[("location", to.as_str())], "")
-                    }
-                    "/v2/lib/rel/manifests/latest" => {
-                        reply(302, &[("location", "../../moved/manifests/latest")], "")
-                    }
-                    "/v2/lib/moved/manifests/latest" => reply(200, &[], "{}"),
-                    "/v2/lib/loop/manifests/latest" => {
-                        reply(301, &[("location", "/v2/lib/loop/manifests/latest")], "")
-                    }
-                    "/v2/lib/nowhere/manifests/latest" => reply(308, &[], ""),
-                    _ => reply(404, &[], ""),
-                }
+    let registry = FakeRegistry::builder()
+        .gate(|seen| {
+            (seen.authorization() != Some(basic_value().as_str()))
+                .then(|| reply(401, &[("www-authenticate", r#"Basic realm="r""#)], ""))
+        })
+        .route(Method::GET, "/v2/lib/moved/manifests/latest", |_| {
+            reply(200, &[], "{}")
+        })
+        .fallback(move |seen| match seen.path.as_str() {
+            p if p.starts_with("/v2/lib/app/blobs/") => {
+                let to = format!("{cdn_url}/signed/blob?X-Amz-Signature=s3cr3t");
+                reply(307, &[("location", to.as_str())], "")
             }
-        }
-    })
-    .await;
+            "/v2/lib/rel/manifests/latest" => {
+                reply(302, &[("location", "../../moved/manifests/latest")], "")
+            }
+            "/v2/lib/loop/manifests/latest" => {
+                reply(301, &[("location", "/v2/lib/loop/manifests/latest")], "")
+            }
+            "/v2/lib/nowhere/manifests/latest" => reply(308, &[], ""),
+            _ => reply(404, &[], ""),
+        })
+        .start();
     (registry, cdn)
 }
 
@@ -75,7 +66,7 @@ async fn a_cross_origin_redirect_drops_authorization_and_keeps_range() {
             .expect("head");
         assert_eq!(r.status, 200);
 
-        let seen = cdn.seen();
+        let seen = cdn.requests();
         assert_eq!(seen.len(), 3);
         assert!(seen.iter().all(|s| s.authorization().is_none()));
         assert!(seen.iter().all(|s| s.query == "X-Amz-Signature=s3cr3t"));
@@ -87,7 +78,7 @@ async fn a_cross_origin_redirect_drops_authorization_and_keeps_range() {
         );
         // The registry saw the Range too (it is sent on every hop).
         let ranged = registry
-            .seen()
+            .requests()
             .iter()
             .filter(|s| s.header("range") == Some("bytes=2-"))
             .count();
@@ -107,7 +98,7 @@ async fn a_relative_location_on_the_same_origin_keeps_authorization() {
             .expect("relative redirect");
         assert_eq!(body_of(r).await.as_ref(), b"{}");
         let moved = registry
-            .seen()
+            .requests()
             .into_iter()
             .find(|s| s.path == "/v2/lib/moved/manifests/latest")
             .expect("followed");

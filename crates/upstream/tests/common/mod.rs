@@ -1,117 +1,29 @@
-//! Fake upstreams for the integration tests: small hyper servers on `127.0.0.1:0` that record
-//! every request and answer from a closure. They fake registries only where a protocol flow or a
-//! fault is the point.
+//! Shared helpers of the integration tests: the client under test, pointed at a fake registry
+//! (`wharf_testkit::FakeRegistry`, which records every request and answers from closures), the
+//! test credentials, and bounds. Fake registries are for tests where a protocol flow or a fault
+//! is the point.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use http_body_util::BodyExt;
 use wharf_upstream::{Client, Config, Secret};
+
+pub use wharf_testkit::{FakeRegistry, Reply, Seen};
 
 pub const USER: &str = "alice";
 pub const PASSWORD: &str = "pa55-w0rd-never-shown";
 
-/// One request as the fake saw it.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub method: Method,
-    pub path: String,
-    pub query: String,
-    pub headers: HeaderMap,
-}
-
-impl Seen {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-    pub fn authorization(&self) -> Option<&str> {
-        self.header("authorization")
-    }
-}
-
-pub type Reply = Response<Full<Bytes>>;
-
-pub struct Fake {
-    pub addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Fake {
-    /// Serves `handler`, which is given the fake's own address (for realms and redirects).
-    pub async fn start<H, F>(make: impl FnOnce(SocketAddr) -> H) -> Fake
-    where
-        H: Fn(Seen) -> F + Send + Sync + 'static,
-        F: Future<Output = Reply> + Send + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let handler = Arc::new(make(addr));
-        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let log = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let handler = handler.clone();
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let s = Seen {
-                            method: req.method().clone(),
-                            path: req.uri().path().to_owned(),
-                            query: req.uri().query().unwrap_or_default().to_owned(),
-                            headers: req.headers().clone(),
-                        };
-                        log.lock().expect("log").push(s.clone());
-                        let reply = handler(s);
-                        async move { Ok::<_, Infallible>(reply.await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Fake { addr, seen }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("log").clone()
-    }
-
-    /// Requests whose path starts with `prefix`.
-    pub fn count(&self, prefix: &str) -> usize {
-        self.seen()
-            .iter()
-            .filter(|s| s.path.starts_with(prefix))
-            .count()
-    }
-}
-
+/// `status`, `headers`, `body`: the shape most answers here take.
 pub fn reply(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = StatusCode::from_u16(status).expect("status");
-    for (k, v) in headers {
-        let name = http::HeaderName::from_bytes(k.as_bytes()).expect("header name");
-        r.headers_mut()
-            .append(name, v.parse().expect("header value"));
-    }
-    r
+    Reply::new(status).headers(headers).body(body)
+}
+
+/// A fake registry that answers every request with `handler`.
+pub fn fake(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> FakeRegistry {
+    FakeRegistry::builder().fallback(handler).start()
 }
 
 pub fn config(url: &str, credentials: bool) -> Config {
