@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs every test of wharf on a Debian machine: installs the packages the tests
-# need (real registries and real clients), builds the binary, runs the unit, property and
-# end-to-end tests. CI runs exactly this (.ci/run).
+# need (real registries and real clients) and cargo-deny, checks formatting, lints and the
+# dependency tree, builds the binary, runs the unit, property and end-to-end tests. CI runs
+# exactly this (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,20 @@ if ! command -v cargo >/dev/null 2>&1; then
   [ -x "$HOME/.cargo/bin/cargo" ] || curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
   export PATH="$HOME/.cargo/bin:$PATH"
 fi
+
+# cargo-deny, built once per machine (the bans/licenses/sources checks need no advisory data).
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "== installing cargo-deny (once per machine)"
+  cargo install --locked --quiet cargo-deny
+fi
+
+echo "== format"
+cargo fmt --all --check
+echo "== lints"
+# Same feature set as the build below (--workspace), so the two share what they compile.
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== dependencies"
+cargo deny --workspace check bans licenses sources
 
 echo "== building"
 cargo build --workspace --tests --bins

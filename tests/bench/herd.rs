@@ -28,6 +28,11 @@
 //!
 //! Everything listens on 127.0.0.1 on kernel-chosen ports; every client has a deadline.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::path::Path;
 use std::time::Duration;
 use wharf_e2e::bench::{DistributionProxy, env_num, loadavg};

@@ -35,6 +35,11 @@
 //! -p wharf-cache --bench hot_paths`. Everything listens on 127.0.0.1 on free ports; every loop is bounded by a
 //! count and every client by a timeout.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::time::Duration;
 
 use tokio::time::Instant;

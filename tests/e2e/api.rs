@@ -3,6 +3,11 @@
 //! `/<prefix>/v2/` and `?ns=`, Accept negotiation, tag-list paging, and `wharf check-config`.
 //! Error statuses and codes are in `api_errors.rs`.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use wharf_e2e::expect;
 use wharf_e2e::http::{ACCEPT_ALL_MANIFESTS, ACCEPT_DOCKER_ONLY, Http};
 use wharf_e2e::images::Descriptor;

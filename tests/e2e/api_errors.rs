@@ -2,6 +2,11 @@
 //! bothering the upstream: malformed names and digests, unknown namespaces, path traversal,
 //! and content that does not exist.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use wharf_e2e::expect;
 use wharf_e2e::http::{ACCEPT_ALL_MANIFESTS, Http};
 use wharf_e2e::{Upstream, Wharf, images};

@@ -1,6 +1,11 @@
 //! containerd's `ctr` through wharf via hosts.toml: containerd sends
 //! `?ns=container-registry.oracle.com`, which selects wharf's upstream.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use wharf_e2e::expect;
 use wharf_e2e::util::dead_host_port;
 use wharf_e2e::{Containerd, REGISTRY_NAME, Upstream, Wharf, images};

@@ -4,6 +4,11 @@
 //! a fake registry (`wharf_testkit::FakeRegistry`), which holds, breaks or corrupts a body on cue, so every "before" and
 //! "after" is decided by the test, not raced.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 

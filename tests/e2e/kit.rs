@@ -10,6 +10,11 @@
 //! came from wharf's cache (containerd's `server` fallback is the upstream itself, so this is the
 //! check that tells the two apart). The checks of `deploy/` are in `kit/deploy.rs`.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::process::Command;
 use std::time::Duration;
 

@@ -2,6 +2,11 @@
 //! fetches each blob from the upstream exactly once, the warm pull fetches none. The upstream
 //! request counts of both pulls are printed (we quote them).
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use tokio::time::Instant;
 
 use wharf_e2e::access_log::Counts;

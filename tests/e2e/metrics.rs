@@ -2,6 +2,11 @@
 //! sequence, every metric the dashboard and the alert rules use exported, the rules valid for
 //! `promtool`, and a real Prometheus scraping wharf and computing the dashboard's hit ratio.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

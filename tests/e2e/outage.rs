@@ -3,6 +3,11 @@
 //! upstream (SIGSTOPped: it accepts connections and answers nothing) costs a cached tag at
 //! most its `response_timeout`.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::time::Duration;
 
 use tokio::time::Instant;

@@ -1,6 +1,11 @@
 //! podman through wharf as a registries.conf mirror (bare location and `/oracle` path
 //! prefix); the primary location is a dead port, so success proves wharf served the pull.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use wharf_e2e::expect;
 use wharf_e2e::{Podman, REGISTRY_NAME, Upstream, Wharf, images};
 

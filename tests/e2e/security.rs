@@ -4,6 +4,11 @@
 //! token realm), secrets kept out of every output, and requests that try to leave the store
 //! or reach an upstream that is not configured.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 #[path = "security/support.rs"]
 mod support;
 

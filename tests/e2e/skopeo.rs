@@ -2,6 +2,11 @@
 //! upstream) and with a path prefix (`127.0.0.1:PORT/oracle`), and direct addressing.
 //! The second copy into a fresh directory must be served from wharf's cache.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use wharf_e2e::expect;
 use wharf_e2e::{Skopeo, Upstream, Wharf, images};
 

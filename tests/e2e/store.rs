@@ -2,6 +2,11 @@
 //! tags and content, bytes flipped on disk, and `wharf cache stats|ls|rm` against a running
 //! wharf.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -1,6 +1,11 @@
 //! Upstreams that want credentials, over TLS with a self-signed certificate (`ca_file`):
 //! Bearer tokens from the harness's issuer, and htpasswd Basic auth.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use wharf_e2e::expect;
 use wharf_e2e::http::{ACCEPT_ALL_MANIFESTS, Http};
 use wharf_e2e::{Skopeo, TokenOptions, Upstream, UpstreamCfg, Wharf, images};

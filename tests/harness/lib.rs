@@ -17,6 +17,11 @@
 //! - [`http::Http`]: direct requests; [`clients`]: skopeo, podman and containerd's `ctr`;
 //!   [`expect`]: assertions on OCI errors and on what reached the upstream.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 pub mod access_log;
 pub mod bench;
 pub mod clients;

@@ -1,6 +1,11 @@
 //! Upstreams with auth: Distribution accepts the Rust token issuer's JWTs (GET and OAuth2
 //! POST, anonymous and with credentials, the answer-shape options), and htpasswd Basic auth.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use bytes::Bytes;
 use wharf_e2e::clients::{Containerd, Podman, Skopeo};
 use wharf_e2e::http::ACCEPT_ALL_MANIFESTS;

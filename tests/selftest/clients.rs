@@ -1,6 +1,11 @@
 //! skopeo, podman and ctr straight from an upstream, configured as the wharf tests configure
 //! them for the mirror (registries.conf with a dead primary location, hosts.toml with `?ns=`).
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use wharf_e2e::clients::{Containerd, Podman, Skopeo};
 use wharf_e2e::util::dead_host_port;
 use wharf_e2e::{REGISTRY_NAME, Upstream, images};

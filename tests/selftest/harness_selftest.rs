@@ -3,6 +3,11 @@
 //! log is counted right, and skopeo, podman and ctr pull straight from an upstream with the
 //! same client configurations the wharf tests use (the upstream standing in for the mirror).
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -7,6 +7,11 @@
 //! cargo bench -p wharf-cache --bench hot_paths
 //! ```
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

@@ -9,6 +9,11 @@
 //! the metadata store, or one whose `index.redb` was lost, costs once); the next two trust the
 //! metadata store and only list and stat the files (every ordinary start-up).
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::time::Duration;
 
 use tokio::time::Instant;

@@ -1,6 +1,11 @@
 //! The budget: content that no longer fits leaves, least recently used first, file and all;
 //! a reader holding an evicted file still gets every byte; manifests are evicted like blobs.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod common;
 
 use std::path::Path;

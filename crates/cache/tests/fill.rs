@@ -2,6 +2,11 @@
 //! The fake upstream is fed by the test, so every "before" and "after" here is decided, not
 //! raced.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod common;
 
 use std::sync::Arc;

@@ -2,6 +2,11 @@
 //! case nothing is stored, the spool is cleaned, readers end in an error, and the next request
 //! starts afresh.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod common;
 
 use std::path::Path;

@@ -4,6 +4,11 @@
 //!
 //! Needs root (it mounts a tmpfs), as the tests run in CI; elsewhere it says so and passes.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod common;
 
 use std::io::Write as _;

@@ -2,6 +2,11 @@
 //! start-up quarantines files that are not what their name says (and so does a manifest read);
 //! two processes never share a store.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod common;
 
 use std::path::Path;

@@ -1,6 +1,11 @@
 //! The store API: the shared conformance suite, restart behaviour, spool sweeping, tag records,
 //! and path safety.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod common;
 
 use std::time::Duration;

@@ -5,6 +5,11 @@
 //! cargo bench -p wharf-oci --bench hot_paths
 //! ```
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

@@ -6,7 +6,7 @@ use crate::digest::{Digest, DigestError};
 
 /// The longest repository name accepted. Clients cap `host[:port]/name` at 255 characters, and a
 /// mirror prefix eats into that; this bound also keeps paths and logs small.
-pub const MAX_NAME_LEN: usize = 255;
+pub(crate) const MAX_NAME_LEN: usize = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {

@@ -3,6 +3,11 @@
 //! panicking, and whatever is accepted is safe to use as a file name and prints back unchanged.
 //! Image references (what an operator types) and manifests (what an upstream sends) too.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use proptest::prelude::*;
 use wharf_oci::{Digest, ImageReference, Reference, RepositoryName, manifest};
 

@@ -6,6 +6,11 @@
 //! cargo bench -p wharf-proxy --bench hot_paths
 //! ```
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};

@@ -48,11 +48,8 @@ pub struct Admin {
 }
 
 impl Service for Admin {
-    fn call(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        async move { handle(&self.proxy, req).await }
+    async fn call(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        handle(&self.proxy, req).await
     }
 }
 

@@ -52,7 +52,7 @@ fn is_placeholder(buf: &[u8]) -> bool {
 
 /// The file ranges of one connection's placeholder frames, in the order they were yielded.
 #[derive(Clone, Debug, Default)]
-pub struct Pending(Arc<Mutex<VecDeque<FileRange>>>);
+pub(crate) struct Pending(Arc<Mutex<VecDeque<FileRange>>>);
 
 impl Pending {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<FileRange>> {
@@ -60,7 +60,7 @@ impl Pending {
     }
 
     /// The bytes `[start, end)` of `file` as a body of placeholder frames on this connection.
-    pub fn file_range(&self, file: File, start: u64, end: u64) -> Body {
+    pub(crate) fn file_range(&self, file: File, start: u64, end: u64) -> Body {
         let range = FileRange {
             file: Arc::new(file),
             offset: start,
@@ -71,7 +71,7 @@ impl Pending {
 
     /// File ranges as they become ready (a fill's, `Fill::ranges`) as a body of placeholder
     /// frames on this connection; an error ends the body short, as with copied bytes.
-    pub fn ranges<S>(&self, ranges: S) -> Body
+    pub(crate) fn ranges<S>(&self, ranges: S) -> Body
     where
         S: Stream<Item = io::Result<FileRange>> + Send + 'static,
     {
@@ -101,13 +101,13 @@ fn split(r: FileRange) -> impl Iterator<Item = FileRange> + Send {
 
 /// A plain TCP connection that sends placeholder frames with `sendfile`; every other byte is
 /// written as it is.
-pub struct SendfileIo {
+pub(crate) struct SendfileIo {
     tcp: TcpStream,
     pending: Pending,
 }
 
 impl SendfileIo {
-    pub fn new(tcp: TcpStream) -> (SendfileIo, Pending) {
+    pub(crate) fn new(tcp: TcpStream) -> (SendfileIo, Pending) {
         let pending = Pending::default();
         (
             SendfileIo {

@@ -229,7 +229,7 @@ impl<S: Service> Conn<S> {
                 let _guard = guard;
                 let resp = app.call(req).await;
                 // The exchange lasts until the body ends: only then is the connection idle.
-                Ok::<_, Infallible>(resp.map(|body| Exchange::new(body, exchange)))
+                Ok::<_, Infallible>(resp.map(|body| Exchange::boxed(body, exchange)))
             }
         });
         let conn = self
@@ -325,7 +325,7 @@ struct Exchange {
 }
 
 impl Exchange {
-    fn new(inner: Body, guard: ExchangeGuard) -> Body {
+    fn boxed(inner: Body, guard: ExchangeGuard) -> Body {
         let guard = (!http_body::Body::is_end_stream(&inner)).then_some(guard);
         Exchange { inner, guard }.boxed_unsync()
     }

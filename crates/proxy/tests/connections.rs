@@ -2,7 +2,11 @@
 //! kept-alive connections is served at once, because the longest-idle one is closed to make
 //! room (as nginx does); a connection in the middle of an answer is never the one closed.
 
-use std::future::Future;
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,26 +26,20 @@ struct App {
 }
 
 impl Service for App {
-    fn call(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        async move {
-            if req.uri().path() == "/slow" {
-                let release = self.release.clone();
-                let body = futures_util::stream::once(async move {
-                    release.notified().await;
-                    Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from_static(b"late")))
-                });
-                let body = http_body_util::StreamBody::new(body).boxed_unsync();
-                return Response::new(body);
-            }
-            Response::new(
-                http_body_util::Full::new(Bytes::from_static(b"ok"))
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
-            )
+    async fn call(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        if req.uri().path() == "/slow" {
+            let release = self.release.clone();
+            let body = futures_util::stream::once(async move {
+                release.notified().await;
+                Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from_static(b"late")))
+            });
+            return Response::new(http_body_util::StreamBody::new(body).boxed_unsync());
         }
+        Response::new(
+            http_body_util::Full::new(Bytes::from_static(b"ok"))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        )
     }
 }
 

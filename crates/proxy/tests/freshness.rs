@@ -8,6 +8,11 @@
 //! answer arrives. Time moves only by `tokio::time::advance`, or, for the hung upstream, by the
 //! runtime auto-advancing to the response timeout it is waiting on.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

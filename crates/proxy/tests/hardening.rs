@@ -6,6 +6,11 @@
 //! is seen in the listener's accept queue, a download is seen held by the fake upstream
 //! (`wharf_testkit::FakeRegistry`, which holds blob bodies until released).
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::net::SocketAddr;
 use std::path::{Component, Path};
 use std::sync::Arc;

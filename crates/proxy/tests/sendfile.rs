@@ -2,6 +2,11 @@
 //! (sendfile.rs), over h2c they are copied. Either way the client gets the stored bytes, whole
 //! or the range it asked for, and the connection goes on serving the next request.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,6 +12,11 @@
 //! A fake registry is for tests where the protocol flow or a fault is the point; where it is
 //! not, tests use a real registry on loopback (the e2e harness's `Upstream`).
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod body;
 mod content;
 pub mod fault;

@@ -38,7 +38,7 @@ pub(crate) struct Auth {
 }
 
 impl Auth {
-    pub fn new(upstream: String, basic: Option<HeaderValue>, policy: RealmPolicy) -> Self {
+    pub(crate) fn new(upstream: String, basic: Option<HeaderValue>, policy: RealmPolicy) -> Self {
         Auth {
             upstream,
             basic,
@@ -48,14 +48,14 @@ impl Auth {
         }
     }
 
-    pub fn allow_realm_hosts(&self, hosts: Vec<String>) {
+    pub(crate) fn allow_realm_hosts(&self, hosts: Vec<String>) {
         self.policy
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .allow(hosts);
     }
 
-    pub fn header<'a>(&'a self, sent: &'a Sent) -> Option<&'a HeaderValue> {
+    pub(crate) fn header<'a>(&'a self, sent: &'a Sent) -> Option<&'a HeaderValue> {
         match sent {
             Sent::Anonymous => None,
             Sent::Basic => self.basic.as_ref(),
@@ -65,7 +65,7 @@ impl Auth {
 
     /// What to send before any challenge: what this upstream asked for last time. A token that
     /// ran out is fetched again here, which saves the 401 round trip.
-    pub async fn proactive(&self, transport: &Transport, repo: &str) -> Result<Sent, Error> {
+    pub(crate) async fn proactive(&self, transport: &Transport, repo: &str) -> Result<Sent, Error> {
         if self.basic.is_some() && self.wants_basic.load(Ordering::Relaxed) {
             return Ok(Sent::Basic);
         }
@@ -82,7 +82,7 @@ impl Auth {
 
     /// What to send after a 401 carrying `challenges`, or why there is nothing to try.
     /// `unauthorized` builds the error for the caller's request.
-    pub async fn answer(
+    pub(crate) async fn answer(
         &self,
         transport: &Transport,
         challenges: &[Challenge],

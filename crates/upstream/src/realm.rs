@@ -26,7 +26,7 @@ pub(crate) struct RealmPolicy {
 }
 
 impl RealmPolicy {
-    pub fn new(upstream: &Uri) -> Self {
+    pub(crate) fn new(upstream: &Uri) -> Self {
         RealmPolicy {
             upstream_host: normalize(upstream.host().unwrap_or_default()),
             upstream_https: upstream.scheme_str() == Some("https"),
@@ -34,12 +34,12 @@ impl RealmPolicy {
         }
     }
 
-    pub fn allow(&mut self, hosts: Vec<String>) {
+    pub(crate) fn allow(&mut self, hosts: Vec<String>) {
         self.allowed = hosts.iter().map(|h| normalize(h)).collect();
     }
 
     /// May the configured credentials go to this (already http(s)-checked) realm?
-    pub fn may_send_credentials(&self, realm: &Uri) -> bool {
+    pub(crate) fn may_send_credentials(&self, realm: &Uri) -> bool {
         let host = normalize(realm.host().unwrap_or_default());
         if host.is_empty() {
             return false;

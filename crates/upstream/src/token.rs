@@ -46,7 +46,7 @@ pub(crate) struct TokenKey {
 
 impl TokenKey {
     /// The token request: `<realm>?service=<service>&scope=<scope>...`, service omitted if absent.
-    pub fn url(&self) -> Result<Uri, String> {
+    pub(crate) fn url(&self) -> Result<Uri, String> {
         let mut url = self.realm.to_string();
         let mut sep = if self.realm.query().is_some() {
             '&'
@@ -93,7 +93,7 @@ pub(crate) struct Token {
 }
 
 impl Token {
-    pub fn is_fresh(&self, now: Instant) -> bool {
+    pub(crate) fn is_fresh(&self, now: Instant) -> bool {
         now < self.refresh_at
     }
 }
@@ -151,18 +151,18 @@ impl Default for TokenCache {
 
 impl TokenCache {
     /// The key of the token last used for `repo`.
-    pub fn hint(&self, repo: &str) -> Option<TokenKey> {
+    pub(crate) fn hint(&self, repo: &str) -> Option<TokenKey> {
         self.hints.get(repo)
     }
 
-    pub fn remember(&self, repo: &str, key: &TokenKey) {
+    pub(crate) fn remember(&self, repo: &str, key: &TokenKey) {
         self.hints.insert(repo.to_owned(), key.clone());
     }
 
     /// A fresh token for `key` other than `refused` (one the registry just answered 401 to),
     /// fetching it if needed. Concurrent callers for one key wait for a single fetch, and share
     /// its error if it fails.
-    pub async fn get<F, Fut>(
+    pub(crate) async fn get<F, Fut>(
         &self,
         key: &TokenKey,
         refused: Option<&HeaderValue>,

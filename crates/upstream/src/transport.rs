@@ -59,7 +59,7 @@ pub(crate) enum ReadProblem {
 impl Transport {
     /// Sends `out`, following up to [`MAX_HOPS`] redirects. `Authorization` is dropped for good at
     /// the first hop that leaves the original origin.
-    pub async fn send(&self, out: Outgoing<'_>) -> Result<Arrived, Error> {
+    pub(crate) async fn send(&self, out: Outgoing<'_>) -> Result<Arrived, Error> {
         let mut uri = out.uri;
         let mut authorization = out.authorization;
         let mut hops = 0;
@@ -220,7 +220,7 @@ impl Transport {
 
     /// Reads at most `limit` bytes of a body within `response_timeout`. Returns what was read and
     /// whether that was the whole body, or why reading stopped.
-    pub async fn read_prefix(
+    pub(crate) async fn read_prefix(
         &self,
         body: Incoming,
         limit: usize,

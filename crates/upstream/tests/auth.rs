@@ -1,5 +1,10 @@
 //! The token and Basic flows against fake registries on loopback (PROTOCOL §2).
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,5 +1,10 @@
 //! Status errors, timeouts, unreachable upstreams, and what goes on the wire.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod common;
 
 use std::time::Duration;

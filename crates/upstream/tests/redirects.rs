@@ -1,6 +1,11 @@
 //! Redirects followed by the client (PROTOCOL §1.7): credentials stay home, Range and the method
 //! travel, relative Locations resolve, and chains are capped.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod common;
 
 use common::*;

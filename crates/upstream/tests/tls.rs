@@ -6,6 +6,11 @@
 //! `openssl x509 -req ... -extfile` with `subjectAltName=DNS:localhost,IP:127.0.0.1`,
 //! `extendedKeyUsage=serverAuth`, on P-256 keys in PKCS#8.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
 mod common;
 
 use std::path::PathBuf;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::{mirror, output};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     #[command(subcommand)]
     command: Sub,
     /// The running wharf's admin address, `host:port` (default: server.admin_listen of the
@@ -59,7 +59,7 @@ enum Sub {
 /// How long one admin request may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-pub fn run(args: Args) -> ExitCode {
+pub(crate) fn run(args: Args) -> ExitCode {
     let addr = match admin_addr(&args) {
         Ok(a) => a,
         Err(e) => {

@@ -18,7 +18,7 @@ use crate::mirror::{self, Mirror, Unspecified};
 use crate::output;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// The client to configure.
     #[arg(value_enum)]
     client: Client,
@@ -47,7 +47,7 @@ pub struct Args {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Client {
+pub(crate) enum Client {
     /// podman, CRI-O, skopeo, buildah (containers-registries.conf v2)
     Podman,
     /// containerd, nerdctl, ctr (hosts.toml)
@@ -58,20 +58,20 @@ pub enum Client {
 
 /// One generated file: its path relative to `--out`, and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct File {
+pub(crate) struct File {
     pub path: PathBuf,
     pub text: String,
 }
 
 /// What a generator produced: files, and notes for the operator (printed on stderr).
 #[derive(Debug, Default)]
-pub struct Generated {
+pub(crate) struct Generated {
     pub files: Vec<File>,
     pub notes: Vec<String>,
 }
 
 /// The inputs every generator needs.
-pub struct Options<'a> {
+pub(crate) struct Options<'a> {
     pub config: &'a Config,
     /// Where the configuration came from, named in the generated header.
     pub origin: &'a str,
@@ -80,7 +80,7 @@ pub struct Options<'a> {
     pub ca: Option<&'a Path>,
 }
 
-pub fn run(args: Args) -> ExitCode {
+pub(crate) fn run(args: Args) -> ExitCode {
     let (config, origin) = match mirror::load_config(args.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -261,7 +261,7 @@ const PODMAN_V1_NOTE: &str = "\
 ";
 
 /// The registries.conf v2 drop-in.
-pub fn podman(opts: &Options<'_>) -> Generated {
+pub(crate) fn podman(opts: &Options<'_>) -> Generated {
     let mut g = Generated::default();
     let insecure = opts.insecure || !opts.mirror.tls;
     let mut text = header("podman", opts);
@@ -316,7 +316,7 @@ pub fn podman(opts: &Options<'_>) -> Generated {
 }
 
 /// One `hosts.toml` per upstream, under `<registry>/`.
-pub fn containerd(opts: &Options<'_>) -> Generated {
+pub(crate) fn containerd(opts: &Options<'_>) -> Generated {
     let mut g = Generated::default();
     let host_url = opts.mirror.url();
     for (u, registry) in registries(opts, &mut g.notes) {
@@ -368,7 +368,7 @@ fn is_docker_hub(u: &UpstreamConfig) -> bool {
 
 /// The `daemon.json` snippet. An error when Docker Hub is not wharf's default upstream: Docker
 /// sends Hub names with no prefix, and wharf would serve them from another registry.
-pub fn docker(opts: &Options<'_>) -> Result<Generated, String> {
+pub(crate) fn docker(opts: &Options<'_>) -> Result<Generated, String> {
     let mut g = Generated::default();
     let default = opts.config.upstream.iter().find(|u| u.default);
     match default {

@@ -15,11 +15,11 @@ use wharf_proxy::limits::Limits;
 
 /// What `wharf serve` runs on when no file is given: port 5000, a data folder in the working
 /// directory, and the three registries of the Oracle Linux guide, docker.io the default.
-pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+pub(crate) const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     #[serde(default)]
     pub server: Server,
     #[serde(default)]
@@ -34,7 +34,7 @@ pub struct Config {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Log {
+pub(crate) struct Log {
     /// `text` (default) or `json`: one object per line, for log shippers.
     #[serde(default)]
     pub format: LogFormat,
@@ -42,7 +42,7 @@ pub struct Log {
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     #[default]
     Text,
     Json,
@@ -50,7 +50,7 @@ pub enum LogFormat {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Server {
+pub(crate) struct Server {
     /// Registry API. Default `0.0.0.0:5000`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
@@ -80,7 +80,7 @@ impl Default for Server {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Cache {
+pub(crate) struct Cache {
     /// Where blobs, manifests and the spool live. Default `wharf-data` in the working directory.
     #[serde(default = "default_dir")]
     pub dir: PathBuf,
@@ -112,7 +112,7 @@ impl Default for Cache {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Auth {
+pub(crate) struct Auth {
     /// Basic auth for clients: `htpasswd -B` (bcrypt) entries; re-read on SIGHUP.
     pub htpasswd: Option<PathBuf>,
     /// Whether pulls need no credentials. Default: true without `htpasswd`, false with it.
@@ -120,14 +120,14 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn anonymous_pull(&self) -> bool {
+    pub(crate) fn anonymous_pull(&self) -> bool {
         self.anonymous_pull.unwrap_or(self.htpasswd.is_none())
     }
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
+pub(crate) struct UpstreamConfig {
     /// Short name for logs and metric labels: `[a-z0-9_-]+`.
     pub name: String,
     /// `https://host[:port]` or `http://host[:port]`.
@@ -161,7 +161,7 @@ pub struct UpstreamConfig {
 
 impl UpstreamConfig {
     /// `immutable_tags` compiled into one set; the error names the bad pattern.
-    pub fn immutable_set(&self) -> Result<regex::RegexSet, (usize, String)> {
+    pub(crate) fn immutable_set(&self) -> Result<regex::RegexSet, (usize, String)> {
         for (j, p) in self.immutable_tags.iter().enumerate() {
             regex::Regex::new(p)
                 .map_err(|e| (j, format!("{p:?} is not a valid regular expression: {e}")))?;
@@ -204,7 +204,7 @@ fn default_response_timeout() -> Duration {
 
 /// A bad configuration, naming the field.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("reading {path}: {source}")]
     Read {
         path: PathBuf,
@@ -224,7 +224,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError 
 }
 
 impl Config {
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub(crate) fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -232,11 +232,11 @@ impl Config {
         Config::parse(&text, &path.display().to_string())
     }
 
-    pub fn embedded() -> Result<Config, ConfigError> {
+    pub(crate) fn embedded() -> Result<Config, ConfigError> {
         Config::parse(EMBEDDED_DEFAULT, "<embedded default>")
     }
 
-    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    pub(crate) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_owned(),
             message: e.to_string(),
@@ -246,7 +246,7 @@ impl Config {
     }
 
     /// Checks what serde cannot: cross-field rules and references to files and variables.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         self.validate_security()?;
         if self.server.listen == self.server.admin_listen {
             return Err(invalid(
@@ -417,7 +417,7 @@ fn check_url(url: &str) -> Result<(), String> {
 }
 
 /// "50GiB", "500 MB", "1024": binary and decimal units, case-insensitive.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

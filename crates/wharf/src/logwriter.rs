@@ -31,17 +31,17 @@ enum Msg {
 
 /// What `tracing_subscriber::fmt().with_writer(..)` takes: each event becomes one [`Line`].
 #[derive(Clone)]
-pub struct Stderr {
+pub(crate) struct Stderr {
     tx: SyncSender<Msg>,
 }
 
 /// Flushes the queue when dropped.
-pub struct Flush {
+pub(crate) struct Flush {
     tx: SyncSender<Msg>,
 }
 
 /// Starts the writer thread. If it cannot be started, lines are written directly.
-pub fn stderr() -> (Stderr, Flush) {
+pub(crate) fn stderr() -> (Stderr, Flush) {
     let (tx, rx) = sync_channel(QUEUE);
     let spawned = std::thread::Builder::new()
         .name("wharf-log".into())
@@ -129,7 +129,7 @@ impl Drop for Flush {
 }
 
 /// One event's formatted bytes, queued when dropped.
-pub struct Line {
+pub(crate) struct Line {
     buf: Vec<u8>,
     tx: SyncSender<Msg>,
 }

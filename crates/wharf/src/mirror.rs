@@ -15,14 +15,14 @@ use wharf_oci::{RepositoryName, looks_like_host};
 use crate::config::{self, Config, ConfigError, UpstreamConfig};
 
 /// Where the packaged service keeps its configuration; read when `--config` is not given.
-pub const SYSTEM_CONFIG: &str = "/etc/wharf/wharf.toml";
+pub(crate) const SYSTEM_CONFIG: &str = "/etc/wharf/wharf.toml";
 
 /// Loads `--config FILE`, else [`SYSTEM_CONFIG`] if it exists, else the embedded default.
 /// Returns the configuration and where it came from.
 ///
 /// Secrets are not needed to write client configuration, so a `password_env` that is not set in
 /// this shell (or a password file this user cannot see) is not an error here.
-pub fn load_config(path: Option<&Path>) -> Result<(Config, String), String> {
+pub(crate) fn load_config(path: Option<&Path>) -> Result<(Config, String), String> {
     let system = PathBuf::from(SYSTEM_CONFIG);
     let (text, origin) = match path {
         Some(p) => (read(p)?, p.display().to_string()),
@@ -47,7 +47,7 @@ fn read(p: &Path) -> Result<String, String> {
 }
 
 /// `host[:port]` of an `http(s)://host[:port]` URL.
-pub fn url_host(url: &str) -> &str {
+pub(crate) fn url_host(url: &str) -> &str {
     url.split_once("://")
         .map_or(url, |(_, rest)| rest)
         .trim_end_matches('/')
@@ -55,7 +55,7 @@ pub fn url_host(url: &str) -> &str {
 
 /// The registry clients name for this upstream: its first prefix that looks like a host, else
 /// the host of its URL.
-pub fn registry_host(u: &UpstreamConfig) -> String {
+pub(crate) fn registry_host(u: &UpstreamConfig) -> String {
     u.prefixes
         .iter()
         .find(|p| looks_like_host(p))
@@ -64,14 +64,14 @@ pub fn registry_host(u: &UpstreamConfig) -> String {
 }
 
 /// Whether wharf answers `?ns=<host>` for this upstream (containerd names the registry that way).
-pub fn answers_ns(u: &UpstreamConfig, host: &str) -> bool {
+pub(crate) fn answers_ns(u: &UpstreamConfig, host: &str) -> bool {
     u.prefixes.iter().any(|p| p.eq_ignore_ascii_case(host))
 }
 
 /// The path segment that selects this upstream on wharf (`/v2/<prefix>/<repo>/...`): a short
 /// prefix (`oracle`) if it has one, else a host-like one that is a valid path segment
 /// (`docker.io`; `host:port` is not). `None` if no prefix can be a path segment.
-pub fn path_prefix(u: &UpstreamConfig) -> Option<String> {
+pub(crate) fn path_prefix(u: &UpstreamConfig) -> Option<String> {
     let usable = |p: &&String| {
         let p = p.to_ascii_lowercase();
         !p.contains(':') && RepositoryName::parse(&p).is_ok()
@@ -86,14 +86,14 @@ pub fn path_prefix(u: &UpstreamConfig) -> Option<String> {
 
 /// The address clients use for wharf: scheme and `host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mirror {
+pub(crate) struct Mirror {
     pub tls: bool,
     /// `host:port` (or `host` when a URL with the scheme's default port was given).
     pub authority: String,
 }
 
 /// Which host to put in place of an unspecified listen address.
-pub enum Unspecified {
+pub(crate) enum Unspecified {
     /// This machine's hostname: what other machines use (client configuration).
     Hostname,
     /// Loopback: the server on this machine (prefetch).
@@ -105,7 +105,7 @@ impl Mirror {
     /// for TLS terminated in front of wharf), else the configured listen address. Without a
     /// scheme, the scheme is https when the server has `tls_cert`, http otherwise, and a missing
     /// port is the listen port.
-    pub fn resolve(
+    pub(crate) fn resolve(
         arg: Option<&str>,
         config: &Config,
         unspec: Unspecified,
@@ -144,12 +144,12 @@ impl Mirror {
         Ok(Mirror { tls, authority })
     }
 
-    pub fn scheme(&self) -> &'static str {
+    pub(crate) fn scheme(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
     }
 
     /// `http(s)://host:port`
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("{}://{}", self.scheme(), self.authority)
     }
 }
@@ -167,7 +167,7 @@ fn default_authority(listen: SocketAddr, unspec: Unspecified) -> String {
 }
 
 /// This machine's name as the kernel knows it.
-pub fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|p| {

@@ -7,23 +7,23 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 /// Writes `text` to stdout and flushes it, so a closed pipe shows now rather than at exit.
-pub fn print(text: &str) -> io::Result<()> {
+pub(crate) fn print(text: &str) -> io::Result<()> {
     write_to(&mut io::stdout().lock(), text)
 }
 
-pub fn write_to(w: &mut impl Write, text: &str) -> io::Result<()> {
+pub(crate) fn write_to(w: &mut impl Write, text: &str) -> io::Result<()> {
     w.write_all(text.as_bytes())?;
     w.flush()
 }
 
 /// Whether an output error means the reader closed the pipe.
-pub fn is_closed(e: &io::Error) -> bool {
+pub(crate) fn is_closed(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe
 }
 
 /// The exit code of a subcommand whose output failed: success when the reader closed the pipe,
 /// else a failure named on stderr (a full disk, a revoked terminal).
-pub fn failed(command: &str, e: &io::Error) -> ExitCode {
+pub(crate) fn failed(command: &str, e: &io::Error) -> ExitCode {
     if is_closed(e) {
         return ExitCode::SUCCESS;
     }
@@ -33,7 +33,7 @@ pub fn failed(command: &str, e: &io::Error) -> ExitCode {
 }
 
 /// Prints `text` and ends the subcommand: `code` if it was written, else as [`failed`] says.
-pub fn finish(command: &str, text: &str, code: ExitCode) -> ExitCode {
+pub(crate) fn finish(command: &str, text: &str, code: ExitCode) -> ExitCode {
     match print(text) {
         Ok(()) => code,
         Err(e) => failed(command, &e),

@@ -35,7 +35,7 @@ use report::{Report, Source};
 use route::Route;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {
+pub(crate) struct Args {
     /// Images to warm, as clients name them: container-registry.oracle.com/os/oraclelinux:9
     /// (a name without a registry goes to the default upstream, as wharf routes it).
     #[arg(value_name = "REF")]
@@ -75,7 +75,7 @@ const MAX_MANIFEST: usize = 4 << 20;
 /// Indexes inside indexes: deeper than this is refused.
 const MAX_DEPTH: usize = 3;
 
-pub fn run(args: Args) -> ExitCode {
+pub(crate) fn run(args: Args) -> ExitCode {
     let fail = |e: String| {
         eprintln!("wharf prefetch: {e}");
         ExitCode::from(2)

@@ -18,7 +18,7 @@ use wharf_upstream::Secret;
 
 use crate::config::{self, Config};
 
-pub fn run(config: Config) -> ExitCode {
+pub(crate) fn run(config: Config) -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Lines are written by a thread of their own (logwriter.rs); `_flush` writes what is
     // queued when `run` returns.

@@ -16,7 +16,7 @@ use wharf_e2e::util::{free_port, tail, temp_dir, wait_for, write_file};
 use wharf_e2e::wharf::{WharfBuilder, wharf_bin};
 
 /// `htpasswd -cbB FILE user password`.
-pub fn htpasswd(file: &Path, user: &str, password: &str) {
+pub(crate) fn htpasswd(file: &Path, user: &str, password: &str) {
     run(
         Command::new("htpasswd")
             .args(["-cbB"])
@@ -29,7 +29,7 @@ pub fn htpasswd(file: &Path, user: &str, password: &str) {
 
 /// A wharf whose readiness is a `/v2/` answering 200 or 401 (with wharf's header), over TLS
 /// when `ca` is given.
-pub struct SecureWharf {
+pub(crate) struct SecureWharf {
     _dir: tempfile::TempDir,
     pub port: u16,
     pub config: PathBuf,
@@ -40,7 +40,11 @@ pub struct SecureWharf {
 
 impl SecureWharf {
     /// `builder`'s config with `server_extra` lines added to `[server]`.
-    pub fn start(builder: WharfBuilder, server_extra: &str, ca: Option<&Path>) -> SecureWharf {
+    pub(crate) fn start(
+        builder: WharfBuilder,
+        server_extra: &str,
+        ca: Option<&Path>,
+    ) -> SecureWharf {
         let dir = temp_dir("wharf-sec");
         let (port, admin) = (free_port(), free_port());
         let (config, env) = builder.write_config(dir.path(), port, admin);
@@ -87,21 +91,21 @@ impl SecureWharf {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
-    pub fn host_port(&self) -> String {
+    pub(crate) fn host_port(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.proc.as_ref().and_then(Proc::pid).expect("running")
     }
 
     /// See `Wharf::settled_log`.
-    pub fn settled_log(&self) -> String {
+    pub(crate) fn settled_log(&self) -> String {
         wharf_e2e::util::settled_text(&self.log)
     }
 }
@@ -119,7 +123,7 @@ impl Drop for SecureWharf {
 
 /// A TLS client trusting `ca`: connects, and returns the leaf certificate it was given (DER),
 /// the ALPN protocol agreed, and the open stream for requests of one's own.
-pub async fn tls_connect(
+pub(crate) async fn tls_connect(
     port: u16,
     ca: &Path,
     alpn: &[&[u8]],
@@ -154,7 +158,7 @@ pub async fn tls_connect(
 
 /// One HTTP/1.1 keep-alive `GET path` on an open stream; the status of the answer (its body,
 /// of `Content-Length` bytes, is read and dropped).
-pub async fn get_keep_alive<S>(stream: &mut S, path: &str) -> u16
+pub(crate) async fn get_keep_alive<S>(stream: &mut S, path: &str) -> u16
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {

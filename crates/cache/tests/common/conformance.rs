@@ -2,7 +2,7 @@
 //! and in `blobs` the cases every `BlobStore` backend passes. A new backend (object store,
 //! metadata index) runs this same suite against a fresh instance.
 
-pub mod blobs;
+pub(crate) mod blobs;
 
 use std::io::Read as _;
 use wharf_cache::{Store, StoreError};
@@ -11,7 +11,7 @@ use wharf_oci::Digest;
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// Runs every check on a fresh, empty store.
-pub async fn run_all(store: &Store) {
+pub(crate) async fn run_all(store: &Store) {
     misses_are_empty(store).await;
     manifest_round_trips(store).await;
     manifest_put_is_idempotent(store).await;
@@ -20,7 +20,7 @@ pub async fn run_all(store: &Store) {
     bad_media_type_stores_nothing(store).await;
 }
 
-pub async fn misses_are_empty(store: &Store) {
+pub(crate) async fn misses_are_empty(store: &Store) {
     let d = Digest::sha256_of(b"never stored");
     assert_eq!(store.blob_size(&d).await, None);
     assert!(store.open_blob(&d).await.expect("open_blob").is_none());
@@ -33,7 +33,7 @@ pub async fn misses_are_empty(store: &Store) {
     );
 }
 
-pub async fn manifest_round_trips(store: &Store) {
+pub(crate) async fn manifest_round_trips(store: &Store) {
     // Stored byte-exact: odd whitespace and key order survive.
     let bytes =
         br#"{ "schemaVersion":2,   "mediaType":"application/vnd.oci.image.manifest.v1+json" }"#;
@@ -63,7 +63,7 @@ pub async fn manifest_round_trips(store: &Store) {
     assert_eq!(read, bytes);
 }
 
-pub async fn manifest_put_is_idempotent(store: &Store) {
+pub(crate) async fn manifest_put_is_idempotent(store: &Store) {
     let bytes = br#"{"schemaVersion":2,"manifests":[]}"#;
     let d = Digest::sha256_of(bytes);
     let index = "application/vnd.oci.image.index.v1+json";
@@ -81,7 +81,7 @@ pub async fn manifest_put_is_idempotent(store: &Store) {
     assert_eq!((media_type.as_str(), &got[..]), (index, &bytes[..]));
 }
 
-pub async fn sha512_manifest_round_trips(store: &Store) {
+pub(crate) async fn sha512_manifest_round_trips(store: &Store) {
     let bytes = br#"{"schemaVersion":2}"#;
     let mut v = wharf_oci::Verifier::new(wharf_oci::Algorithm::Sha512);
     v.update(bytes);
@@ -98,7 +98,7 @@ pub async fn sha512_manifest_round_trips(store: &Store) {
     assert_eq!(&got[..], &bytes[..]);
 }
 
-pub async fn digest_mismatch_stores_nothing(store: &Store) {
+pub(crate) async fn digest_mismatch_stores_nothing(store: &Store) {
     let claimed = Digest::sha256_of(b"what the client asked for");
     let err = store
         .put_manifest(&claimed, OCI_MANIFEST, b"what the upstream sent")
@@ -118,7 +118,7 @@ pub async fn digest_mismatch_stores_nothing(store: &Store) {
     assert_eq!(store.blob_size(&actual).await, None);
 }
 
-pub async fn bad_media_type_stores_nothing(store: &Store) {
+pub(crate) async fn bad_media_type_stores_nothing(store: &Store) {
     let bytes = br#"{"schemaVersion":2,"bad":true}"#;
     let d = Digest::sha256_of(bytes);
     for bad in ["", "application/json\r\nX-Injected: 1"] {

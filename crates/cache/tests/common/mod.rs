@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
-pub mod conformance;
+pub(crate) mod conformance;
 
 use std::future::Future;
 use std::io;
@@ -22,38 +22,38 @@ use wharf_oci::Digest;
 /// The caller's own upstream error, to check it can be downcast back out of a `FillError`.
 #[derive(Debug, thiserror::Error)]
 #[error("fake upstream: {0}")]
-pub struct FakeError(pub &'static str);
+pub(crate) struct FakeError(pub &'static str);
 
-pub fn fake_error(msg: &'static str) -> SourceError {
+pub(crate) fn fake_error(msg: &'static str) -> SourceError {
     Arc::new(FakeError(msg))
 }
 
 /// One body the fill opened; the test pushes its chunks.
-pub struct Body {
+pub(crate) struct Body {
     pub offset: u64,
     tx: mpsc::UnboundedSender<Result<Bytes, SourceError>>,
 }
 
 impl Body {
-    pub fn send(&self, bytes: &[u8]) {
+    pub(crate) fn send(&self, bytes: &[u8]) {
         self.tx
             .send(Ok(Bytes::copy_from_slice(bytes)))
             .expect("the fill dropped the body");
     }
 
     /// Breaks the body mid-way, as a reset connection would.
-    pub fn break_off(&self, msg: &'static str) {
+    pub(crate) fn break_off(&self, msg: &'static str) {
         self.tx
             .send(Err(fake_error(msg)))
             .expect("the fill dropped the body");
     }
 
     /// Ends the body cleanly.
-    pub fn finish(self) {}
+    pub(crate) fn finish(self) {}
 }
 
 /// A fake upstream: counts opens and hands each opened body to the test.
-pub struct Upstream {
+pub(crate) struct Upstream {
     pub opener: Opener,
     pub opens: Arc<AtomicUsize>,
     bodies: mpsc::UnboundedReceiver<Body>,
@@ -62,7 +62,7 @@ pub struct Upstream {
 impl Upstream {
     /// `len`: the announced total (`None`: chunked). `resumable`: whether `open(offset > 0)` is
     /// answered or refused.
-    pub fn new(len: Option<u64>, resumable: bool) -> Upstream {
+    pub(crate) fn new(len: Option<u64>, resumable: bool) -> Upstream {
         let opens = Arc::new(AtomicUsize::new(0));
         let (bodies_tx, bodies) = mpsc::unbounded_channel();
         let counter = opens.clone();
@@ -89,13 +89,13 @@ impl Upstream {
     }
 
     /// The next body a fill opened.
-    pub async fn body(&mut self) -> Body {
+    pub(crate) async fn body(&mut self) -> Body {
         bounded(self.bodies.recv())
             .await
             .expect("the opener was dropped")
     }
 
-    pub fn opens(&self) -> usize {
+    pub(crate) fn opens(&self) -> usize {
         self.opens.load(Ordering::SeqCst)
     }
 }
@@ -108,7 +108,7 @@ fn receiver_stream<T: Send + 'static>(rx: mpsc::UnboundedReceiver<T>) -> BoxStre
 }
 
 /// An opener that always refuses, counting its calls.
-pub fn refusing_opener(msg: &'static str, opens: Arc<AtomicUsize>) -> Opener {
+pub(crate) fn refusing_opener(msg: &'static str, opens: Arc<AtomicUsize>) -> Opener {
     Arc::new(move |_| {
         opens.fetch_add(1, Ordering::SeqCst);
         async move { Err(fake_error(msg)) }.boxed()
@@ -116,21 +116,21 @@ pub fn refusing_opener(msg: &'static str, opens: Arc<AtomicUsize>) -> Opener {
 }
 
 /// An opener whose upstream never answers.
-pub fn hanging_opener() -> Opener {
+pub(crate) fn hanging_opener() -> Opener {
     Arc::new(|_| futures_util::future::pending().boxed())
 }
 
 /// Test content: deterministic, not periodic at chunk boundaries.
-pub fn content(len: usize) -> Vec<u8> {
+pub(crate) fn content(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 % 251) as u8).collect()
 }
 
-pub fn digest_of(bytes: &[u8]) -> Digest {
+pub(crate) fn digest_of(bytes: &[u8]) -> Digest {
     Digest::sha256_of(bytes)
 }
 
 /// Reads a whole reader stream, or its first error.
-pub async fn collect(mut s: BoxStream<'static, io::Result<Bytes>>) -> io::Result<Vec<u8>> {
+pub(crate) async fn collect(mut s: BoxStream<'static, io::Result<Bytes>>) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     while let Some(chunk) = s.next().await {
         out.extend_from_slice(&chunk?);
@@ -139,14 +139,14 @@ pub async fn collect(mut s: BoxStream<'static, io::Result<Bytes>>) -> io::Result
 }
 
 /// The `FillError` inside a reader's error.
-pub fn fill_error(e: &io::Error) -> &FillError {
+pub(crate) fn fill_error(e: &io::Error) -> &FillError {
     e.get_ref()
         .and_then(|inner| inner.downcast_ref::<FillError>())
         .expect("a reader error carries the FillError")
 }
 
 /// Every file below `dir`, recursively.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return out;
@@ -163,14 +163,14 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Fails the test instead of hanging it. Real time: not for paused-time tests.
-pub async fn bounded<F: Future>(f: F) -> F::Output {
+pub(crate) async fn bounded<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(20), f)
         .await
         .expect("test step took more than 20 s")
 }
 
 /// An upstream that answers with all of `bytes` at once.
-pub fn whole(bytes: Vec<u8>) -> Opener {
+pub(crate) fn whole(bytes: Vec<u8>) -> Opener {
     let bytes = Bytes::from(bytes);
     Arc::new(move |_| {
         let b = bytes.clone();
@@ -185,14 +185,14 @@ pub fn whole(bytes: Vec<u8>) -> Opener {
 }
 
 /// Content `n` of `len` bytes, distinct for each `n`.
-pub fn blob(n: u8, len: usize) -> Vec<u8> {
+pub(crate) fn blob(n: u8, len: usize) -> Vec<u8> {
     let mut b = content(len);
     b[0] = n;
     b
 }
 
 /// Stores `bytes` through a fill and returns their digest.
-pub async fn fill(store: &Arc<Store>, bytes: Vec<u8>) -> Digest {
+pub(crate) async fn fill(store: &Arc<Store>, bytes: Vec<u8>) -> Digest {
     let d = Digest::sha256_of(&bytes);
     bounded(store.fill(&d, whole(bytes)).done())
         .await
@@ -201,7 +201,7 @@ pub async fn fill(store: &Arc<Store>, bytes: Vec<u8>) -> Digest {
 }
 
 /// A store under `root` with a budget of `max_size` bytes.
-pub async fn open_with_budget(root: &Path, max_size: usize) -> Arc<Store> {
+pub(crate) async fn open_with_budget(root: &Path, max_size: usize) -> Arc<Store> {
     let options = StoreOptions {
         max_size: max_size as u64,
         ..StoreOptions::default()
@@ -210,12 +210,12 @@ pub async fn open_with_budget(root: &Path, max_size: usize) -> Arc<Store> {
 }
 
 /// Where the store keeps the content of `d`.
-pub fn blob_path(root: &Path, d: &Digest) -> PathBuf {
+pub(crate) fn blob_path(root: &Path, d: &Digest) -> PathBuf {
     let hex = d.hex();
     root.join("blobs/sha256").join(&hex[..2]).join(hex)
 }
 
 /// What the store holds for `d` on disk.
-pub fn stored_bytes(root: &Path, d: &Digest) -> Vec<u8> {
+pub(crate) fn stored_bytes(root: &Path, d: &Digest) -> Vec<u8> {
     std::fs::read(blob_path(root, d)).expect("stored")
 }

@@ -11,22 +11,22 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use wharf_upstream::{Client, Config, Secret};
 
-pub use wharf_testkit::{FakeRegistry, Reply, Seen};
+pub(crate) use wharf_testkit::{FakeRegistry, Reply, Seen};
 
-pub const USER: &str = "alice";
-pub const PASSWORD: &str = "pa55-w0rd-never-shown";
+pub(crate) const USER: &str = "alice";
+pub(crate) const PASSWORD: &str = "pa55-w0rd-never-shown";
 
 /// `status`, `headers`, `body`: the shape most answers here take.
-pub fn reply(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+pub(crate) fn reply(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
     Reply::new(status).headers(headers).body(body)
 }
 
 /// A fake registry that answers every request with `handler`.
-pub fn fake(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> FakeRegistry {
+pub(crate) fn fake(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> FakeRegistry {
     FakeRegistry::builder().fallback(handler).start()
 }
 
-pub fn config(url: &str, credentials: bool) -> Config {
+pub(crate) fn config(url: &str, credentials: bool) -> Config {
     Config {
         name: "fake".into(),
         url: url.into(),
@@ -38,11 +38,11 @@ pub fn config(url: &str, credentials: bool) -> Config {
     }
 }
 
-pub fn client(url: &str, credentials: bool) -> Client {
+pub(crate) fn client(url: &str, credentials: bool) -> Client {
     Client::new(config(url, credentials)).expect("client")
 }
 
-pub fn basic_value() -> String {
+pub(crate) fn basic_value() -> String {
     use base64::Engine;
     let raw = format!("{USER}:{PASSWORD}");
     format!(
@@ -51,17 +51,17 @@ pub fn basic_value() -> String {
     )
 }
 
-pub async fn body_of(response: wharf_upstream::Response) -> Bytes {
+pub(crate) async fn body_of(response: wharf_upstream::Response) -> Bytes {
     response.body.collect().await.expect("body").to_bytes()
 }
 
 /// Bounds every test: a hung request fails the test instead of hanging CI.
-pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
+pub(crate) async fn bounded<T>(f: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), f)
         .await
         .expect("test took too long")
 }
 
-pub fn digest() -> wharf_oci::Digest {
+pub(crate) fn digest() -> wharf_oci::Digest {
     wharf_oci::Digest::sha256_of(b"layer")
 }

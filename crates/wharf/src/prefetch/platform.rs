@@ -4,13 +4,13 @@
 use wharf_oci::manifest::{Child, Platform, normalize_arch};
 
 /// Which children of an index to pull.
-pub enum Want {
+pub(super) enum Want {
     One(Platform),
     All,
 }
 
 /// This machine's platform, in OCI words (x86_64 is amd64, aarch64 is arm64).
-pub fn host() -> Platform {
+pub(super) fn host() -> Platform {
     Platform {
         os: "linux".to_owned(),
         architecture: normalize_arch(std::env::consts::ARCH).to_owned(),
@@ -19,7 +19,7 @@ pub fn host() -> Platform {
 }
 
 /// The children a pull for `want` takes, or why none fits.
-pub fn select<'a>(children: &'a [Child], want: &Want) -> Result<Vec<&'a Child>, String> {
+pub(super) fn select<'a>(children: &'a [Child], want: &Want) -> Result<Vec<&'a Child>, String> {
     let Want::One(platform) = want else {
         return Ok(children.iter().collect());
     };

@@ -13,7 +13,7 @@ use crate::output;
 
 /// Where a blob's bytes came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(super) enum Source {
     /// wharf had it: answered from its store (a HEAD said so, and the GET was skipped).
     Cached,
     /// wharf fetched it from the upstream for this request.
@@ -23,7 +23,7 @@ pub enum Source {
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
+pub(super) struct Totals {
     pub fetched_blobs: u64,
     pub fetched_bytes: u64,
     pub cached_blobs: u64,
@@ -32,7 +32,7 @@ pub struct Totals {
     pub manifests: u64,
 }
 
-pub struct Report {
+pub(super) struct Report {
     bars: Option<MultiProgress>,
     totals: Mutex<Totals>,
     /// stdout, or what a test reads instead.
@@ -45,7 +45,7 @@ pub struct Report {
 
 impl Report {
     /// Progress bars when `interactive` (stderr is a terminal), plain lines on stdout otherwise.
-    pub fn new(interactive: bool) -> Report {
+    pub(super) fn new(interactive: bool) -> Report {
         Report::writing_to(interactive, Box::new(io::stdout()))
     }
 
@@ -79,7 +79,7 @@ impl Report {
     }
 
     /// A line above the bars (or a plain line).
-    pub fn line(&self, text: &str) {
+    pub(super) fn line(&self, text: &str) {
         match &self.bars {
             Some(m) => {
                 if m.println(text).is_err() {
@@ -90,12 +90,17 @@ impl Report {
         }
     }
 
-    pub fn manifest(&self) {
+    pub(super) fn manifest(&self) {
         self.with_totals(|t| t.manifests += 1);
     }
 
     /// A bar for a blob being fetched, on a terminal.
-    pub fn bar(&self, digest: &Digest, kind: &str, size: Option<u64>) -> Option<ProgressBar> {
+    pub(super) fn bar(
+        &self,
+        digest: &Digest,
+        kind: &str,
+        size: Option<u64>,
+    ) -> Option<ProgressBar> {
         let m = self.bars.as_ref()?;
         let bar = m.add(ProgressBar::new(size.unwrap_or(0)));
         let style = ProgressStyle::with_template(
@@ -110,7 +115,7 @@ impl Report {
     }
 
     /// A blob is done.
-    pub fn blob(
+    pub(super) fn blob(
         &self,
         digest: &Digest,
         kind: &str,
@@ -147,7 +152,7 @@ impl Report {
         });
     }
 
-    pub fn totals(&self) -> Totals {
+    pub(super) fn totals(&self) -> Totals {
         self.totals.lock().map(|t| *t).unwrap_or_default()
     }
 
@@ -158,7 +163,7 @@ impl Report {
     }
 
     /// The closing lines, on stdout.
-    pub fn summary(&self, images_ok: usize, images: usize) {
+    pub(super) fn summary(&self, images_ok: usize, images: usize) {
         if let Some(m) = &self.bars {
             let _ = m.clear();
         }
@@ -189,7 +194,7 @@ impl Report {
 }
 
 /// `sha256:0123456789ab`: enough to tell blobs apart in a listing.
-pub fn short(d: &Digest) -> String {
+pub(super) fn short(d: &Digest) -> String {
     let s = d.to_string();
     let cut = s.find(':').map_or(0, |i| i + 1) + 12;
     s.chars().take(cut).collect()

@@ -9,7 +9,7 @@ use crate::config::{Config, UpstreamConfig};
 use crate::mirror;
 
 /// Where on wharf an image lives.
-pub struct Route<'a> {
+pub(super) struct Route<'a> {
     pub upstream: &'a UpstreamConfig,
     /// The repository path on wharf: `/v2/<repo>/manifests/...`.
     pub repo: String,
@@ -17,7 +17,7 @@ pub struct Route<'a> {
 
 /// The upstream serving `r` (by registry host: a prefix or the URL's host; with no registry,
 /// the default upstream, as wharf routes bare names) and the path wharf serves it under.
-pub fn route<'a>(config: &'a Config, r: &ImageReference) -> Result<Route<'a>, String> {
+pub(super) fn route<'a>(config: &'a Config, r: &ImageReference) -> Result<Route<'a>, String> {
     let upstream = match &r.registry {
         Some(host) => config
             .upstream

@@ -16,14 +16,14 @@ use wharf_oci::{Algorithm, Digest, Verifier};
 use crate::common::{content, files_under};
 
 /// One backend under test, fresh and empty, and what to check once a case is done.
-pub struct Backend<B> {
+pub(crate) struct Backend<B> {
     pub store: Arc<B>,
     /// The filesystem backend's root: its spool must be empty after every case.
     dir: Option<TempDir>,
 }
 
 impl<B> Backend<B> {
-    pub fn assert_clean(&self) {
+    pub(crate) fn assert_clean(&self) {
         if let Some(dir) = &self.dir {
             let left = files_under(&dir.path().join("spool"));
             assert!(left.is_empty(), "spool files left behind: {left:?}");
@@ -31,7 +31,7 @@ impl<B> Backend<B> {
     }
 }
 
-pub async fn fs() -> Backend<FsBlobStore> {
+pub(crate) async fn fs() -> Backend<FsBlobStore> {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = FsBlobStore::open(dir.path()).await.expect("open");
     Backend {
@@ -40,7 +40,7 @@ pub async fn fs() -> Backend<FsBlobStore> {
     }
 }
 
-pub async fn memory() -> Backend<MemoryBlobStore> {
+pub(crate) async fn memory() -> Backend<MemoryBlobStore> {
     Backend {
         store: Arc::new(MemoryBlobStore::new()),
         dir: None,
@@ -109,14 +109,14 @@ async fn listed<S: BlobStore>(store: &S) -> Vec<StoredBlob> {
     all
 }
 
-pub async fn misses_are_empty<S: BlobStore>(store: &Arc<S>) {
+pub(crate) async fn misses_are_empty<S: BlobStore>(store: &Arc<S>) {
     let d = Digest::sha256_of(b"never stored");
     assert_absent(&**store, &d).await;
     assert!(!store.delete(&d).await.expect("delete"));
     assert!(listed(&**store).await.is_empty());
 }
 
-pub async fn write_then_read_back_byte_exact<S: BlobStore>(store: &Arc<S>) {
+pub(crate) async fn write_then_read_back_byte_exact<S: BlobStore>(store: &Arc<S>) {
     // Empty, one byte, and several read chunks written in odd pieces.
     let chunk = wharf_cache::CHUNK as usize;
     for (len, piece) in [(0, 1), (1, 1), (3 * chunk + 5, 7_001)] {
@@ -147,7 +147,7 @@ pub async fn write_then_read_back_byte_exact<S: BlobStore>(store: &Arc<S>) {
     assert_eq!(read_back(&**store, &d).await, bytes);
 }
 
-pub async fn ranges_read_back_and_past_the_end_fails<S: BlobStore>(store: &Arc<S>) {
+pub(crate) async fn ranges_read_back_and_past_the_end_fails<S: BlobStore>(store: &Arc<S>) {
     let chunk = wharf_cache::CHUNK;
     let bytes = content(2 * chunk as usize + 10);
     let d = Digest::sha256_of(&bytes);
@@ -180,7 +180,7 @@ pub async fn ranges_read_back_and_past_the_end_fails<S: BlobStore>(store: &Arc<S
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
 }
 
-pub async fn wrong_digest_is_refused_and_leaves_nothing<S: BlobStore>(store: &Arc<S>) {
+pub(crate) async fn wrong_digest_is_refused_and_leaves_nothing<S: BlobStore>(store: &Arc<S>) {
     let claimed = Digest::sha256_of(b"what the client asked for");
     let sent = b"what the upstream sent";
     let err = store
@@ -200,7 +200,7 @@ pub async fn wrong_digest_is_refused_and_leaves_nothing<S: BlobStore>(store: &Ar
     assert!(listed(&**store).await.is_empty());
 }
 
-pub async fn broken_body_is_refused_and_leaves_nothing<S: BlobStore>(store: &Arc<S>) {
+pub(crate) async fn broken_body_is_refused_and_leaves_nothing<S: BlobStore>(store: &Arc<S>) {
     let bytes = content(10_000);
     let d = Digest::sha256_of(&bytes);
     let broken = stream::iter([
@@ -216,7 +216,7 @@ pub async fn broken_body_is_refused_and_leaves_nothing<S: BlobStore>(store: &Arc
     assert!(listed(&**store).await.is_empty());
 }
 
-pub async fn nothing_is_visible_before_it_is_verified<S: BlobStore>(store: &Arc<S>) {
+pub(crate) async fn nothing_is_visible_before_it_is_verified<S: BlobStore>(store: &Arc<S>) {
     let bytes = content(100_000);
     let d = Digest::sha256_of(&bytes);
     let (tx, rx) = mpsc::unbounded_channel::<std::io::Result<Bytes>>();
@@ -242,7 +242,7 @@ pub async fn nothing_is_visible_before_it_is_verified<S: BlobStore>(store: &Arc<
     assert!(read_back(&**store, &d).await == bytes);
 }
 
-pub async fn rewriting_is_harmless<S: BlobStore>(store: &Arc<S>) {
+pub(crate) async fn rewriting_is_harmless<S: BlobStore>(store: &Arc<S>) {
     let bytes = content(5000);
     let d = Digest::sha256_of(&bytes);
     let blob = {
@@ -257,7 +257,7 @@ pub async fn rewriting_is_harmless<S: BlobStore>(store: &Arc<S>) {
     assert!(read_back(&**store, &d).await == bytes);
 }
 
-pub async fn stat_list_delete<S: BlobStore>(store: &Arc<S>) {
+pub(crate) async fn stat_list_delete<S: BlobStore>(store: &Arc<S>) {
     let blobs: Vec<Vec<u8>> = (0..3u8)
         .map(|n| {
             let mut b = content(100 * (n as usize + 1));
@@ -292,7 +292,7 @@ pub async fn stat_list_delete<S: BlobStore>(store: &Arc<S>) {
     }
 }
 
-pub async fn concurrent_writes_of_one_digest<S: BlobStore>(store: &Arc<S>) {
+pub(crate) async fn concurrent_writes_of_one_digest<S: BlobStore>(store: &Arc<S>) {
     const WRITERS: usize = 8;
     let bytes = Bytes::from(content(300_000));
     let d = Digest::sha256_of(&bytes);
@@ -324,7 +324,7 @@ pub async fn concurrent_writes_of_one_digest<S: BlobStore>(store: &Arc<S>) {
     );
 }
 
-pub async fn a_reader_of_a_deleted_blob<S: BlobStore>(store: &Arc<S>) {
+pub(crate) async fn a_reader_of_a_deleted_blob<S: BlobStore>(store: &Arc<S>) {
     let bytes = content(3 * wharf_cache::CHUNK as usize);
     let d = Digest::sha256_of(&bytes);
     store.write(&d, body(&bytes, 65_536)).await.expect("write");
