@@ -1,5 +1,5 @@
 //! The store against a real upstream: a budget smaller than two images, a restart that keeps
-//! tags and content, bytes flipped on disk, and `wharf cache stats|ls|rm` against a running
+//! tags and content, bytes flipped on disk (caught at start-up, or by the scrubber), and `wharf cache stats|ls|rm` against a running
 //! wharf.
 
 #![allow(
@@ -200,6 +200,73 @@ fn a_blob_flipped_on_disk_is_quarantined_at_start_up_and_never_served() {
         std::fs::read(c.dest.join(layer.digest.trim_start_matches("sha256:"))).expect("layer");
     assert_eq!(sha256_digest(&got), layer.digest, "the layer as pulled");
     // Only the corrupted layer came from the upstream again.
+    assert_eq!(blob_gets(&up, m, &[layer]), 1);
+    assert_eq!(blob_gets(&up, m, &img.blobs()), 1);
+}
+
+/// Flips one byte of `path` in place and puts its mtime back, as a media error leaves it: size,
+/// mtime and inode are what start-up verified.
+fn flip_keeping_mtime(path: &Path, at: usize) -> Vec<u8> {
+    let mtime = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let mut bytes = std::fs::read(path).expect("stored");
+    bytes[at] ^= 0x01;
+    std::fs::write(path, &bytes).expect("flip in place");
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("restore mtime");
+    bytes
+}
+
+/// Relies on the default `scrub_rate` (8 MiB/s): `[cache] scrub_rate` is not in the config yet.
+/// Once it is, this should set a high rate rather than wait for the default.
+#[test]
+fn a_blob_rotted_with_its_mtime_kept_is_found_by_the_scrubber_and_fetched_again() {
+    let set = images();
+    let img = &set.oraclelinux;
+    let up = Upstream::plain();
+    let mut wharf = Wharf::for_upstream(&up);
+    let skopeo = Skopeo::new();
+    skopeo
+        .copy_direct(&wharf.host_port(), &img.reference(), &[])
+        .expect_ok("warming the cache");
+    wharf.stop();
+    let layer = &img.layers[1];
+    let path = stored(&wharf, &layer.digest);
+    let len = std::fs::metadata(&path).expect("stored layer").len() as usize;
+    let rotten = flip_keeping_mtime(&path, len / 2);
+
+    // Start-up trusts it (nothing changed that it looks at); the first scrub pass starts now.
+    wharf.restart();
+    let quarantine = wharf.cache_dir().join("quarantine");
+    let found = wait_for(Duration::from_secs(120), Duration::from_millis(200), || {
+        let files = files_under(&quarantine);
+        (!files.is_empty()).then_some(files)
+    })
+    .expect("the scrubber quarantined the rotten layer within 120 s");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(std::fs::read(&found[0]).expect("read"), rotten);
+    let metrics = Http::new().get(&format!("{}/metrics", wharf.admin_url()), &[]);
+    assert!(
+        metrics
+            .text()
+            .contains("wharf_cache_scrub_faults_total 1\n"),
+        "{}",
+        metrics.text()
+    );
+
+    let m = up.mark();
+    let c = skopeo
+        .copy_direct(&wharf.host_port(), &img.reference(), &[])
+        .expect_ok("pull after the scrub");
+    assert_eq!(c.digest(), img.manifest.digest);
+    let got =
+        std::fs::read(c.dest.join(layer.digest.trim_start_matches("sha256:"))).expect("layer");
+    assert_eq!(sha256_digest(&got), layer.digest, "the layer as pulled");
+    // Only the rotten layer came from the upstream again, once.
     assert_eq!(blob_gets(&up, m, &[layer]), 1);
     assert_eq!(blob_gets(&up, m, &img.blobs()), 1);
 }

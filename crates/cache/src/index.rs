@@ -29,15 +29,21 @@ pub(crate) struct Entry {
     pub(crate) last_access: AtomicU64,
     /// The `last_access` the metadata store holds.
     pub(crate) saved_access: AtomicU64,
+    /// Milliseconds since the Unix epoch when the content was last hashed and found to match
+    /// (at its fill, at start-up, or by the scrubber): the scrubber's order.
+    pub(crate) verified: AtomicU64,
 }
 
 impl Entry {
+    /// An entry for content verified at `access_ms` (admitted content was verified as it was
+    /// written).
     pub(crate) fn new(size: u64, media_type: Option<Arc<str>>, access_ms: u64) -> Self {
         Entry {
             size,
             media_type,
             last_access: AtomicU64::new(access_ms),
             saved_access: AtomicU64::new(0),
+            verified: AtomicU64::new(access_ms),
         }
     }
 
@@ -45,6 +51,13 @@ impl Entry {
         // Relaxed: the value is a hint for ordering after a restart, nothing synchronises on it.
         self.last_access.store(now_ms, Ordering::Relaxed);
     }
+}
+
+/// When stored content was last used and last verified, in ms since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Times {
+    pub(crate) access_ms: u64,
+    pub(crate) verified_ms: u64,
 }
 
 /// Which eviction policy the index runs. The store uses [`Policy::Lru`]; the other exists for
@@ -174,11 +187,12 @@ impl Index {
         fresh
     }
 
-    /// Adds an entry as loaded at start-up, its access time as the metadata store has it (no
-    /// housekeeping: the caller settles once at the end).
-    pub(crate) fn load(&self, d: &Digest, size: u64, media_type: Option<Arc<str>>, access_ms: u64) {
-        let entry = Entry::new(size, media_type, access_ms);
-        entry.saved_access.store(access_ms, Ordering::Relaxed);
+    /// Adds an entry as loaded at start-up, its access and verification times as the metadata
+    /// store has them (no housekeeping: the caller settles once at the end).
+    pub(crate) fn load(&self, d: &Digest, size: u64, media_type: Option<Arc<str>>, times: Times) {
+        let entry = Entry::new(size, media_type, times.access_ms);
+        entry.saved_access.store(times.access_ms, Ordering::Relaxed);
+        entry.verified.store(times.verified_ms, Ordering::Relaxed);
         // Digests found on disk are unique: a plain insert, cheaper than the entry API.
         self.cache.insert(d.clone(), Arc::new(entry));
         self.bytes.fetch_add(size, Ordering::Relaxed);
@@ -203,6 +217,9 @@ impl Index {
                 current.saved_access.load(Ordering::Relaxed),
                 Ordering::Relaxed,
             );
+            replaced
+                .verified
+                .store(current.verified.load(Ordering::Relaxed), Ordering::Relaxed);
             self.cache.insert(d.clone(), Arc::new(replaced));
         }
         false
@@ -265,6 +282,11 @@ impl IndexHandle {
 
     pub(crate) fn entries(&self) -> impl Iterator<Item = (Arc<Digest>, Arc<Entry>)> + '_ {
         self.cache.iter()
+    }
+
+    /// Removes `d` as [`Index::remove`] does (the scrubber's quarantine).
+    pub(crate) fn remove(&self, d: &Digest) -> Option<u64> {
+        self.cache.remove(d).map(|e| e.size)
     }
 }
 

@@ -26,6 +26,10 @@
 //! of them stream at once and the upstream is asked once. A fill that fails (upstream error,
 //! digest or length mismatch, inactivity) stores nothing and ends every reader with an error.
 //!
+//! Bit rot is caught in the background: the scrubber (`scrub.rs`) reads stored content back at
+//! a bounded rate (`scrub_rate`), the least recently verified first, and quarantines what no
+//! longer matches its digest, so the next request for it fetches it again.
+//!
 //! The content itself sits behind [`BlobStore`] (`blobs/`): digest-addressed, verified before
 //! it is visible. [`FsBlobStore`] is the store's tier on local disk (its opened blob is a
 //! `std::fs::File`, which the serving path hands to `sendfile`); [`MemoryBlobStore`] is for
@@ -44,6 +48,7 @@ mod index;
 mod layout;
 mod meta;
 mod recover;
+mod scrub;
 mod store;
 mod tags;
 mod writer;

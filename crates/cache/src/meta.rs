@@ -4,13 +4,17 @@
 //! ```text
 //! blobs   digest -> (size, mtime ns, inode, media type if a manifest)   verified content
 //! access  digest -> last access, ms since the Unix epoch                 approximate LRU order
+//! verified digest -> last hashed and found to match, ms since the epoch  the scrubber's order
 //! tags    (upstream, repository, tag) -> (digest, media type, size, validated, ms since epoch)
 //! meta    "schema" -> 1
 //! ```
 //!
 //! A `blobs` row says "this file was verified, and looked like this then": start-up trusts a
 //! file whose size, mtime and inode still match its row, and hashes any other (see
-//! `recover.rs`). Times are wall-clock, so they mean the same after a restart.
+//! `recover.rs`). Times are wall-clock, so they mean the same after a restart. A `verified` row
+//! is written when content is stored (a fill or write verified it), when start-up hashes it, and
+//! when the scrubber (`scrub.rs`) reads it back; content with no row (stored by a wharf older
+//! than the table) counts as verified at its mtime, when it was written.
 //!
 //! Start-up reads it all (`load`) and corrects it (`repair`); after that one thread owns it and
 //! writes in batches (`writer.rs`).
@@ -31,6 +35,9 @@ use crate::tags::OwnedTagKey;
 type BlobValue = (u64, u64, u64, Option<&'static str>);
 pub(crate) const BLOBS: TableDefinition<&str, BlobValue> = TableDefinition::new("blobs");
 pub(crate) const ACCESS: TableDefinition<&str, u64> = TableDefinition::new("access");
+/// A table added without a schema change: an older wharf ignores it, and this one reads a
+/// missing row as "verified when written".
+pub(crate) const VERIFIED: TableDefinition<&str, u64> = TableDefinition::new("verified");
 /// (upstream, repository, tag)
 type TagKeyValue = (&'static str, &'static str, &'static str);
 /// (digest, media type, size, validated ms)
@@ -128,6 +135,7 @@ pub(crate) fn open(layout: &Layout) -> Result<Database, StoreError> {
         let created = (|| -> Result<Option<u64>, redb::Error> {
             txn.open_table(BLOBS)?;
             txn.open_table(ACCESS)?;
+            txn.open_table(VERIFIED)?;
             txn.open_table(TAGS)?;
             let mut meta = txn.open_table(META)?;
             let found = meta.get("schema")?.map(|v| v.value());
@@ -153,6 +161,7 @@ pub(crate) fn open(layout: &Layout) -> Result<Database, StoreError> {
 pub(crate) struct Loaded {
     pub(crate) blobs: HashMap<String, BlobRow>,
     pub(crate) access: HashMap<String, u64>,
+    pub(crate) verified: HashMap<String, u64>,
     pub(crate) tags: Vec<(OwnedTagKey, TagRow)>,
 }
 
@@ -167,6 +176,10 @@ pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
         for row in txn.open_table(ACCESS)?.iter()? {
             let (k, v) = row?;
             out.access.insert(k.value().to_owned(), v.value());
+        }
+        for row in txn.open_table(VERIFIED)?.iter()? {
+            let (k, v) = row?;
+            out.verified.insert(k.value().to_owned(), v.value());
         }
         for row in txn.open_table(TAGS)?.iter()? {
             let (k, v) = row?;
@@ -191,10 +204,11 @@ pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
     .map_err(meta_err("reading"))
 }
 
-/// The start-up corrections: rows for content verified now, rows to drop.
+/// The start-up corrections: rows for content verified now (at `verified_ms`), rows to drop.
 #[derive(Default)]
 pub(crate) struct Repairs {
     pub(crate) put: Vec<(String, BlobRow)>,
+    pub(crate) verified_ms: u64,
     pub(crate) drop: Vec<String>,
     pub(crate) drop_tags: Vec<OwnedTagKey>,
 }
@@ -209,6 +223,7 @@ pub(crate) fn repair(db: &Database, r: &Repairs) -> Result<(), StoreError> {
         {
             let mut blobs = txn.open_table(BLOBS)?;
             let mut access = txn.open_table(ACCESS)?;
+            let mut verified = txn.open_table(VERIFIED)?;
             let mut tags = txn.open_table(TAGS)?;
             let now = now_ms();
             for (k, row) in &r.put {
@@ -216,10 +231,12 @@ pub(crate) fn repair(db: &Database, r: &Repairs) -> Result<(), StoreError> {
                 if access.get(k.as_str())?.is_none() {
                     access.insert(k.as_str(), now)?;
                 }
+                verified.insert(k.as_str(), r.verified_ms)?;
             }
             for k in &r.drop {
                 blobs.remove(k.as_str())?;
                 access.remove(k.as_str())?;
+                verified.remove(k.as_str())?;
             }
             for k in &r.drop_tags {
                 tags.remove(tag_key_value(k))?;

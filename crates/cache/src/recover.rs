@@ -23,6 +23,7 @@ use redb::Database;
 use wharf_oci::Digest;
 
 use crate::error::StoreError;
+use crate::index::{Times, now_ms};
 use crate::layout::Layout;
 use crate::meta::{self, BlobRow, Fingerprint, Repairs, TagRow};
 use crate::tags::OwnedTagKey;
@@ -32,7 +33,7 @@ pub(crate) struct Kept {
     pub(crate) digest: Digest,
     pub(crate) size: u64,
     pub(crate) media_type: Option<Arc<str>>,
-    pub(crate) access_ms: u64,
+    pub(crate) times: Times,
 }
 
 /// What start-up found, and what it did about it.
@@ -109,17 +110,28 @@ pub(crate) fn recover(
     let mut kept = Vec::with_capacity(found.len());
     let mut check = Vec::new();
     for f in found {
-        let row = rows.remove(&f.digest.to_string());
+        let key = f.digest.to_string();
+        let row = rows.remove(&key);
         match row {
             Some(row) if row.fingerprint == f.fingerprint => {
                 report.trusted += 1;
-                kept.push((f.digest, f.fingerprint, row.media_type));
+                // Trusted, not read: verified when its row says, or (a row older than the
+                // table) when it was written.
+                let verified = loaded
+                    .verified
+                    .get(&key)
+                    .copied()
+                    .unwrap_or(f.fingerprint.mtime_ns / 1_000_000);
+                kept.push((f.digest, f.fingerprint, row.media_type, verified));
             }
             row => check.push((f, row.and_then(|r| r.media_type))),
         }
     }
+    // What is hashed below counts as verified now.
+    let now = now_ms();
     let mut repairs = Repairs {
         drop: rows.into_keys().collect(),
+        verified_ms: now,
         ..Repairs::default()
     };
     report.dropped_rows = repairs.drop.len();
@@ -133,7 +145,7 @@ pub(crate) fn recover(
                 media_type: media_type.clone(),
             };
             repairs.put.push((key, row));
-            kept.push((f.digest, f.fingerprint, media_type));
+            kept.push((f.digest, f.fingerprint, media_type, now));
         } else {
             quarantine(
                 &f.path,
@@ -146,8 +158,8 @@ pub(crate) fn recover(
 
     let manifests: HashMap<String, ()> = kept
         .iter()
-        .filter(|(_, _, mt)| mt.is_some())
-        .map(|(d, _, _)| (d.to_string(), ()))
+        .filter(|(_, _, mt, _)| mt.is_some())
+        .map(|(d, _, _, _)| (d.to_string(), ()))
         .collect();
     let (tags, gone): (Vec<_>, Vec<_>) = loaded
         .tags
@@ -159,7 +171,7 @@ pub(crate) fn recover(
 
     let mut kept: Vec<Kept> = kept
         .into_iter()
-        .map(|(digest, fp, media_type)| {
+        .map(|(digest, fp, media_type, verified_ms)| {
             // Content nobody recorded an access for: its mtime (when it was stored) is the
             // best guess.
             let access_ms = loaded
@@ -171,11 +183,14 @@ pub(crate) fn recover(
                 digest,
                 size: fp.len,
                 media_type: media_type.map(Arc::from),
-                access_ms,
+                times: Times {
+                    access_ms,
+                    verified_ms,
+                },
             }
         })
         .collect();
-    kept.sort_by_key(|k| k.access_ms);
+    kept.sort_by_key(|k| k.times.access_ms);
     Ok(Recovered { kept, tags, report })
 }
 

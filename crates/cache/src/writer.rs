@@ -23,7 +23,7 @@ use crate::blobs::FsBlobStore;
 use crate::error::StoreError;
 use crate::index::{IndexHandle, now_ms};
 use crate::meta::{
-    ACCESS, BLOBS, BlobRow, Fingerprint, TAGS, TagRow, blob_row, blob_value, into_redb,
+    ACCESS, BLOBS, BlobRow, Fingerprint, TAGS, TagRow, VERIFIED, blob_row, blob_value, into_redb,
     tag_key_value,
 };
 use crate::tags::OwnedTagKey;
@@ -37,11 +37,15 @@ const PIN_RETRY: Duration = Duration::from_millis(200);
 
 /// A message to the writer thread.
 pub(crate) enum Op {
-    /// Content was admitted: record it (the thread stats the file for its fingerprint).
+    /// Content was admitted: record it (the thread stats the file for its fingerprint), and
+    /// when it was verified if it was just now (a fill or a write hashed it).
     Put {
         digest: Digest,
         media_type: Option<Arc<str>>,
+        verified_ms: Option<u64>,
     },
+    /// The scrubber read the content back and it matched, at this time.
+    Verified(Digest, u64),
     /// Content left the index: unlink the file (unless it was admitted again meanwhile) and
     /// drop its rows.
     Dropped(Digest),
@@ -93,6 +97,11 @@ impl Writer {
             tx,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// A sender of its own, for the scrubber's task (which holds no reference to the store).
+    pub(crate) fn sender(&self) -> mpsc::Sender<Op> {
+        self.tx.clone()
     }
 
     pub(crate) fn send(&self, op: Op) {
@@ -217,10 +226,15 @@ fn write(
     {
         let mut blobs = txn.open_table(BLOBS)?;
         let mut access = txn.open_table(ACCESS)?;
+        let mut verified = txn.open_table(VERIFIED)?;
         let mut tags = txn.open_table(TAGS)?;
         for op in ops {
             match op {
-                Op::Put { digest, media_type } => {
+                Op::Put {
+                    digest,
+                    media_type,
+                    verified_ms,
+                } => {
                     let Ok(m) = std::fs::metadata(layout.blob(&digest)) else {
                         continue; // evicted (or quarantined) before this ran
                     };
@@ -237,6 +251,16 @@ fn write(
                     };
                     blobs.insert(key.as_str(), blob_value(&row))?;
                     access.insert(key.as_str(), now_ms())?;
+                    if let Some(at) = verified_ms {
+                        verified.insert(key.as_str(), at)?;
+                    }
+                }
+                Op::Verified(digest, at) => {
+                    let key = digest.to_string();
+                    // Only for content still recorded: a row of its own would outlive it.
+                    if blobs.get(key.as_str())?.is_some() {
+                        verified.insert(key.as_str(), at)?;
+                    }
                 }
                 Op::Dropped(digest) => {
                     if index.contains(&digest) {
@@ -245,6 +269,7 @@ fn write(
                     let key = digest.to_string();
                     blobs.remove(key.as_str())?;
                     access.remove(key.as_str())?;
+                    verified.remove(key.as_str())?;
                     if (ctx.pinned)(&digest) {
                         deferred.push(digest);
                     } else {

@@ -166,6 +166,11 @@ pub struct Metrics {
     /// `wharf_cache_evictions_total`, `wharf_cache_evicted_bytes_total`.
     pub cache_evictions: IntCounter,
     pub cache_evicted_bytes: IntCounter,
+    /// `wharf_cache_scrubbed_bytes_total`: stored bytes read back and hashed by the scrubber.
+    pub cache_scrubbed_bytes: IntCounter,
+    /// `wharf_cache_scrub_faults_total`: stored content the scrubber found not to match its
+    /// digest, and quarantined (fetched again on the next request).
+    pub cache_scrub_faults: IntCounter,
 
     /// `wharf_tag_stale_served_total{upstream,reason}`.
     pub stale_served: IntCounterVec,
@@ -188,6 +193,8 @@ pub struct CacheSnapshot {
     pub entries: u64,
     pub evictions: u64,
     pub evicted_bytes: u64,
+    pub scrubbed_bytes: u64,
+    pub scrub_faults: u64,
 }
 
 fn counter_vec(
@@ -345,6 +352,16 @@ impl Metrics {
                 "wharf_cache_evicted_bytes_total",
                 "Bytes evicted to stay within the budget.",
             )?,
+            cache_scrubbed_bytes: counter(
+                r,
+                "wharf_cache_scrubbed_bytes_total",
+                "Stored bytes read back and hashed by the scrubber.",
+            )?,
+            cache_scrub_faults: counter(
+                r,
+                "wharf_cache_scrub_faults_total",
+                "Stored content the scrubber found not to match its digest, and quarantined.",
+            )?,
             stale_served: counter_vec(
                 r,
                 "wharf_tag_stale_served_total",
@@ -433,6 +450,8 @@ impl Metrics {
         };
         grow(&self.cache_evictions, s.evictions);
         grow(&self.cache_evicted_bytes, s.evicted_bytes);
+        grow(&self.cache_scrubbed_bytes, s.scrubbed_bytes);
+        grow(&self.cache_scrub_faults, s.scrub_faults);
     }
 
     /// The text exposition format (`text/plain; version=0.0.4`).
@@ -503,6 +522,15 @@ mod tests {
         });
         assert_eq!(m.cache_evictions.get(), 5);
         assert_eq!(m.cache_evicted_bytes.get(), 150);
+        m.set_cache(CacheSnapshot {
+            evictions: 5,
+            evicted_bytes: 150,
+            scrubbed_bytes: 4096,
+            scrub_faults: 1,
+            ..Default::default()
+        });
+        assert_eq!(m.cache_scrubbed_bytes.get(), 4096);
+        assert_eq!(m.cache_scrub_faults.get(), 1);
     }
 
     #[test]

@@ -122,6 +122,8 @@ fn metrics(proxy: &Proxy) -> Response<Body> {
         entries: s.entries,
         evictions: s.evictions,
         evicted_bytes: s.evicted_bytes,
+        scrubbed_bytes: s.scrubbed_bytes,
+        scrub_faults: s.scrub_faults,
     });
     let mut resp = Response::new(body::full(m.encode()));
     resp.headers_mut().insert(
