@@ -172,7 +172,10 @@ fn a_blob_flipped_on_disk_is_quarantined_at_start_up_and_never_served() {
     let set = images();
     let img = &set.oraclelinux;
     let up = Upstream::plain();
-    let mut wharf = Wharf::for_upstream(&up);
+    let mut wharf = Wharf::builder()
+        .upstream(UpstreamCfg::oracle(&up))
+        .scrub_rate("512MiB")
+        .start();
     let skopeo = Skopeo::new();
     skopeo
         .copy_direct(&wharf.host_port(), &img.reference(), &[])
@@ -221,14 +224,16 @@ fn flip_keeping_mtime(path: &Path, at: usize) -> Vec<u8> {
     bytes
 }
 
-/// Relies on the default `scrub_rate` (8 MiB/s): `[cache] scrub_rate` is not in the config yet.
-/// Once it is, this should set a high rate rather than wait for the default.
+/// With `[cache] scrub_rate` high, the pass over the image takes well under a second.
 #[test]
 fn a_blob_rotted_with_its_mtime_kept_is_found_by_the_scrubber_and_fetched_again() {
     let set = images();
     let img = &set.oraclelinux;
     let up = Upstream::plain();
-    let mut wharf = Wharf::for_upstream(&up);
+    let mut wharf = Wharf::builder()
+        .upstream(UpstreamCfg::oracle(&up))
+        .scrub_rate("512MiB")
+        .start();
     let skopeo = Skopeo::new();
     skopeo
         .copy_direct(&wharf.host_port(), &img.reference(), &[])

@@ -165,6 +165,8 @@ pub struct WharfBuilder {
     upstreams: Vec<UpstreamCfg>,
     tag_ttl: String,
     max_size: String,
+    /// `[cache] scrub_rate`, when set.
+    scrub_rate: Option<String>,
     extra_toml: String,
     env: Vec<(String, String)>,
 }
@@ -184,6 +186,12 @@ impl WharfBuilder {
     /// `[cache] max_size` (default `"10GiB"`).
     pub fn max_size(mut self, size: &str) -> Self {
         self.max_size = size.into();
+        self
+    }
+
+    /// `[cache] scrub_rate` (default: wharf's own, 8 MiB/s).
+    pub fn scrub_rate(mut self, rate: &str) -> Self {
+        self.scrub_rate = Some(rate.into());
         self
     }
 
@@ -216,6 +224,9 @@ impl WharfBuilder {
             toml_str(&self.max_size),
             toml_str(&self.tag_ttl)
         );
+        if let Some(rate) = &self.scrub_rate {
+            s += &format!("scrub_rate = {}\n", toml_str(rate));
+        }
         for u in &self.upstreams {
             s += &u.render(dir, &mut env);
         }
@@ -232,6 +243,7 @@ impl Default for WharfBuilder {
             upstreams: Vec::new(),
             tag_ttl: "5m".into(),
             max_size: "10GiB".into(),
+            scrub_rate: None,
             extra_toml: String::new(),
             env: Vec::new(),
         }

@@ -96,6 +96,10 @@ pub(crate) struct Cache {
     /// Downloads from upstreams running at once; more wait for a turn. Default 64.
     #[serde(default = "default_max_concurrent_fills")]
     pub max_concurrent_fills: usize,
+    /// Bytes per second the scrubber re-reads and re-verifies stored content at, least
+    /// recently verified first; `0` turns it off. Default `8MiB`.
+    #[serde(default = "default_scrub_rate", deserialize_with = "size")]
+    pub scrub_rate: u64,
 }
 
 impl Default for Cache {
@@ -106,6 +110,7 @@ impl Default for Cache {
             tag_ttl: default_tag_ttl(),
             fill_inactivity_timeout: default_inactivity(),
             max_concurrent_fills: default_max_concurrent_fills(),
+            scrub_rate: default_scrub_rate(),
         }
     }
 }
@@ -183,6 +188,9 @@ fn default_dir() -> PathBuf {
 fn default_max_size() -> u64 {
     StoreOptions::default().max_size
 }
+fn default_scrub_rate() -> u64 {
+    StoreOptions::default().scrub_rate
+}
 fn default_tag_ttl() -> Duration {
     wharf_proxy::Upstream::DEFAULT_TAG_TTL
 }
@@ -239,7 +247,7 @@ impl Config {
     pub(crate) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_owned(),
-            message: e.to_string(),
+            message: redact_secrets(&e.to_string(), text),
         })?;
         config.validate()?;
         Ok(config)
@@ -417,6 +425,52 @@ fn check_url(url: &str) -> Result<(), String> {
 }
 
 /// "50GiB", "500 MB", "1024": binary and decimal units, case-insensitive.
+/// A key whose value must never be printed: `password = "…"` written inline by mistake (wharf
+/// takes passwords from `password_file` or `password_env` only) would otherwise be echoed by
+/// the parser's error, which quotes the offending line.
+fn is_secret_key(key: &str) -> bool {
+    let key = key.trim().trim_matches(['"', '\'']).to_ascii_lowercase();
+    let key = key.rsplit('.').next().unwrap_or_default();
+    ["password", "secret", "token", "passphrase", "credential"]
+        .iter()
+        .any(|s| key.contains(s))
+        && !key.ends_with("_file")
+        && !key.ends_with("_env")
+}
+
+/// `message` with the values of secret-looking keys of `text` replaced by `<redacted>`: in the
+/// quoted source lines of a TOML error, and wherever the quoted value appears.
+fn redact_secrets(message: &str, text: &str) -> String {
+    const REDACTED: &str = "\"<redacted>\"";
+    let secrets: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| is_secret_key(k))
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if secrets.is_empty() {
+        return message.to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    for line in message.lines() {
+        // The parser quotes source lines as `12 | key = value`.
+        let quoted = line
+            .split_once('|')
+            .filter(|(n, _)| !n.trim().is_empty() && n.trim().chars().all(|c| c.is_ascii_digit()));
+        let line = match quoted.and_then(|(n, src)| Some((n, src, src.split_once('=')?))) {
+            Some((n, _, (k, _))) if is_secret_key(k) => format!("{n}|{k}= {REDACTED}"),
+            _ => secrets
+                .iter()
+                .fold(line.to_owned(), |l, v| l.replace(v, REDACTED)),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s

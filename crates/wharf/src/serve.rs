@@ -54,6 +54,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let options = wharf_cache::StoreOptions {
         fill_inactivity_timeout: config.cache.fill_inactivity_timeout,
         max_size: config.cache.max_size,
+        scrub_rate: config.cache.scrub_rate,
         ..Default::default()
     };
     let store = wharf_cache::Store::open_with(&config.cache.dir, options)

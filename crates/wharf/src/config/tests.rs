@@ -175,6 +175,7 @@ fn defaults_come_from_the_options_and_the_shipped_files_agree() {
         ProxyOptions::default().max_concurrent_fills
     );
     assert_eq!(d.cache.max_size, StoreOptions::default().max_size);
+    assert_eq!(d.cache.scrub_rate, StoreOptions::default().scrub_rate);
     assert_eq!(
         d.cache.fill_inactivity_timeout,
         StoreOptions::default().fill_inactivity_timeout
@@ -208,6 +209,7 @@ fn defaults_come_from_the_options_and_the_shipped_files_agree() {
                 c.cache.tag_ttl,
                 c.cache.fill_inactivity_timeout,
                 c.cache.max_concurrent_fills,
+                c.cache.scrub_rate,
             )
         };
         assert_eq!(cache(&c), cache(&d), "{origin}");
@@ -219,4 +221,27 @@ fn defaults_come_from_the_options_and_the_shipped_files_agree() {
             );
         }
     }
+}
+
+/// Issue 13 #8: a password written inline (a mistake users make) is refused without the error
+/// ever printing it, whatever the parser quotes.
+#[test]
+fn an_inline_password_is_refused_without_being_printed() {
+    let secret = "hunter2-do-not-print";
+    for text in [
+        format!("{UP}password = \"{secret}\"\n"),
+        format!("{UP}username = \"svc\"\npassword = '{secret}'\n"),
+        format!("[auth]\nhtpasswd_password = \"{secret}\"\n{UP}"),
+        format!("{UP}token = \"{secret}\" # a bearer token\n"),
+    ] {
+        let e = err(&text);
+        assert!(!e.contains(secret), "the secret was printed: {e}");
+        assert!(
+            e.contains("<redacted>") || e.contains("password") || e.contains("token"),
+            "{e}"
+        );
+    }
+    // Ordinary values are still quoted as they are.
+    let e = err(&format!("{UP}tag_ttl = \"soon\"\n"));
+    assert!(e.contains("soon"), "{e}");
 }
