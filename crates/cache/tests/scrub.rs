@@ -4,6 +4,10 @@
 //! recently verified first, that order survives a restart, and it never reads faster than its
 //! rate. Time is paused: the passes and the rate run on tokio's clock.
 
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
 mod common;
 
 use std::io::Read;
