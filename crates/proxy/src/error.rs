@@ -33,6 +33,10 @@ pub enum ProxyError {
         "the request URI is too long (path at most {MAX_PATH_LEN} bytes, query at most {MAX_QUERY_LEN})"
     )]
     UriTooLong,
+    /// Bytes on a connection that are not an HTTP request wharf can read (garbage, a TLS
+    /// handshake on the plain port, HTTP/0.9, plain HTTP on the TLS port): 400.
+    #[error("{message}")]
+    BadRequest { message: String },
     /// A pull request (GET or HEAD) that carries, or may carry, a body: 413.
     #[error("a pull request carries no body (at most {MAX_REQUEST_BODY} bytes)")]
     BodyTooLarge,
@@ -160,6 +164,7 @@ impl ProxyError {
             ProxyError::Oci { .. }
                 | ProxyError::UriTooLong
                 | ProxyError::BodyTooLarge
+                | ProxyError::BadRequest { .. }
                 | ProxyError::Route(_)
                 | ProxyError::NoUpstream(_)
                 | ProxyError::Unauthenticated { .. }
@@ -180,6 +185,9 @@ impl ProxyError {
             ProxyError::UriTooLong => Answer::new(StatusCode::URI_TOO_LONG, ErrorCode::NameInvalid),
             ProxyError::BodyTooLarge => {
                 Answer::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::SizeInvalid)
+            }
+            ProxyError::BadRequest { .. } => {
+                Answer::new(StatusCode::BAD_REQUEST, ErrorCode::Unsupported)
             }
             ProxyError::Route(RouteError::NotFound) => Answer::code(ErrorCode::NameUnknown),
             ProxyError::Route(RouteError::Name(e)) => Answer::code(match e {

@@ -3,7 +3,8 @@
 //! A request's way through:
 //!
 //! ```text
-//! accept (TCP or rustls, server.rs / tls.rs; bounds in limits.rs)
+//! accept (TCP or rustls, server.rs / tls.rs; bounds in limits.rs; first bytes that are no
+//!   HTTP request get a 400 with error JSON, preface.rs)
 //!   -> hyper-util auto (HTTP/1.1, h2 by ALPN or h2c) -> Proxy::handle
 //!   -> request id + span `request` (id, method, endpoint, upstream)
 //!   -> Proxy::admit: URI too long? 414; body on a pull? 413 (limits.rs); client authentication
@@ -39,6 +40,7 @@ pub mod freshness;
 pub mod limits;
 mod manifest;
 mod observe;
+mod preface;
 pub mod range;
 pub mod route;
 mod sendfile;

@@ -34,6 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 use crate::Proxy;
 use crate::body::Body;
 use crate::limits::{Activity, ExchangeGuard, H1_MAX_BUF, Limits, Tracked};
+use crate::preface::{self, Preface};
 use crate::sendfile::{Pending, SendfileIo};
 use crate::throttle::Throttle;
 use crate::tls::Tls;
@@ -145,14 +146,23 @@ pub async fn serve_with<S: Service>(
             activity,
             _permit: permit,
         };
-        match &acceptor {
-            None => {
-                let (io, pending) = SendfileIo::new(stream);
-                tokio::spawn(conn.run(io, Some(pending)));
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            match preface::look(&stream, acceptor.is_some(), conn.limits.header_read_timeout).await
+            {
+                Preface::Serve => {}
+                Preface::Close => return,
+                Preface::Refuse(e) => {
+                    tracing::debug!(peer = %conn.peer, error = %e, "not an HTTP request");
+                    return preface::answer(stream, e).await;
+                }
             }
-            Some(acceptor) => {
-                let acceptor = acceptor.clone();
-                tokio::spawn(async move {
+            match acceptor {
+                None => {
+                    let (io, pending) = SendfileIo::new(stream);
+                    conn.run(io, Some(pending)).await;
+                }
+                Some(acceptor) => {
                     let handshake = acceptor.accept(stream);
                     match tokio::time::timeout(conn.limits.tls_handshake_timeout, handshake).await {
                         Ok(Ok(tls)) => conn.run(tls, None).await,
@@ -161,9 +171,9 @@ pub async fn serve_with<S: Service>(
                         }
                         Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
                     }
-                });
+                }
             }
-        }
+        });
     }
     drop(listener);
     tokio::select! {

@@ -1,6 +1,9 @@
 //! The connection bound (issue 13 #5): a client arriving when every place is taken by idle
 //! kept-alive connections is served at once, because the longest-idle one is closed to make
 //! room (as nginx does); a connection in the middle of an answer is never the one closed.
+//! And what is no HTTP request at all (garbage, a TLS handshake on the plain port, HTTP/0.9,
+//! plain HTTP on the TLS port) gets a 400 with the spec's error JSON, not an empty answer
+//! (issue 13 #9).
 
 #![allow(
     clippy::expect_used,
@@ -44,6 +47,13 @@ impl Service for App {
 }
 
 async fn start(max_connections: usize) -> (std::net::SocketAddr, Arc<Notify>) {
+    start_with(max_connections, None).await
+}
+
+async fn start_with(
+    max_connections: usize,
+    tls: Option<Arc<wharf_proxy::tls::Tls>>,
+) -> (std::net::SocketAddr, Arc<Notify>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let release = Arc::new(Notify::new());
@@ -51,7 +61,7 @@ async fn start(max_connections: usize) -> (std::net::SocketAddr, Arc<Notify>) {
         release: release.clone(),
     });
     let options = ServerOptions {
-        tls: None,
+        tls,
         limits: Limits {
             max_connections,
             ..Limits::default()
@@ -148,4 +158,73 @@ async fn a_connection_in_the_middle_of_an_answer_is_never_closed_to_make_room() 
         answered.is_ok_and(|h| h.starts_with("HTTP/1.1 200")),
         "the waiting client was not served once the answers ended"
     );
+}
+
+/// Sends `bytes` on a new connection and reads the answer to its end: status and JSON body.
+async fn refusal(addr: std::net::SocketAddr, bytes: &[u8]) -> (u16, serde_json::Value) {
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    c.write_all(bytes).await.expect("write");
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut got))
+        .await
+        .expect("answered and closed within 5 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{text:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{head:?}"));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"));
+    (status, json)
+}
+
+#[tokio::test]
+async fn what_is_no_http_request_gets_a_400_with_error_json() {
+    let (addr, _release) = start(16).await;
+    let client_hello = [
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03, 0x11, 0x22,
+    ];
+    for (what, bytes, says) in [
+        (
+            "garbage",
+            &b"\x00\x01\x02 garbage\r\n\r\n"[..],
+            "not an HTTP request",
+        ),
+        (
+            "a TLS hello on the plain port",
+            &client_hello[..],
+            "plain HTTP",
+        ),
+        ("HTTP/0.9", &b"GET /v2/\r\n"[..], "HTTP/0.9"),
+    ] {
+        let (status, json) = refusal(addr, bytes).await;
+        assert_eq!(status, 400, "{what}");
+        assert_eq!(json["errors"][0]["code"], "UNSUPPORTED", "{what}");
+        let message = json["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{what}: {message}");
+    }
+    // A real request on the same listener is still answered.
+    let mut c = TcpStream::connect(addr).await.expect("connect");
+    assert!(get(&mut c, "/fast").await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn plain_http_on_the_tls_port_gets_a_400_that_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let files = wharf_testkit::pki::self_signed(dir.path());
+    let tls = wharf_proxy::tls::Tls::load(&files.cert, &files.key).expect("tls");
+    let (addr, _release) = start_with(16, Some(Arc::new(tls))).await;
+    let (status, json) = refusal(addr, b"GET /v2/ HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert_eq!(status, 400);
+    let message = json["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("https://"), "{message}");
 }
