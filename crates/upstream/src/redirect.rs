@@ -45,7 +45,7 @@ pub(crate) fn display_without_query(u: &Uri) -> String {
 
 /// Resolves a `Location` value against the URL that answered with it. `None` when the result is
 /// not an absolute http(s) URL.
-pub(crate) fn resolve(base: &Uri, location: &str) -> Option<Uri> {
+pub fn resolve(base: &Uri, location: &str) -> Option<Uri> {
     let location = location.trim();
     // The fragment never goes on the wire.
     let location = location.split('#').next().unwrap_or_default();
