@@ -66,7 +66,7 @@ for t in "${targets[@]}"; do
     "$bin/$t" "$work/$t" "$seeds" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 \
         -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="artifacts/$t/" \
         >"$work/$t.log" 2>&1 || rc=$?
-    cov="$(grep -o 'cov: [0-9]*' "$work/$t.log" | tail -1 | cut -d' ' -f2)"
+    cov="$(grep -o 'cov: [0-9]*' "$work/$t.log" | tail -1 | cut -d' ' -f2 || true)"
     n_seeds="$(find "$seeds" -type f | wc -l)"
     n_found="$(find "$work/$t" -type f | wc -l)"
     if [ "$rc" -eq 0 ]; then
@@ -77,7 +77,7 @@ for t in "${targets[@]}"; do
     else
         failed=$((failed + 1))
         echo "fuzz: $t: FAILED (libFuzzer exit $rc); its log ends:"
-        grep -v '^#[0-9]' "$work/$t.log" | tail -40
+        grep -v '^#[0-9]' "$work/$t.log" | tail -40 || true
         for a in "artifacts/$t"/*; do
             [ -f "$a" ] || continue
             echo "fuzz: $t: input tests/fuzz/$a (base64): $(base64 -w0 "$a")"
