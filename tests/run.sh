@@ -48,3 +48,10 @@ if [ "$#" -eq 0 ]; then
   # --workspace, not -p: the same feature set as the build above, so nothing is rebuilt.
   cargo test --workspace --bench hot_paths
 fi
+if [ "$#" -eq 0 ]; then
+  # Every fuzz target (tests/fuzz: libFuzzer via cargo-fuzz, on stable) for FUZZ_SECONDS (20)
+  # each from the corpus kept in the repo; installs cargo-fuzz once per machine; a crash fails
+  # the run and prints the input.
+  echo "== fuzzing, ${FUZZ_SECONDS:-20}s per target"
+  tests/fuzz/run.sh
+fi

@@ -45,7 +45,7 @@ pub mod range;
 pub mod route;
 mod sendfile;
 mod server;
-mod tags;
+pub mod tags;
 mod throttle;
 pub mod tls;
 pub mod upstreams;

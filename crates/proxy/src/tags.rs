@@ -131,7 +131,7 @@ fn spec_params(query: Option<&str>) -> String {
 /// `<…/tags/list?last=x&n=1>; rel="next"` from the upstream becomes
 /// `<{client_base}/tags/list?last=x&n=1[&ns=…]>; rel="next"`. The upstream's own path and host
 /// are dropped: the client must come back to wharf.
-fn rewrite_link(link: &str, client_base: &str, ns: Option<&str>) -> Option<String> {
+pub fn rewrite_link(link: &str, client_base: &str, ns: Option<&str>) -> Option<String> {
     let start = link.find('<')?;
     let end = link[start..].find('>')? + start;
     let target = &link[start + 1..end];

@@ -28,7 +28,7 @@ pub mod challenge;
 mod client;
 mod error;
 mod realm;
-mod redirect;
+pub mod redirect;
 mod tls;
 mod token;
 mod transport;

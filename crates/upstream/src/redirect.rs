@@ -45,8 +45,11 @@ pub(crate) fn display_without_query(u: &Uri) -> String {
 
 /// Resolves a `Location` value against the URL that answered with it. `None` when the result is
 /// not an absolute http(s) URL.
-pub(crate) fn resolve(base: &Uri, location: &str) -> Option<Uri> {
-    let location = location.trim();
+pub fn resolve(base: &Uri, location: &str) -> Option<Uri> {
+    // HTTP's OWS (SP, HTAB) only: `str::trim` would also drop Unicode spaces such as U+0085 or
+    // U+00A0 that are part of the value (the header's bytes arrive here through from_utf8_lossy),
+    // and send the request somewhere the upstream did not say.
+    let location = location.trim_matches([' ', '\t']);
     // The fragment never goes on the wire.
     let location = location.split('#').next().unwrap_or_default();
     if location.is_empty() {
@@ -169,6 +172,20 @@ mod tests {
             r(BASE, "/../../a").as_deref(),
             Some("https://reg.example:5000/a")
         );
+    }
+
+    #[test]
+    fn only_http_whitespace_is_trimmed() {
+        assert_eq!(
+            r(BASE, " \tother\t ").as_deref(),
+            Some("https://reg.example:5000/v2/lib/x/blobs/other")
+        );
+        // Found by the redirect_location fuzz target: U+0085 (NEL) was trimmed when the
+        // resolved URL was resolved again, so the two differed.
+        let base: Uri = BASE.parse().expect("test URL");
+        let once = resolve(&base, "h\u{85}#.").expect("resolves");
+        assert!(once.path().ends_with("/blobs/h\u{85}"), "{once}");
+        assert_eq!(resolve(&once, &once.to_string()), Some(once));
     }
 
     #[test]

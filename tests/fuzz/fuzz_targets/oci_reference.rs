@@ -1,5 +1,5 @@
 //! Repository names, references (tag or digest) and digests: never panic; what parses
-//! prints back as it came and stays path-safe.
+//! prints back as it came, parses back the same, and stays path-safe.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -18,10 +18,16 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     if let Ok(n) = RepositoryName::parse(s) {
+        assert_eq!(n.as_str(), s);
         assert!(
             n.components()
                 .all(|c| !c.is_empty() && c != "." && c != "..")
         );
+        assert_eq!(RepositoryName::parse(n.as_str()).ok(), Some(n));
     }
-    let _ = Reference::parse(s);
+    if let Ok(r) = Reference::parse(s) {
+        let printed = r.to_string();
+        assert_eq!(printed, s);
+        assert_eq!(Reference::parse(&printed).ok(), Some(r));
+    }
 });
