@@ -32,6 +32,11 @@ pub(crate) struct Entry {
     /// Milliseconds since the Unix epoch when the content was last hashed and found to match
     /// (at its fill, at start-up, or by the scrubber): the scrubber's order.
     pub(crate) verified: AtomicU64,
+    /// Not content but disk space held for it: a download in flight (its announced size), or
+    /// files that left the index but are still on disk (unlinked and open, or kept for a
+    /// fill's readers). Weighed like content, so the budget counts it and the policy makes
+    /// room for it; never listed, served or handed to the removal sink.
+    pub(crate) reservation: bool,
 }
 
 impl Entry {
@@ -44,6 +49,14 @@ impl Entry {
             last_access: AtomicU64::new(access_ms),
             saved_access: AtomicU64::new(0),
             verified: AtomicU64::new(access_ms),
+            reservation: false,
+        }
+    }
+
+    fn reservation(size: u64) -> Self {
+        Entry {
+            reservation: true,
+            ..Entry::new(size, None, now_ms())
         }
     }
 
@@ -143,6 +156,11 @@ impl Index {
                 Policy::TinyLfu => EvictionPolicy::tiny_lfu(),
             })
             .eviction_listener(move |digest: Arc<Digest>, e: Arc<Entry>, cause| {
+                if e.reservation {
+                    // Replaced too: a reservation's new size was added when it was inserted.
+                    counted.fetch_sub(e.size, Ordering::Relaxed);
+                    return;
+                }
                 let removal = match cause {
                     // Same digest, same bytes: only the media type was added.
                     RemovalCause::Replaced => return,
@@ -167,12 +185,13 @@ impl Index {
 
     /// The entry for `d`, recording an access.
     pub(crate) fn get(&self, d: &Digest) -> Option<Arc<Entry>> {
-        let e = self.cache.get(d)?;
+        let e = self.cache.get(d).filter(|e| !e.reservation)?;
         e.touch(now_ms());
         Some(e)
     }
 
     pub(crate) fn contains(&self, d: &Digest) -> bool {
+        // Reservation keys are no content's digest (`Store::reservation_key`).
         self.cache.contains_key(d)
     }
 
@@ -225,6 +244,13 @@ impl Index {
         false
     }
 
+    /// Holds `size` bytes of the budget under `key` (a key no content has: see
+    /// `Store::reservation_key`), replacing what it held before, and lets the policy evict
+    /// what no longer fits. `0` releases it.
+    pub(crate) fn reserve(&self, key: &Digest, size: u64) {
+        reserve(&self.cache, &self.bytes, key, size);
+    }
+
     /// Removes `d`; the sink hears of it as [`Removal::Removed`]. Returns its size.
     pub(crate) fn remove(&self, d: &Digest) -> Option<u64> {
         let e = self.cache.remove(d)?;
@@ -252,36 +278,58 @@ impl Index {
         self.max_bytes
     }
 
+    /// Entries of content, not counting reservations (moka's count, which may lag a little).
     pub(crate) fn entry_count(&self) -> u64 {
-        self.cache.entry_count()
+        let reservations = self.cache.iter().filter(|(_, e)| e.reservation).count() as u64;
+        self.cache.entry_count().saturating_sub(reservations)
     }
 
-    /// Every entry (a snapshot that may miss concurrent changes).
+    /// Every entry of content (a snapshot that may miss concurrent changes); reservations are
+    /// not content and are left out.
     pub(crate) fn entries(&self) -> impl Iterator<Item = (Arc<Digest>, Arc<Entry>)> + '_ {
-        self.cache.iter()
+        self.cache.iter().filter(|(_, e)| !e.reservation)
     }
 
     /// A handle for the metadata writer: the same cache, for access times and `contains`.
     pub(crate) fn handle(&self) -> IndexHandle {
         IndexHandle {
             cache: self.cache.clone(),
+            bytes: self.bytes.clone(),
         }
     }
+}
+
+fn reserve(cache: &Cache<Digest, Arc<Entry>>, bytes: &AtomicU64, key: &Digest, size: u64) {
+    if size == 0 {
+        cache.remove(key);
+    } else {
+        // The listener takes off what the key held before (a `Replaced` reservation).
+        bytes.fetch_add(size, Ordering::Relaxed);
+        cache.insert(key.clone(), Arc::new(Entry::reservation(size)));
+    }
+    cache.run_pending_tasks();
 }
 
 /// What the metadata writer thread may see of the index.
 #[derive(Clone)]
 pub(crate) struct IndexHandle {
     cache: Cache<Digest, Arc<Entry>>,
+    bytes: Arc<AtomicU64>,
 }
 
 impl IndexHandle {
     pub(crate) fn contains(&self, d: &Digest) -> bool {
+        // Reservation keys are no content's digest (`Store::reservation_key`).
         self.cache.contains_key(d)
     }
 
     pub(crate) fn entries(&self) -> impl Iterator<Item = (Arc<Digest>, Arc<Entry>)> + '_ {
-        self.cache.iter()
+        self.cache.iter().filter(|(_, e)| !e.reservation)
+    }
+
+    /// As [`Index::reserve`].
+    pub(crate) fn reserve(&self, key: &Digest, size: u64) {
+        reserve(&self.cache, &self.bytes, key, size);
     }
 
     /// Removes `d` as [`Index::remove`] does (the scrubber's quarantine).

@@ -44,6 +44,7 @@ mod fill;
 /// The figures behind the index's policy; run by the `hit_ratio` bench target.
 #[doc(hidden)]
 pub mod hit_ratio;
+mod held;
 mod index;
 mod layout;
 mod meta;

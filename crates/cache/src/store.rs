@@ -115,9 +115,17 @@ pub struct Store {
     pub(crate) scrubbed: Arc<ScrubCounters>,
     /// Ends the scrubber with the store; `None` when it is off.
     _scrub: Option<ScrubGuard>,
+    /// Ends the count of open files outside the index (`held.rs`) with the store.
+    _held: crate::held::HeldGuard,
 }
 
 type Pins = Arc<Mutex<HashMap<Digest, Weak<Fill>>>>;
+
+/// The index key of disk space held for `what` (a fill, files outside the index): a digest no
+/// content has, since its preimage is no blob anyone can ask for by this key's hash.
+pub(crate) fn reservation_key(what: &str) -> Digest {
+    Digest::sha256_of(format!("wharf reservation\0{what}\0{}", std::process::id()).as_bytes())
+}
 
 /// The in-memory manifests, weighed by their length, within `budget` bytes; none for 0.
 fn manifest_memory(budget: u64) -> Option<moka::sync::Cache<Digest, Bytes>> {
@@ -208,6 +216,11 @@ impl Store {
             rate: options.scrub_rate,
         }
         .start();
+        let held = crate::held::start(
+            index.handle(),
+            blobs.layout().blobs_dir().to_path_buf(),
+            reservation_key("files outside the index"),
+        );
         Ok(Arc::new(Store {
             manifests: manifest_memory(options.manifest_memory),
             blobs,
@@ -221,7 +234,13 @@ impl Store {
             pins,
             scrubbed,
             _scrub: scrub,
+            _held: held,
         }))
+    }
+
+    /// Holds `size` bytes of the budget under `key` (0 releases it): see `Index::reserve`.
+    pub(crate) fn reserve(&self, key: &Digest, size: u64) {
+        self.index.reserve(key, size);
     }
 
     pub fn root(&self) -> &Path {

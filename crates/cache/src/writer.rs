@@ -267,13 +267,19 @@ fn write(
                         continue; // admitted again since: the file is wanted
                     }
                     let key = digest.to_string();
+                    // The file the row describes: after a quarantine (which moved the file) the
+                    // same digest may already be stored again under a new inode, published
+                    // but not indexed yet; that file is not this removal's to unlink.
+                    let ino = blobs
+                        .get(key.as_str())?
+                        .map(|v| blob_row(v.value()).fingerprint.ino);
                     blobs.remove(key.as_str())?;
                     access.remove(key.as_str())?;
                     verified.remove(key.as_str())?;
                     if (ctx.pinned)(&digest) {
                         deferred.push(digest);
                     } else {
-                        ctx.blobs.remove_now(&digest);
+                        ctx.blobs.remove_now_if(&digest, ino);
                     }
                 }
                 Op::PutTag(key, row) => {

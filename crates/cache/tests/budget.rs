@@ -130,3 +130,85 @@ async fn hits_and_misses_are_counted() {
     let s = store.stats();
     assert_eq!((s.hits, s.misses), (2, 1));
 }
+
+/// Every byte the store has on disk: its files (blobs and spool) and, as `extra`, what readers
+/// still hold open of files that were unlinked.
+fn disk_use(root: &Path, extra: u64) -> u64 {
+    let spool: u64 = files_under(&root.join("spool"))
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    bytes_on_disk(root) + spool + extra
+}
+
+/// Issue 13 #4: the budget is what is on disk. A download in flight holds its announced size
+/// before its bytes arrive (room is made first), and a file that left the index while a reader
+/// holds it open is counted until it is closed.
+#[tokio::test]
+async fn the_budget_counts_downloads_in_flight_and_files_held_open() {
+    const BUDGET: usize = 64 * KIB;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let store = open_with_budget(root, BUDGET).await;
+    let a = fill(&store, blob(1, 24 * KIB)).await;
+    let b = fill(&store, blob(2, 24 * KIB)).await;
+
+    // A 32 KiB download announced: A (the least recently used) leaves before any byte of it
+    // is written, so the spool never pushes the disk over the budget.
+    let c_bytes = blob(3, 32 * KIB);
+    let c = Digest::sha256_of(&c_bytes);
+    let mut up = common::Upstream::new(Some(c_bytes.len() as u64), false);
+    let download = store.fill(&c, up.opener.clone());
+    let body = up.body().await;
+    store.flush().await.expect("flush");
+    assert_eq!(store.blob_size(&a).await, None, "no room was made for the download");
+    body.send(&c_bytes[..16 * KIB]);
+    bounded(async {
+        while disk_use(root, 0) < (24 + 16) * KIB as u64 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        disk_use(root, 0) <= BUDGET as u64,
+        "mid-download the disk holds {} bytes, over the budget",
+        disk_use(root, 0)
+    );
+    body.send(&c_bytes[16 * KIB..]);
+    body.finish();
+    bounded(download.done()).await.expect("fill");
+    // The download's readers are gone: an eviction of C may unlink its file at once.
+    drop(download);
+    store.flush().await.expect("flush");
+    assert!(disk_use(root, 0) <= BUDGET as u64);
+
+    // B is removed while a reader holds it open: its blocks stay on disk until the reader
+    // closes it, and the store counts them, so the next download makes room for them too.
+    let (held, held_len) = store.open_blob(&b).await.expect("open").expect("stored");
+    store.remove(&b);
+    store.flush().await.expect("flush");
+    let counted = bounded(async {
+        loop {
+            if store.stats().size_bytes >= (32 + 24) * KIB as u64 {
+                return store.stats().size_bytes;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(counted <= BUDGET as u64, "{counted}");
+    let d = fill(&store, blob(4, 24 * KIB)).await;
+    store.flush().await.expect("flush");
+    assert_eq!(store.blob_size(&d).await, Some(24 * KIB as u64));
+    assert_eq!(
+        store.blob_size(&c).await,
+        None,
+        "the bytes held open were not counted: nothing made room for D"
+    );
+    assert!(
+        disk_use(root, held_len) <= BUDGET as u64,
+        "{} bytes on disk with the open file",
+        disk_use(root, held_len)
+    );
+    drop(held);
+}

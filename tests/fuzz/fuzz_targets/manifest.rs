@@ -1,5 +1,5 @@
-//! Manifest and index JSON from an upstream, read as a pull reads it (the prefetch's
-//! `manifest::parse`). Input: the `Content-Type` on the first line (may be empty), the body after.
+//! Manifest and index JSON from an upstream, read as a pull reads it (`wharf_oci::manifest::parse`,
+//! which `wharf prefetch` and `wharf cache rm --image` walk images with). Input: the `Content-Type` on the first line (may be empty), the body after.
 //!
 //! What holds, beyond not panicking: what the typed reader accepts agrees with the same bytes read
 //! as plain JSON (one child per `manifests` entry with its digest; for an image the config first,
@@ -12,14 +12,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use wharf_oci::Digest;
 
-// The reader lives in the binary crate (crates/wharf), which has no library to depend on; it is
-// compiled here from its own source, unchanged. Once `wharf_oci::manifest` lands on main, this
-// target reads through `wharf_oci::manifest::parse` instead (its `foreign` is a Vec there).
-#[allow(dead_code)]
-#[path = "../../../crates/wharf/src/prefetch/manifest.rs"]
-mod manifest;
-
-use manifest::Manifest;
+use wharf_oci::manifest::{self, BlobKind, Manifest};
 
 fuzz_target!(|data: &[u8]| {
     let split = data.iter().position(|b| *b == b'\n');
@@ -59,24 +52,24 @@ fuzz_target!(|data: &[u8]| {
             if doc.get("fsLayers").is_some_and(|v| !v.is_null()) {
                 let layers = list("fsLayers");
                 assert!(blobs.len() <= layers.len());
-                assert_eq!(*foreign, 0);
+                assert!(foreign.is_empty());
                 for (i, b) in blobs.iter().enumerate() {
                     assert!(blobs[..i].iter().all(|o| o.digest != b.digest));
-                    assert_eq!(b.kind, "layer");
+                    assert_eq!(b.kind, BlobKind::Layer);
                 }
             } else {
                 let config = doc.get("config");
                 let Some((first, layers)) = blobs.split_first() else {
                     panic!("an image without its config blob");
                 };
-                assert_eq!(first.kind, "config");
+                assert_eq!(first.kind, BlobKind::Config);
                 assert_eq!(Some(first.digest.to_string()), config.and_then(digest_of));
                 assert_eq!(
                     first.size,
                     config.and_then(|c| c.get("size")).and_then(Value::as_u64)
                 );
-                assert!(layers.iter().all(|b| b.kind == "layer"));
-                assert_eq!(layers.len() + foreign, list("layers").len());
+                assert!(layers.iter().all(|b| b.kind == BlobKind::Layer));
+                assert_eq!(layers.len() + foreign.len(), list("layers").len());
             }
         }
     }
@@ -87,8 +80,5 @@ fuzz_target!(|data: &[u8]| {
 });
 
 fn digests(m: &Manifest) -> Vec<&Digest> {
-    match m {
-        Manifest::Index(children) => children.iter().map(|c| &c.digest).collect(),
-        Manifest::Image { blobs, .. } => blobs.iter().map(|b| &b.digest).collect(),
-    }
+    m.digests()
 }

@@ -117,6 +117,23 @@ impl FsBlobStore {
         }
     }
 
+    /// [`FsBlobStore::remove_now`], unless the file there is no longer inode `ino` (the one that
+    /// was removed from the index): another copy took its place since.
+    pub(crate) fn remove_now_if(&self, d: &Digest, ino: Option<u64>) -> bool {
+        #[cfg(unix)]
+        if let Some(ino) = ino {
+            use std::os::unix::fs::MetadataExt as _;
+            match std::fs::metadata(self.layout.blob(d)) {
+                Ok(m) if m.ino() != ino => return false,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return false,
+                _ => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ino;
+        self.remove_now(d)
+    }
+
     /// Moves the file for `d` to `quarantine/`: it is not what its name says, and an operator
     /// may want to look at it.
     pub(crate) async fn quarantine(&self, d: &Digest, why: &str) {

@@ -76,6 +76,10 @@ async fn fetch(
 
     let source = open_within(idle, open, 0, digest).await?;
     let total = source.len;
+    // The download's disk space is counted in the budget before it is written: the announced
+    // size, or one batch ahead of what arrived when none was announced.
+    let mut reservation = Reservation::new(store, fill);
+    reservation.hold(total.unwrap_or(BATCH as u64));
     let file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -89,7 +93,7 @@ async fn fetch(
         written: 0,
     });
     let mut writer = SpoolWriter::new(file, digest.verifier(), tx.clone(), total);
-    let received = receive(store, fill, open, source, &mut writer).await;
+    let received = receive(store, fill, open, source, &mut writer, &mut reservation).await;
     // Whatever happened, no write may still be running when the outcome is published.
     let finished = writer.finish().await;
     let written = received?;
@@ -126,6 +130,7 @@ async fn receive(
     open: &Opener,
     mut source: FillSource,
     writer: &mut SpoolWriter,
+    reservation: &mut Reservation<'_>,
 ) -> Result<u64, FillError> {
     let digest = &fill.digest;
     let idle = store.options.fill_inactivity_timeout;
@@ -169,6 +174,9 @@ async fn receive(
                 let after = writer.written() + size as u64;
                 if let Some(expected) = total.filter(|&t| after > t) {
                     return Err(length_mismatch(digest, expected, after));
+                }
+                if total.is_none() {
+                    reservation.hold(after + BATCH as u64);
                 }
                 writer
                     .write(batch)
@@ -262,6 +270,39 @@ impl Drop for Registration<'_> {
             .is_some_and(|f| f.seq == self.fill.seq)
         {
             fills.remove(&self.fill.digest);
+        }
+    }
+}
+
+/// The budget a fill holds for its spool file while it downloads (`Index::reserve`), given back
+/// when the fill ends: its content is then admitted (or nothing was stored).
+struct Reservation<'a> {
+    store: &'a Store,
+    key: Digest,
+    held: u64,
+}
+
+impl<'a> Reservation<'a> {
+    fn new(store: &'a Store, fill: &Fill) -> Self {
+        Reservation {
+            store,
+            key: crate::store::reservation_key(&format!("fill {}", fill.seq)),
+            held: 0,
+        }
+    }
+
+    fn hold(&mut self, bytes: u64) {
+        if bytes != self.held {
+            self.store.reserve(&self.key, bytes);
+            self.held = bytes;
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.held > 0 {
+            self.store.reserve(&self.key, 0);
         }
     }
 }
