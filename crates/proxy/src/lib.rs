@@ -18,7 +18,8 @@
 //!      upstream unreachable / 5xx / 429 / timeout -> last known digest (freshness.rs)
 //!   -> blob: stored file (Range honoured; sendfile(2) on plain HTTP/1.1, sendfile.rs)
 //!      | the digest's fill, tailed while it grows
-//!   -> tags/list: passed through, Link rewritten to the client's path
+//!   -> tags/list: asked upstream (n validated first), sorted, named as the client named it,
+//!      Link rewritten to the client's path (tags.rs)
 //!   -> errors: every refusal is a ProxyError variant; ProxyError::into_response (error.rs) is
 //!      the one place that chooses status, headers (challenge, Content-Range, Retry-After) and
 //!      the OCI error JSON
@@ -308,7 +309,7 @@ impl Proxy {
                 self.blob(target, digest, head, req.headers(), sendfile)
                     .await?
             }
-            Endpoint::Tags { .. } => self.tags(target, &parsed.client_base, query).await?,
+            Endpoint::Tags { name } => self.tags(target, name, &parsed.client_base, query).await?,
             Endpoint::Referrers { .. } => {
                 return Err(ProxyError::oci(
                     ErrorCode::ManifestUnknown,
