@@ -160,11 +160,13 @@ fn pull_workflow_passes_in_full_under_every_name() {
         // Pull blobs.
         let r = http.head(&blob(&dummy_digest()), &[]);
         expect_missing(&r, true, "BLOB_UNKNOWN", &format!("{w}: HEAD missing blob"));
+        ns_echoed(&r, "HEAD missing blob");
         let r = http.head(&blob(&config.digest), &[]);
         expect_content(&r, true, config, None, &format!("{w}: HEAD blob"));
         ns_echoed(&r, "HEAD blob");
         let r = http.get(&blob(&dummy_digest()), &[]);
         expect_missing(&r, false, "BLOB_UNKNOWN", &format!("{w}: GET missing blob"));
+        ns_echoed(&r, "GET missing blob");
         let r = http.get(&blob(&config.digest), &[]);
         expect_content(&r, false, config, None, &format!("{w}: GET blob"));
         ns_echoed(&r, "GET blob");
@@ -249,6 +251,7 @@ fn pull_workflow_passes_in_full_under_every_name() {
             "MANIFEST_UNKNOWN",
             &format!("{w}: HEAD missing tag"),
         );
+        ns_echoed(&r, "HEAD missing tag");
         let r = http.get(&manifest(&dummy_digest()), &[ACCEPT_OCI_MANIFEST]);
         expect_missing(
             &r,
@@ -256,6 +259,7 @@ fn pull_workflow_passes_in_full_under_every_name() {
             "MANIFEST_UNKNOWN",
             &format!("{w}: GET missing digest"),
         );
+        ns_echoed(&r, "GET missing digest");
 
         // Error codes: a GET of a malformed digest, with a body, as the suite sends it.
         let mark = up.mark();
@@ -291,6 +295,42 @@ fn pull_workflow_passes_in_full_under_every_name() {
             "{w}: malformed digests reached the upstream: {asked:#?}"
         );
     }
+}
+
+/// An `ns` that names no upstream scopes nothing: it is refused (wharf is no open proxy) and
+/// not echoed; one that does is echoed on every answer, a 404 included (spec, "Registry
+/// Proxying": "SHOULD return the `ns` query parameter value in the `OCI-Namespace` header").
+#[test]
+fn oci_namespace_is_echoed_only_when_ns_chose_the_upstream() {
+    let up = Upstream::plain();
+    let wharf = Wharf::for_upstream(&up);
+    let http = Http::new();
+    let url = |q: &str| {
+        format!(
+            "{}/v2/os/oraclelinux/manifests/no-such-tag?ns={q}",
+            wharf.url()
+        )
+    };
+    let r = http.get(&url("unknown.example.com"), &[ACCEPT_OCI_MANIFEST]);
+    expect_missing(&r, false, "NAME_UNKNOWN", "an ns naming no upstream");
+    assert!(
+        r.header("OCI-Namespace").is_none(),
+        "an ns that chose nothing is not echoed: {}",
+        r.describe()
+    );
+    let r = http.get(&url(REGISTRY_NAME), &[ACCEPT_OCI_MANIFEST]);
+    expect_missing(
+        &r,
+        false,
+        "MANIFEST_UNKNOWN",
+        "a missing tag under a known ns",
+    );
+    assert_eq!(
+        r.header("OCI-Namespace").as_deref(),
+        Some(REGISTRY_NAME),
+        "{}",
+        r.describe()
+    );
 }
 
 /// The repository's tags, sorted: what every tag list of `os/oraclelinux` must hold.
