@@ -49,6 +49,10 @@ pub enum ProxyError {
     /// The client's credentials are missing or wrong: 401 with wharf's own challenge.
     #[error("{message}")]
     Unauthenticated { message: String },
+    /// A `tags/list` page size (`n`) that is not a non-negative integer a registry can read, or
+    /// that the upstream refused: 400 `PAGINATION_NUMBER_INVALID`.
+    #[error("n={n:?} is not a valid page size: {reason}")]
+    PaginationInvalid { n: String, reason: String },
     /// A `Range` the blob cannot satisfy: 416 with `Content-Range: bytes */<size>`.
     #[error("the requested range is not satisfiable")]
     RangeNotSatisfiable { size: u64 },
@@ -101,6 +105,9 @@ fn route_message(e: &RouteError) -> String {
     match e {
         RouteError::NotFound => "not a registry API path".to_owned(),
         RouteError::Name(e) => e.to_string(),
+        RouteError::NotATag(r) => {
+            format!("manifest unknown: {r:?} is neither a digest nor a valid tag")
+        }
     }
 }
 
@@ -168,6 +175,7 @@ impl ProxyError {
                 | ProxyError::Route(_)
                 | ProxyError::NoUpstream(_)
                 | ProxyError::Unauthenticated { .. }
+                | ProxyError::PaginationInvalid { .. }
                 | ProxyError::RangeNotSatisfiable { .. }
                 | ProxyError::BackingOff { .. }
         )
@@ -190,6 +198,7 @@ impl ProxyError {
                 Answer::new(StatusCode::BAD_REQUEST, ErrorCode::Unsupported)
             }
             ProxyError::Route(RouteError::NotFound) => Answer::code(ErrorCode::NameUnknown),
+            ProxyError::Route(RouteError::NotATag(_)) => Answer::code(ErrorCode::ManifestUnknown),
             ProxyError::Route(RouteError::Name(e)) => Answer::code(match e {
                 NameError::InvalidDigest(_) => ErrorCode::DigestInvalid,
                 NameError::InvalidTag(_) => ErrorCode::TagInvalid,
@@ -197,6 +206,9 @@ impl ProxyError {
             }),
             ProxyError::NoUpstream(_) => Answer::code(ErrorCode::NameUnknown),
             ProxyError::Unauthenticated { .. } => Answer::code(ErrorCode::Unauthorized),
+            ProxyError::PaginationInvalid { .. } => {
+                Answer::code(ErrorCode::PaginationNumberInvalid)
+            }
             ProxyError::RangeNotSatisfiable { .. } => Answer::code(ErrorCode::RangeInvalid),
             ProxyError::BackingOff {
                 retry_after,
@@ -347,6 +359,18 @@ mod tests {
         let (s, _, b) = parts(ProxyError::Route(RouteError::NotFound)).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert_eq!(b["errors"][0]["code"], "NAME_UNKNOWN");
+
+        let (s, _, b) = parts(ProxyError::Route(RouteError::NotATag(".x".into()))).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        assert_eq!(b["errors"][0]["code"], "MANIFEST_UNKNOWN");
+
+        let (s, _, b) = parts(ProxyError::PaginationInvalid {
+            n: "-1".into(),
+            reason: "not a non-negative integer".into(),
+        })
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert_eq!(b["errors"][0]["code"], "PAGINATION_NUMBER_INVALID");
 
         let (s, _, b) = parts(ProxyError::NoUpstream(NoUpstream("no upstream x".into()))).await;
         assert_eq!(s, StatusCode::NOT_FOUND);

@@ -18,7 +18,8 @@
 //!      upstream unreachable / 5xx / 429 / timeout -> last known digest (freshness.rs)
 //!   -> blob: stored file (Range honoured; sendfile(2) on plain HTTP/1.1, sendfile.rs)
 //!      | the digest's fill, tailed while it grows
-//!   -> tags/list: passed through, Link rewritten to the client's path
+//!   -> tags/list: asked upstream (n validated first), sorted, named as the client named it,
+//!      Link rewritten to the client's path (tags.rs)
 //!   -> errors: every refusal is a ProxyError variant; ProxyError::into_response (error.rs) is
 //!      the one place that chooses status, headers (challenge, Content-Range, Retry-After) and
 //!      the OCI error JSON
@@ -199,6 +200,12 @@ impl Proxy {
             upstream = tracing::field::Empty,
         );
         let (upstream, result) = self.answer(&req, &parsed).instrument(span.clone()).await;
+        // The spec's Registry Proxying: a request an `ns` scoped (it chose the upstream) says
+        // so in `OCI-Namespace`, whatever the answer; an `ns` naming no upstream scoped nothing.
+        let namespace = upstream
+            .as_ref()
+            .and(route::query_param(req.uri().query(), "ns"))
+            .and_then(|ns| HeaderValue::from_str(&ns).ok());
         let resp = match result {
             Ok(resp) => resp,
             Err(e) => {
@@ -233,6 +240,9 @@ impl Proxy {
         );
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             h.insert("x-request-id", v);
+        }
+        if let Some(ns) = namespace {
+            h.insert("oci-namespace", ns);
         }
         resp
     }
@@ -297,7 +307,7 @@ impl Proxy {
     ) -> Result<Response<Body>, ProxyError> {
         let head = *req.method() == Method::HEAD;
         let query = req.uri().query();
-        let mut resp = match &parsed.endpoint {
+        let resp = match &parsed.endpoint {
             Endpoint::Ping => ping(),
             Endpoint::Manifest { reference, .. } => {
                 self.manifest(target, reference, head, req.headers())
@@ -308,7 +318,7 @@ impl Proxy {
                 self.blob(target, digest, head, req.headers(), sendfile)
                     .await?
             }
-            Endpoint::Tags { .. } => self.tags(target, &parsed.client_base, query).await?,
+            Endpoint::Tags { name } => self.tags(target, name, &parsed.client_base, query).await?,
             Endpoint::Referrers { .. } => {
                 return Err(ProxyError::oci(
                     ErrorCode::ManifestUnknown,
@@ -322,10 +332,6 @@ impl Proxy {
                 ));
             }
         };
-        let ns = route::query_param(query, "ns");
-        if let Some(ns) = ns.and_then(|ns| HeaderValue::from_str(&ns).ok()) {
-            resp.headers_mut().insert("oci-namespace", ns);
-        }
         Ok(resp)
     }
 }

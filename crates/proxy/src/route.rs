@@ -3,6 +3,12 @@
 //! The path is never percent-decoded: no repository name, tag or digest may contain `%`, so an
 //! encoded path simply fails validation. The name is parsed from the end of the path, because a
 //! repository component may itself be `blobs` or `manifests`.
+//!
+//! A manifest reference that is neither a digest nor a valid tag names no manifest: it is
+//! [`RouteError::NotATag`], answered 404 `MANIFEST_UNKNOWN` without asking the upstream (the
+//! spec's conformance suite requires 404 for HEAD and GET of `.INVALID_MANIFEST_NAME`). A
+//! reference with a `:` that is not a valid digest stays a malformed request (400
+//! `DIGEST_INVALID`).
 
 use wharf_oci::{Digest, NameError, Reference, RepositoryName};
 
@@ -63,6 +69,8 @@ pub enum RouteError {
     /// Not under `/v2/` at all, or an unknown endpoint shape.
     NotFound,
     Name(NameError),
+    /// A manifest reference that is neither a digest nor a tag: no manifest has that name.
+    NotATag(String),
 }
 
 impl From<NameError> for RouteError {
@@ -137,13 +145,11 @@ pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
         }
         [.., "manifests", r] => {
             let (name, base) = name_of(n - 2)?;
-            (
-                Endpoint::Manifest {
-                    name,
-                    reference: Reference::parse(r)?,
-                },
-                base,
-            )
+            let reference = Reference::parse(r).map_err(|e| match e {
+                NameError::InvalidTag(t) => RouteError::NotATag(t),
+                e => RouteError::Name(e),
+            })?;
+            (Endpoint::Manifest { name, reference }, base)
         }
         [.., "blobs", d] => {
             let (name, base) = name_of(n - 2)?;
@@ -259,6 +265,26 @@ mod tests {
             Err(RouteError::Name(_))
         ));
         assert!(parse_path("/v2/manifests/x").is_err());
+    }
+
+    #[test]
+    fn a_reference_that_is_no_tag_names_no_manifest() {
+        for r in [".INVALID_MANIFEST_NAME", "-x", &"a".repeat(129)] {
+            assert_eq!(
+                parse_path(&format!("/v2/a/manifests/{r}")),
+                Err(RouteError::NotATag(r.to_owned())),
+                "{r}"
+            );
+        }
+        // A name that is wrong is still said first; a digest that is wrong is still malformed.
+        assert!(matches!(
+            parse_path("/v2/A/manifests/.x"),
+            Err(RouteError::Name(NameError::InvalidName(_)))
+        ));
+        assert!(matches!(
+            parse_path("/v2/a/manifests/sha256:totallywrong"),
+            Err(RouteError::Name(NameError::InvalidDigest(_)))
+        ));
     }
 
     #[test]
