@@ -13,7 +13,7 @@ sudo=""
 # skopeo, podman and containerd as clients, htpasswd and openssl for auth and TLS material,
 # prometheus (and promtool) to scrape wharf and check the alert rules; nginx and wrk for the
 # benchmark suite (cargo bench -p wharf-e2e --bench suite).
-packages=(docker-registry skopeo podman containerd apache2-utils openssl curl uidmap ca-certificates gcc prometheus nginx wrk)
+packages=(docker-registry skopeo podman containerd docker.io apache2-utils openssl curl uidmap ca-certificates gcc prometheus nginx wrk)
 echo "== installing test dependencies: ${packages[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null

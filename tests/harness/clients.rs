@@ -6,15 +6,18 @@
 //! - [`Podman`]: `CONTAINERS_REGISTRIES_CONF`, `CONTAINERS_STORAGE_CONF` (vfs in a temp dir),
 //!   `CONTAINERS_CONF`.
 //! - [`Containerd`]: a private `containerd` process and `ctr --hosts-dir`.
+//! - [`Docker`]: a private `dockerd` (its `daemon.json` as `--config-file`) and `docker -H`.
 //!
 //! Mirror configs name [`crate::REGISTRY_NAME`] with a dead loopback port as its primary
 //! location: a pull that succeeds was served by the mirror.
 
 pub mod containerd;
+pub mod docker;
 pub mod podman;
 pub mod skopeo;
 
 pub use containerd::Containerd;
+pub use docker::Docker;
 pub use podman::Podman;
 pub use skopeo::{Copied, Skopeo};
 

@@ -14,7 +14,7 @@
 //! - [`wharf::Wharf`]: the binary under test, configured through [`wharf_config`].
 //! - [`herd`]: many streaming clients of one URL released together. (The fake upstream that
 //!   holds, breaks or corrupts a blob on cue, and the certificates, are `wharf_testkit`'s.)
-//! - [`http::Http`]: direct requests; [`clients`]: skopeo, podman and containerd's `ctr`;
+//! - [`http::Http`]: direct requests; [`clients`]: skopeo, podman, containerd's `ctr` and Docker;
 //!   [`expect`]: assertions on OCI errors and on what reached the upstream.
 
 #![allow(
@@ -41,7 +41,7 @@ pub mod wharf;
 pub mod wharf_config;
 
 pub use access_log::{Kind, Req};
-pub use clients::{Containerd, Podman, Skopeo};
+pub use clients::{Containerd, Docker, Podman, Skopeo};
 pub use http::{Http, Resp};
 pub use images::{Descriptor, Image, ImageSet, IndexImage};
 pub use registry::{Mark, Upstream};

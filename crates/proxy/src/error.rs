@@ -3,8 +3,23 @@
 //!
 //! No handler sets an error status or header itself: a 401's challenge, a 416's
 //! `Content-Range`, a 429's `Retry-After`, 413 and 414 are all chosen here, from the variant.
+//!
+//! The message reaches the person at the client, not only the JSON body that the clients do
+//! not print for a 5xx (containers/image and Docker read the body of a 4xx only; ctr's
+//! resolver asks with HEAD, which has none). Every error answer carries it twice:
+//!
+//! - in the HTTP/1 status line's reason phrase (`502 Bad Gateway: upstream oracle: cannot
+//!   connect to ...`): Go's clients keep the phrase the server sent in `Response.Status` and
+//!   print that, so podman, skopeo, ctr and Docker show it (HTTP/2 has no reason phrase);
+//! - in `Warning: 299 - "<message>"`, the form distribution-spec allows, which newer
+//!   containers/image releases print as a warning ("Warning from registry"), on HTTP/2 too
+//!   (the podman 4.3, skopeo 1.9, ctr 1.6 and dockerd 20.10 of Debian 12 do not).
+//!
+//! Both are one line of printable ASCII, at most [`MAX_REASON_LEN`] bytes of the message; the
+//! messages are written for the client already and never hold a secret.
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use hyper::ext::ReasonPhrase;
 use wharf_oci::{ErrorCode, NameError, error_json};
 
 use crate::body::{self, Body};
@@ -14,6 +29,10 @@ use crate::upstreams::NoUpstream;
 
 /// What `WWW-Authenticate` says on every 401 of wharf's own (not on an upstream's).
 pub const CHALLENGE: &str = r#"Basic realm="wharf""#;
+
+/// The most of a message that goes into a reason phrase or a `Warning` (bytes, before
+/// escaping); a longer one is cut and ends in `...`. The JSON body keeps all of it.
+pub(crate) const MAX_REASON_LEN: usize = 300;
 
 /// What was asked for, so an upstream "not found" becomes the right code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,11 +284,13 @@ impl ProxyError {
         }
     }
 
-    /// Renders the error for the wire: status, headers and the spec's error JSON. HEAD
-    /// responses carry the status and headers only.
+    /// Renders the error for the wire: status (with the message as its reason phrase),
+    /// headers (with the message as a `Warning`) and the spec's error JSON. HEAD responses
+    /// carry the status and headers only.
     pub fn into_response(self, head: bool) -> Response<Body> {
         let answer = self.answer();
-        let text = error_json(answer.code, &self.to_string(), None);
+        let message = self.to_string();
+        let text = error_json(answer.code, &message, None);
         let len = text.len();
         let mut resp = Response::new(if head {
             body::empty()
@@ -277,15 +298,69 @@ impl ProxyError {
             body::full(text)
         });
         *resp.status_mut() = answer.status;
+        if let Some(phrase) = reason_phrase(answer.status, &message) {
+            resp.extensions_mut().insert(phrase);
+        }
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
         h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        if let Some(w) = warning(&message) {
+            h.append(header::WARNING, w);
+        }
         self.add_headers(&answer, h);
         resp
     }
+}
+
+/// `message` as one line of printable ASCII of at most [`MAX_REASON_LEN`] bytes: control
+/// characters and runs of spaces become one space, other characters `?`.
+fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(MAX_REASON_LEN));
+    for c in message.trim().chars() {
+        let c = match c {
+            ' '..='~' => c,
+            c if c.is_whitespace() || c.is_control() => ' ',
+            _ => '?',
+        };
+        if c == ' ' && out.ends_with(' ') {
+            continue;
+        }
+        if out.len() == MAX_REASON_LEN {
+            out.truncate(MAX_REASON_LEN - 3);
+            out.push_str("...");
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The status line's reason phrase: the status's own (`Bad Gateway`), then the message.
+fn reason_phrase(status: StatusCode, message: &str) -> Option<ReasonPhrase> {
+    let message = one_line(message);
+    let phrase = match status.canonical_reason() {
+        Some(canonical) if !message.is_empty() => format!("{canonical}: {message}"),
+        Some(canonical) => canonical.to_owned(),
+        None => message,
+    };
+    ReasonPhrase::try_from(phrase).ok()
+}
+
+/// `Warning: 299 - "<text>"` (RFC 7234 section 5.5, as distribution-spec allows it: code 299,
+/// no agent, no date), `text` made one line and quoted: `"` and `\` are escaped.
+pub(crate) fn warning(text: &str) -> Option<HeaderValue> {
+    let mut value = String::from("299 - \"");
+    for c in one_line(text).chars() {
+        if c == '"' || c == '\\' {
+            value.push('\\');
+        }
+        value.push(c);
+    }
+    value.push('"');
+    HeaderValue::from_str(&value).ok()
 }
 
 fn answer_upstream(missing: Missing, e: &wharf_upstream::Error) -> Answer {
@@ -375,6 +450,52 @@ mod tests {
         let (s, _, b) = parts(ProxyError::NoUpstream(NoUpstream("no upstream x".into()))).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         assert_eq!(b["errors"][0]["message"], "no upstream x");
+    }
+
+    #[test]
+    fn the_message_is_in_the_status_line_and_a_warning_on_get_and_head() {
+        let failed = || ProxyError::BadUpstreamAnswer {
+            upstream: "oracle".into(),
+            message: "manifest x came without a Content-Type".into(),
+        };
+        for head in [false, true] {
+            let resp = failed().into_response(head);
+            assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+            let phrase = resp.extensions().get::<ReasonPhrase>().unwrap();
+            assert_eq!(
+                phrase.as_bytes(),
+                b"Bad Gateway: upstream oracle: manifest x came without a Content-Type"
+            );
+            assert_eq!(
+                resp.headers()[header::WARNING],
+                r#"299 - "upstream oracle: manifest x came without a Content-Type""#
+            );
+        }
+    }
+
+    #[test]
+    fn warnings_are_quoted_one_line_and_bounded() {
+        let w = warning("a \"quoted\" \\ path\r\nnext\tline é").unwrap();
+        assert_eq!(w, r#"299 - "a \"quoted\" \\ path next line ?""#);
+
+        let long = "x".repeat(MAX_REASON_LEN * 2);
+        let w = warning(&long).unwrap();
+        let text = w.to_str().unwrap();
+        assert_eq!(text.len(), r#"299 - """#.len() + MAX_REASON_LEN);
+        assert!(text.ends_with(r#"...""#));
+
+        // A message of only quotes cannot grow the header past twice the bound.
+        let quotes = "\"".repeat(MAX_REASON_LEN * 2);
+        assert!(warning(&quotes).unwrap().len() <= 2 * MAX_REASON_LEN + 8);
+
+        let resp =
+            ProxyError::oci(ErrorCode::Unknown, "line one\r\nSet-Cookie: x").into_response(false);
+        let phrase = resp.extensions().get::<ReasonPhrase>().unwrap();
+        assert_eq!(
+            phrase.as_bytes(),
+            b"Internal Server Error: line one Set-Cookie: x"
+        );
+        assert_eq!(resp.headers().get_all(header::SET_COOKIE).iter().count(), 0);
     }
 
     #[test]

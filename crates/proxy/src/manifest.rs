@@ -62,7 +62,8 @@ impl Proxy {
                 ),
             ));
         }
-        Ok(serve(m, head, req_headers))
+        let stale = (m.outcome == Outcome::Stale).then(|| stale_warning(target, reference));
+        Ok(serve(m, head, req_headers, stale))
     }
 
     async fn manifest_by_digest(
@@ -298,7 +299,30 @@ impl Proxy {
     }
 }
 
-fn serve(m: Manifest, head: bool, req_headers: &HeaderMap) -> Response<Body> {
+/// Why a tag was served stale, for its `Warning`. Both stale paths of `manifest_by_tag` serve
+/// with the upstream's back-off window open (the failure just opened it, or it was open
+/// already), so the window holds the failure; it may have closed since, hence the fallback.
+fn stale_warning(target: &Target, reference: &Reference) -> String {
+    let up = &target.upstream;
+    let reason = up.backoff.open().and_then(|w| w.reason).map_or_else(
+        || format!("upstream {} failed recently", up.name),
+        |r| r.to_string(),
+    );
+    format!(
+        "{}:{reference} is served from the cache without revalidation: {reason}",
+        target.repo.as_str()
+    )
+}
+
+/// `stale`: the manifest is a tag's last known one, not confirmed upstream; the answer then
+/// says so in `Warning` headers: RFC 7234's `110` for HTTP tools, and a `299` with the reason,
+/// the only code containers/image shows.
+fn serve(
+    m: Manifest,
+    head: bool,
+    req_headers: &HeaderMap,
+    stale: Option<String>,
+) -> Response<Body> {
     let etag = format!("\"{}\"", m.digest);
     let not_modified = req_headers
         .get(header::IF_NONE_MATCH)
@@ -328,6 +352,15 @@ fn serve(m: Manifest, head: bool, req_headers: &HeaderMap) -> Response<Body> {
     }
     if let Ok(e) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, e);
+    }
+    if let Some(reason) = stale {
+        h.append(
+            header::WARNING,
+            HeaderValue::from_static(r#"110 - "Response is Stale""#),
+        );
+        if let Some(w) = crate::error::warning(&reason) {
+            h.append(header::WARNING, w);
+        }
     }
     resp
 }
