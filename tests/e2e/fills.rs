@@ -387,10 +387,15 @@ fn head_of_an_uncached_blob_asks_upstream_with_head_and_of_a_cached_one_stays_lo
         head.header("Docker-Content-Digest").as_deref(),
         Some(digest.as_str())
     );
+    let after = faulty.requests();
     assert_eq!(
-        faulty.requests().len(),
+        after.len(),
         before,
-        "HEAD of a cached blob went upstream"
+        "HEAD of a cached blob went upstream: {:?}",
+        after
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect::<Vec<_>>()
     );
     assert_identity(&faulty.requests());
 }

@@ -41,10 +41,10 @@
 mod blobs;
 mod error;
 mod fill;
+mod held;
 /// The figures behind the index's policy; run by the `hit_ratio` bench target.
 #[doc(hidden)]
 pub mod hit_ratio;
-mod held;
 mod index;
 mod layout;
 mod meta;

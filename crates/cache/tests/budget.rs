@@ -161,7 +161,11 @@ async fn the_budget_counts_downloads_in_flight_and_files_held_open() {
     let download = store.fill(&c, up.opener.clone());
     let body = up.body().await;
     store.flush().await.expect("flush");
-    assert_eq!(store.blob_size(&a).await, None, "no room was made for the download");
+    assert_eq!(
+        store.blob_size(&a).await,
+        None,
+        "no room was made for the download"
+    );
     body.send(&c_bytes[..16 * KIB]);
     bounded(async {
         while disk_use(root, 0) < (24 + 16) * KIB as u64 {

@@ -57,6 +57,19 @@ impl Proxy {
         }
         let up = &target.upstream;
         if head {
+            // A download in flight knows the size (and keeps it until the content is indexed):
+            // no upstream request, and no window where a stored blob looks missing.
+            if let Some(fill) = self.store.fill_in_flight(digest)
+                && let Ok(size) = fill.ready().await
+            {
+                let (outcome, cache) = if fill.is_downloaded() {
+                    (Outcome::Hit, CACHE_HIT)
+                } else {
+                    (Outcome::Coalesced, CACHE_MISS)
+                };
+                let resp = blob_response(StatusCode::OK, digest, size, None, body::empty());
+                return Ok(answered(outcome, cache_status(cache, resp)));
+            }
             ProxyError::backing_off(up)?;
             let resp = up
                 .client
