@@ -160,11 +160,18 @@ fn time(der: &mut Der<'_>) -> Option<u64> {
     };
     let (month, day) = (num(&rest[..2])?, num(&rest[2..4])?);
     let (hour, minute, second) = (num(&rest[4..6])?, num(&rest[6..8])?, num(&rest[8..10])?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+    // The ranges webpki accepts: no leap seconds, nothing before the epoch.
+    let days_in_month = match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        1..=12 => 31,
+        _ => return None,
+    };
+    if year < 1970 || !(1..=days_in_month).contains(&day) {
         return None;
     }
-    // Leap seconds (`...5960Z`) count as the next second, as webpki does.
-    if second > 60 || year < 1970 {
+    if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
@@ -242,12 +249,24 @@ mod tests {
         );
         assert_eq!(utc_time("500101000000Z"), None, "1950 is before the epoch");
         assert_eq!(utc_time("261305104436Z"), None, "month 13");
+        assert_eq!(utc_time("270229000000Z"), None, "29 February 2027");
+        assert_eq!(utc_time("261205235960Z"), None, "a leap second");
         assert_eq!(utc_time("2612051044Z"), None, "no seconds");
         assert_eq!(
             generalized("20261205104436.5Z"),
             None,
             "fractions are not DER"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_walked_without_a_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)
+        ) {
+            let _ = validity(&bytes);
+            let _ = server_auth(&bytes);
+        }
     }
 
     #[test]
