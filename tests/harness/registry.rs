@@ -1,7 +1,8 @@
 //! An upstream registry: Debian's `docker-registry` (CNCF Distribution 2.8) as a child process.
 //!
 //! Variants: plain HTTP without auth; HTTPS (self-signed, SAN 127.0.0.1) with htpasswd Basic
-//! auth; HTTPS with Bearer-token auth through a [`TokenIssuer`]. By default each instance serves
+//! auth; HTTPS with Bearer-token auth through a [`TokenIssuer`]; HTTPS with a certificate the
+//! test made (a guide's `openssl req -x509` one). By default each instance serves
 //! its own hardlinked copy of the pushed test images (read-only mode, so the shared files are
 //! never written), which keeps its access log to the requests of one test.
 
@@ -41,6 +42,7 @@ pub enum Storage {
 #[derive(Debug, Clone)]
 pub struct UpstreamBuilder {
     tls: bool,
+    tls_files: Option<TlsFiles>,
     auth: Auth,
     storage: Storage,
 }
@@ -49,6 +51,15 @@ impl UpstreamBuilder {
     /// Serve HTTPS with a fresh self-signed certificate.
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Serve HTTPS with `files` as they are, e.g. [`pki::guide_self_signed`]'s `CA:TRUE`
+    /// certificate, which rustls (and so [`Upstream::http`]) refuses: readiness is then a TCP
+    /// connect, not a request.
+    pub fn tls_files(mut self, files: TlsFiles) -> Self {
+        self.tls = true;
+        self.tls_files = Some(files);
         self
     }
 
@@ -90,6 +101,8 @@ pub struct Upstream {
     storage: PathBuf,
     port: u16,
     tls: Option<TlsFiles>,
+    /// The TLS files came from the test ([`UpstreamBuilder::tls_files`]).
+    tls_given: bool,
     creds: Option<(String, String)>,
     token: Option<TokenIssuer>,
     config: PathBuf,
@@ -102,6 +115,7 @@ impl Upstream {
     pub fn builder() -> UpstreamBuilder {
         UpstreamBuilder {
             tls: false,
+            tls_files: None,
             auth: Auth::None,
             storage: Storage::Template,
         }
@@ -137,7 +151,10 @@ impl Upstream {
             }
             Storage::Dir(p) => (None, p, false),
         };
-        let tls = b.tls.then(|| pki::self_signed(&dir.path().join("tls")));
+        let tls_given = b.tls_files.is_some();
+        let tls = b
+            .tls_files
+            .or_else(|| b.tls.then(|| pki::self_signed(&dir.path().join("tls"))));
         let mut auth_yaml = String::new();
         let mut creds = None;
         let mut token = None;
@@ -199,6 +216,7 @@ impl Upstream {
             storage,
             port,
             tls,
+            tls_given,
             creds,
             token,
             proc: None,
@@ -224,7 +242,14 @@ impl Upstream {
                     tail(&self.app_log, 40)
                 );
             }
-            http.try_request("GET", &url, &[], bytes::Bytes::new()).ok()
+            if self.tls_given {
+                return std::net::TcpStream::connect(("127.0.0.1", self.port))
+                    .ok()
+                    .map(drop);
+            }
+            http.try_request("GET", &url, &[], bytes::Bytes::new())
+                .ok()
+                .map(drop)
         });
         assert!(
             ready.is_some(),

@@ -6,6 +6,8 @@
 //!   Clients trust [`Pki::root`].
 //! - [`self_signed`]: one self-signed server certificate that is *not* a CA (`CA:FALSE`, as
 //!   webpki wants of an end entity); the file doubles as the CA bundle a client trusts.
+//! - [`guide_self_signed`]: what `openssl req -x509` makes with openssl.cnf's defaults, as
+//!   guides tell operators to: self-signed, and a CA (`CA:TRUE`).
 //! - [`signing_key`]: a token issuer's RSA key (PKCS#8 DER for ring) and its self-signed
 //!   certificate (PEM for Distribution's `rootcertbundle`, DER for a JWT `x5c` header).
 
@@ -179,6 +181,27 @@ pub fn self_signed(dir: &Path) -> TlsFiles {
     TlsFiles {
         cert: dir.join("server.crt"),
         key: dir.join("server.key"),
+    }
+}
+
+/// A certificate made the way guides make a registry's: `openssl req -x509 -newkey rsa:2048
+/// -nodes -days 1 -subj /CN=<cn>`, plus `-addext <ext>` for each of `extensions`, with
+/// openssl.cnf's defaults, so it is self-signed *and* a CA (`v3_ca` gives it
+/// `basicConstraints=critical,CA:TRUE`), which webpki refuses as a server certificate.
+/// `<name>.crt` and `<name>.key` in `dir`.
+pub fn guide_self_signed(dir: &Path, name: &str, cn: &str, extensions: &[&str]) -> TlsFiles {
+    mkdir(dir);
+    let mut args = format!(
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN={cn} -keyout {name}.key -out \
+         {name}.crt"
+    );
+    for ext in extensions {
+        args += &format!(" -addext {ext}");
+    }
+    openssl(dir, &args);
+    TlsFiles {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
     }
 }
 

@@ -66,6 +66,7 @@ impl Client {
         let transport = Transport {
             http: tls::http_client(&config)?,
             upstream: config.name.clone(),
+            ca_file: config.ca_file.clone(),
             connect_timeout: config.connect_timeout,
             response_timeout: config.response_timeout,
             user_agent: HeaderValue::from_static(concat!("wharf/", env!("CARGO_PKG_VERSION"))),

@@ -1,9 +1,10 @@
 //! Client for remote registries.
 //!
 //! One [`Client`] per configured upstream: a pooled hyper-util client over rustls (system roots or
-//! a CA file), the Bearer token flow with a token cache per scope and plain Basic auth, redirects
-//! followed here (never passed to wharf's clients, `Authorization` dropped across hosts), and
-//! connect and response-header timeouts so a hung upstream never hangs a caller.
+//! a CA file, whose certificates also pin a server presenting one of them: `pin.rs`), the Bearer
+//! token flow with a token cache per scope and plain Basic auth, redirects followed here (never
+//! passed to wharf's clients, `Authorization` dropped across hosts), and connect and
+//! response-header timeouts so a hung upstream never hangs a caller.
 //!
 //! This crate knows nothing of the store.
 //!
@@ -27,11 +28,13 @@ mod auth;
 pub mod challenge;
 mod client;
 mod error;
+mod pin;
 mod realm;
 pub mod redirect;
 mod tls;
 mod token;
 mod transport;
+mod x509;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,7 +77,9 @@ pub struct Config {
     pub url: String,
     pub username: Option<String>,
     pub password: Option<Secret>,
-    /// Extra trusted CA certificates (PEM) for this upstream, on top of the system roots.
+    /// Extra trusted CA certificates (PEM) for this upstream, on top of the system roots. A server
+    /// whose own certificate is one of them is accepted even where webpki wants a chain (a
+    /// self-signed `CA:TRUE` certificate, as `openssl req -x509` makes): pinned, as Go clients do.
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     /// Time allowed from sending a request until the response headers arrive.

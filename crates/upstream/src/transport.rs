@@ -6,6 +6,7 @@
 
 use std::error::Error as StdError;
 use std::io;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -17,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, RedirectProblem, TimeoutPhase};
 use crate::redirect::{self, MAX_HOPS};
-use crate::tls::HttpClient;
+use crate::tls::{self, HttpClient};
 
 /// How much of an error, 401 or redirect body is read (for its OCI error code, and so the
 /// connection can go back to the pool).
@@ -26,6 +27,8 @@ pub(crate) const ERROR_BODY_LIMIT: usize = 64 * 1024;
 pub(crate) struct Transport {
     pub http: HttpClient,
     pub upstream: String,
+    /// The upstream's `ca_file`, named in TLS error messages.
+    pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub user_agent: HeaderValue,
@@ -186,20 +189,12 @@ impl Transport {
                         after: self.connect_timeout,
                     };
                 }
-                if wraps_rustls_error(io) {
-                    return Error::Tls {
-                        upstream,
-                        host,
-                        reason,
-                    };
+                if let Some(tls) = wrapped_rustls_error(io) {
+                    return self.tls_error(host, tls);
                 }
             }
-            if err.is::<rustls::Error>() {
-                return Error::Tls {
-                    upstream,
-                    host,
-                    reason,
-                };
+            if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+                return self.tls_error(host, tls);
             }
             source = err.source();
         }
@@ -215,6 +210,14 @@ impl Transport {
                 host,
                 reason,
             }
+        }
+    }
+
+    fn tls_error(&self, host: String, e: &rustls::Error) -> Error {
+        Error::Tls {
+            upstream: self.upstream.clone(),
+            reason: tls::explain(e, &host, self.ca_file.as_deref()),
+            host,
         }
     }
 
@@ -251,13 +254,13 @@ impl Transport {
 
 /// tokio-rustls reports handshake failures as an io::Error wrapping rustls::Error, and
 /// hyper-rustls wraps that in another io::Error; `source()` skips those layers, `get_ref()` not.
-fn wraps_rustls_error(io: &io::Error) -> bool {
-    match io.get_ref() {
-        Some(inner) if inner.is::<rustls::Error>() => true,
-        Some(inner) => inner
+fn wrapped_rustls_error(io: &io::Error) -> Option<&rustls::Error> {
+    let inner = io.get_ref()?;
+    match inner.downcast_ref::<rustls::Error>() {
+        Some(tls) => Some(tls),
+        None => inner
             .downcast_ref::<io::Error>()
-            .is_some_and(wraps_rustls_error),
-        None => false,
+            .and_then(wrapped_rustls_error),
     }
 }
 
