@@ -17,6 +17,8 @@
 //!      upstream unreachable / 5xx / 429 / timeout -> last known digest (freshness.rs)
 //!   -> blob: stored file (Range honoured; sendfile(2) on plain HTTP/1.1, sendfile.rs)
 //!      | the digest's fill, tailed while it grows
+//!   (stored content, by digest, only through an (upstream, repository) known to hold it,
+//!    else after one HEAD with that repository's scope: scope.rs)
 //!   -> tags/list: passed through, Link rewritten to the client's path
 //!   -> errors: every refusal is a ProxyError variant; ProxyError::into_response (error.rs) is
 //!      the one place that chooses status, headers (challenge, Content-Range, Retry-After) and
@@ -41,6 +43,7 @@ mod manifest;
 mod observe;
 pub mod range;
 pub mod route;
+mod scope;
 mod sendfile;
 mod server;
 mod tags;
