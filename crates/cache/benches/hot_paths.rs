@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of the store's read path, what every cache hit costs before a
-//! byte reaches the socket: looking the digest up and opening the file (`Store::open_blob`),
+//! byte reaches the socket: the scope check (`Store::in_scope`), looking the digest up and
+//! opening the file (`Store::open_blob`),
 //! reading it in the chunks the copying path sends (`file_chunks`, page cache), and a manifest
 //! served from memory against one read and hashed from its file.
 //!
@@ -16,7 +17,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::StreamExt;
-use wharf_cache::{Store, StoreOptions, file_chunks};
+use wharf_cache::{ScopeKey, Store, StoreOptions, file_chunks};
 use wharf_oci::Digest;
 
 const CHUNK: usize = 256 << 10;
@@ -64,7 +65,28 @@ fn read_path(c: &mut Criterion) {
     }
 
     let store = open(16 << 20);
+    // The scope check every request for stored content makes first: a known pair among
+    // 100 000 (SipHash of the three strings, one shard's read lock, one probe).
+    let others: Vec<Digest> = (0..100_000u32)
+        .map(|n| Digest::sha256_of(&n.to_be_bytes()))
+        .collect();
+    for d in &others {
+        store.add_scope(ScopeKey {
+            upstream: "oracle",
+            repository: "os/oraclelinux",
+            digest: d,
+        });
+    }
+    let known = ScopeKey {
+        upstream: "oracle",
+        repository: "os/oraclelinux",
+        digest: &blob_digest,
+    };
+    store.add_scope(known);
     let mut g = c.benchmark_group("store_read");
+    g.bench_function("in_scope", |b| {
+        b.iter(|| assert!(store.in_scope(black_box(known))))
+    });
     g.bench_function("open_blob", |b| {
         b.iter(|| {
             rt.block_on(store.open_blob(black_box(&blob_digest)))

@@ -5,7 +5,8 @@
 //! ```text
 //! <root>/blobs/<alg>/<2 hex>/<hex>   verified content, blobs and manifests alike
 //! <root>/meta/index.redb             the metadata store: media types, fingerprints of verified
-//!                                     files, access times, tag records (meta.rs)
+//!                                     files, access times, tag records, which repository
+//!                                     holds which content (meta.rs, scopes.rs)
 //! <root>/spool/                       fills and writes in progress; swept at start-up
 //! <root>/quarantine/                  files found not to match their name; never served
 //! ```
@@ -49,6 +50,7 @@ mod index;
 mod layout;
 mod meta;
 mod recover;
+mod scopes;
 mod scrub;
 mod store;
 mod tags;
@@ -57,5 +59,6 @@ mod writer;
 pub use blobs::{Blob, BlobStore, FsBlob, FsBlobStore, MemoryBlob, MemoryBlobStore, StoredBlob};
 pub use error::{FillError, StoreError};
 pub use fill::{CHUNK, FileRange, Fill, FillSource, Opener, SourceError, file_chunks};
+pub use scopes::ScopeKey;
 pub use store::{Store, StoreOptions, StoreStats};
 pub use tags::{TagEntry, TagKey, TagRecord};

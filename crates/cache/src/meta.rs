@@ -6,6 +6,7 @@
 //! access  digest -> last access, ms since the Unix epoch                 approximate LRU order
 //! verified digest -> last hashed and found to match, ms since the epoch  the scrubber's order
 //! tags    (upstream, repository, tag) -> (digest, media type, size, validated, ms since epoch)
+//! scopes  (digest, upstream, repository) -> when recorded, ms since the epoch   (scopes.rs)
 //! meta    "schema" -> 1
 //! ```
 //!
@@ -29,6 +30,7 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 use crate::error::StoreError;
 use crate::index::now_ms;
 use crate::layout::Layout;
+use crate::scopes::OwnedScopeKey;
 use crate::tags::OwnedTagKey;
 
 /// (size, mtime ns, inode, media type)
@@ -43,6 +45,11 @@ type TagKeyValue = (&'static str, &'static str, &'static str);
 /// (digest, media type, size, validated ms)
 type TagValue = (&'static str, &'static str, u64, u64);
 pub(crate) const TAGS: TableDefinition<TagKeyValue, TagValue> = TableDefinition::new("tags");
+/// (digest, upstream, repository): the digest first, so content that leaves the store drops
+/// its pairs with one range scan. Added without a schema change, as `verified` was: an older
+/// wharf ignores it, and this one starts with no pairs known (each is confirmed once).
+type ScopeKeyValue = (&'static str, &'static str, &'static str);
+pub(crate) const SCOPES: TableDefinition<ScopeKeyValue, u64> = TableDefinition::new("scopes");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const SCHEMA: u64 = 1;
 
@@ -137,6 +144,7 @@ pub(crate) fn open(layout: &Layout) -> Result<Database, StoreError> {
             txn.open_table(ACCESS)?;
             txn.open_table(VERIFIED)?;
             txn.open_table(TAGS)?;
+            txn.open_table(SCOPES)?;
             let mut meta = txn.open_table(META)?;
             let found = meta.get("schema")?.map(|v| v.value());
             if found.is_none() {
@@ -163,6 +171,7 @@ pub(crate) struct Loaded {
     pub(crate) access: HashMap<String, u64>,
     pub(crate) verified: HashMap<String, u64>,
     pub(crate) tags: Vec<(OwnedTagKey, TagRow)>,
+    pub(crate) scopes: Vec<OwnedScopeKey>,
 }
 
 pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
@@ -199,6 +208,15 @@ pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
                 },
             ));
         }
+        for row in txn.open_table(SCOPES)?.iter()? {
+            let (k, _) = row?;
+            let (digest, upstream, repository) = k.value();
+            out.scopes.push(OwnedScopeKey {
+                digest: digest.to_owned(),
+                upstream: upstream.to_owned(),
+                repository: repository.to_owned(),
+            });
+        }
         Ok(out)
     })()
     .map_err(meta_err("reading"))
@@ -211,10 +229,11 @@ pub(crate) struct Repairs {
     pub(crate) verified_ms: u64,
     pub(crate) drop: Vec<String>,
     pub(crate) drop_tags: Vec<OwnedTagKey>,
+    pub(crate) drop_scopes: Vec<OwnedScopeKey>,
 }
 
 pub(crate) fn repair(db: &Database, r: &Repairs) -> Result<(), StoreError> {
-    if r.put.is_empty() && r.drop.is_empty() && r.drop_tags.is_empty() {
+    if r.put.is_empty() && r.drop.is_empty() && r.drop_tags.is_empty() && r.drop_scopes.is_empty() {
         return Ok(());
     }
     (|| -> Result<(), redb::Error> {
@@ -225,6 +244,7 @@ pub(crate) fn repair(db: &Database, r: &Repairs) -> Result<(), StoreError> {
             let mut access = txn.open_table(ACCESS)?;
             let mut verified = txn.open_table(VERIFIED)?;
             let mut tags = txn.open_table(TAGS)?;
+            let mut scopes = txn.open_table(SCOPES)?;
             let now = now_ms();
             for (k, row) in &r.put {
                 blobs.insert(k.as_str(), blob_value(row))?;
@@ -240,6 +260,9 @@ pub(crate) fn repair(db: &Database, r: &Repairs) -> Result<(), StoreError> {
             }
             for k in &r.drop_tags {
                 tags.remove(tag_key_value(k))?;
+            }
+            for k in &r.drop_scopes {
+                scopes.remove(scope_key_value(k))?;
             }
         }
         txn.commit()?;
@@ -266,4 +289,13 @@ pub(crate) fn blob_row((len, mtime_ns, ino, media_type): (u64, u64, u64, Option<
 /// The `tags` key of `k`: the table stores a tuple (its on-disk format).
 pub(crate) fn tag_key_value(k: &OwnedTagKey) -> (&str, &str, &str) {
     (k.upstream.as_str(), k.repository.as_str(), k.tag.as_str())
+}
+
+/// The `scopes` key of `k` (its on-disk order: digest first).
+pub(crate) fn scope_key_value(k: &OwnedScopeKey) -> (&str, &str, &str) {
+    (
+        k.digest.as_str(),
+        k.upstream.as_str(),
+        k.repository.as_str(),
+    )
 }

@@ -7,13 +7,14 @@
 //!   anything else (no row, changed file)  -> hashed: kept with a new row, or quarantine/
 //! rows with no file                       -> dropped
 //! tags whose manifest is not kept         -> dropped (the next pull fetches the tag again)
+//! scopes of content not kept              -> dropped (scopes.rs)
 //! ```
 //!
 //! So a start-up reads no content it verified before unless the file changed since, and a
 //! file flipped on disk while wharf was down (its mtime moves) is hashed, found out and
 //! quarantined, never served. The entries come back in access order for the index to load.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::error::StoreError;
 use crate::index::{Times, now_ms};
 use crate::layout::Layout;
 use crate::meta::{self, BlobRow, Fingerprint, Repairs, TagRow};
+use crate::scopes::OwnedScopeKey;
 use crate::tags::OwnedTagKey;
 
 /// One piece of content kept.
@@ -44,12 +46,15 @@ pub(crate) struct Report {
     pub(crate) quarantined: usize,
     pub(crate) dropped_rows: usize,
     pub(crate) dropped_tags: usize,
+    pub(crate) dropped_scopes: usize,
 }
 
 pub(crate) struct Recovered {
     /// Least recently used first.
     pub(crate) kept: Vec<Kept>,
     pub(crate) tags: Vec<(OwnedTagKey, TagRow)>,
+    /// The pairs of content kept, with their digest parsed.
+    pub(crate) scopes: Vec<(OwnedScopeKey, Digest)>,
     pub(crate) report: Report,
 }
 
@@ -167,6 +172,18 @@ pub(crate) fn recover(
         .partition(|(_, row)| manifests.contains_key(&row.digest));
     report.dropped_tags = gone.len();
     repairs.drop_tags = gone.into_iter().map(|(k, _)| k).collect();
+    // Pairs of content not kept say nothing any more: when it is stored again, it comes
+    // through a repository that records its pair then.
+    let stored: HashSet<&Digest> = kept.iter().map(|(d, _, _, _)| d).collect();
+    let mut scopes = Vec::with_capacity(loaded.scopes.len());
+    for k in loaded.scopes {
+        match Digest::parse(&k.digest) {
+            Ok(d) if stored.contains(&d) => scopes.push((k, d)),
+            _ => repairs.drop_scopes.push(k),
+        }
+    }
+    drop(stored);
+    report.dropped_scopes = repairs.drop_scopes.len();
     meta::repair(db, &repairs)?;
 
     let mut kept: Vec<Kept> = kept
@@ -191,7 +208,12 @@ pub(crate) fn recover(
         })
         .collect();
     kept.sort_by_key(|k| k.times.access_ms);
-    Ok(Recovered { kept, tags, report })
+    Ok(Recovered {
+        kept,
+        tags,
+        scopes,
+        report,
+    })
 }
 
 /// Lists `blobs/`: the files in their fan-out places, and the strays (files anywhere else, or

@@ -18,9 +18,10 @@ use crate::index::{Index, Policy, Sink, now_ms};
 use crate::layout::Layout;
 use crate::meta;
 use crate::recover;
+use crate::scopes::{ScopeKey, Scopes};
 use crate::scrub::{Fills, ScrubCounters, ScrubGuard, Scrubber};
 use crate::tags::{TagEntry, TagKey, TagRecord, Tags};
-use crate::writer::{Op, Writer};
+use crate::writer::{Context, Op, Writer};
 
 /// Settings of a [`Store`]; `StoreOptions::default()` holds the defaults each field names.
 #[derive(Clone, Debug)]
@@ -96,6 +97,8 @@ pub struct Store {
     pub(crate) blobs: FsBlobStore,
     pub(crate) options: StoreOptions,
     tags: Tags,
+    /// Which (upstream, repository) is known to hold which digest (`scopes.rs`).
+    scopes: Arc<Scopes>,
     index: Index,
     meta: Writer,
     hits: AtomicU64,
@@ -167,7 +170,7 @@ impl Store {
         });
         let max_size = options.max_size;
         let at = blobs.clone();
-        let (db, index, tags, report) = tokio::task::spawn_blocking(move || {
+        let (db, index, tags, scopes, report) = tokio::task::spawn_blocking(move || {
             let db = meta::open(at.layout())?;
             let recovered = recover::recover(at.layout(), &db, at.seq())?;
             let index = Index::new(max_size, Policy::Lru, sink);
@@ -176,7 +179,8 @@ impl Store {
             }
             index.settle();
             let tags = Tags::load(recovered.tags);
-            Ok::<_, StoreError>((db, index, tags, recovered.report))
+            let scopes = Arc::new(Scopes::load(&recovered.scopes));
+            Ok::<_, StoreError>((db, index, tags, scopes, recovered.report))
         })
         .await
         .map_err(|e| StoreError::io("opening", root)(io::Error::other(e)))??;
@@ -186,9 +190,12 @@ impl Store {
             db,
             rx,
             tx,
-            index.handle(),
-            blobs.clone(),
-            Arc::new(move |d: &Digest| is_pinned(&pinned, d)),
+            Context {
+                index: index.handle(),
+                blobs: blobs.clone(),
+                pinned: Arc::new(move |d: &Digest| is_pinned(&pinned, d)),
+                scopes: scopes.clone(),
+            },
             options.access_flush_interval,
         )?;
         tracing::info!(
@@ -197,11 +204,13 @@ impl Store {
             bytes = index.bytes(),
             max_size,
             tags = tags.len(),
+            scopes = scopes.len(),
             trusted = report.trusted,
             verified = report.verified,
             quarantined = report.quarantined,
             dropped_rows = report.dropped_rows,
             dropped_tags = report.dropped_tags,
+            dropped_scopes = report.dropped_scopes,
             ms = started.elapsed().as_millis() as u64,
             "store open"
         );
@@ -226,6 +235,7 @@ impl Store {
             blobs,
             options,
             tags,
+            scopes,
             index,
             meta,
             hits: AtomicU64::new(0),
@@ -433,6 +443,25 @@ impl Store {
         let removed = self.tags.remove(key)?;
         self.meta.send(Op::RemoveTag(key.to_owned_key()));
         Some(removed)
+    }
+
+    /// Whether the repository `key` names is known to hold its digest (`scopes.rs`): one
+    /// lookup in memory, no I/O, no allocation.
+    pub fn in_scope(&self, key: ScopeKey<'_>) -> bool {
+        self.scopes.contains(key)
+    }
+
+    /// Records that the repository `key` names holds its digest; persisted by the metadata
+    /// writer if it is new. Dropped with the content when it leaves the store.
+    pub fn add_scope(&self, key: ScopeKey<'_>) {
+        if self.scopes.insert(key) {
+            self.meta.send(Op::PutScope(key.to_owned_key()));
+        }
+    }
+
+    /// How many (upstream, repository, digest) pairs are known.
+    pub fn scope_count(&self) -> u64 {
+        self.scopes.len() as u64
     }
 
     /// Every tag record, sorted by upstream, repository and tag.

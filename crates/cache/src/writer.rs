@@ -23,9 +23,10 @@ use crate::blobs::FsBlobStore;
 use crate::error::StoreError;
 use crate::index::{IndexHandle, now_ms};
 use crate::meta::{
-    ACCESS, BLOBS, BlobRow, Fingerprint, TAGS, TagRow, VERIFIED, blob_row, blob_value, into_redb,
-    tag_key_value,
+    ACCESS, BLOBS, BlobRow, Fingerprint, SCOPES, TAGS, TagRow, VERIFIED, blob_row, blob_value,
+    into_redb, scope_key_value, tag_key_value,
 };
+use crate::scopes::{OwnedScopeKey, ScopeKey, Scopes};
 use crate::tags::OwnedTagKey;
 
 /// Whether a digest's file must stay on disk although it left the index: a fill that just
@@ -47,8 +48,10 @@ pub(crate) enum Op {
     /// The scrubber read the content back and it matched, at this time.
     Verified(Digest, u64),
     /// Content left the index: unlink the file (unless it was admitted again meanwhile) and
-    /// drop its rows.
+    /// drop its rows and its scopes (in memory too).
     Dropped(Digest),
+    /// An (upstream, repository) is known to hold a digest (already in the in-memory set).
+    PutScope(OwnedScopeKey),
     PutTag(OwnedTagKey, TagRow),
     RemoveTag(OwnedTagKey),
     /// Persist access times and everything sent before, then answer.
@@ -76,16 +79,9 @@ impl Writer {
         db: Database,
         rx: mpsc::Receiver<Op>,
         tx: mpsc::Sender<Op>,
-        index: IndexHandle,
-        blobs: FsBlobStore,
-        pinned: Pinned,
+        ctx: Context,
         flush_every: Duration,
     ) -> Result<Writer, StoreError> {
-        let ctx = Context {
-            index,
-            blobs,
-            pinned,
-        };
         let thread = std::thread::Builder::new()
             .name("wharf-store-meta".into())
             .spawn(move || run(&db, &rx, &ctx, flush_every))
@@ -140,11 +136,13 @@ impl Writer {
 }
 
 /// What the writer thread works with besides the database.
-struct Context {
-    index: IndexHandle,
+pub(crate) struct Context {
+    pub(crate) index: IndexHandle,
     /// Where evicted content is unlinked and admitted content is fingerprinted.
-    blobs: FsBlobStore,
-    pinned: Pinned,
+    pub(crate) blobs: FsBlobStore,
+    pub(crate) pinned: Pinned,
+    /// The in-memory pairs, which drop what `Dropped` drops from the table.
+    pub(crate) scopes: Arc<Scopes>,
 }
 
 fn run(db: &Database, rx: &mpsc::Receiver<Op>, ctx: &Context, every: Duration) {
@@ -228,6 +226,7 @@ fn write(
         let mut access = txn.open_table(ACCESS)?;
         let mut verified = txn.open_table(VERIFIED)?;
         let mut tags = txn.open_table(TAGS)?;
+        let mut scopes = txn.open_table(SCOPES)?;
         for op in ops {
             match op {
                 Op::Put {
@@ -276,6 +275,7 @@ fn write(
                     blobs.remove(key.as_str())?;
                     access.remove(key.as_str())?;
                     verified.remove(key.as_str())?;
+                    drop_scopes(&mut scopes, &ctx.scopes, &digest, &key)?;
                     if (ctx.pinned)(&digest) {
                         deferred.push(digest);
                     } else {
@@ -296,6 +296,18 @@ fn write(
                 Op::RemoveTag(key) => {
                     tags.remove(tag_key_value(&key))?;
                 }
+                Op::PutScope(key) => {
+                    scopes.insert(scope_key_value(&key), now_ms())?;
+                    // A `Dropped` of the same digest just before may have taken it from the
+                    // set: the pair is true again now.
+                    if let Ok(digest) = Digest::parse(&key.digest) {
+                        ctx.scopes.insert(ScopeKey {
+                            upstream: &key.upstream,
+                            repository: &key.repository,
+                            digest: &digest,
+                        });
+                    }
+                }
                 Op::Flush(_) | Op::Stop => {}
             }
         }
@@ -315,6 +327,33 @@ fn write(
     txn.commit().map_err(into_redb)?;
     for (e, at) in saved {
         e.saved_access.store(at, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Removes every pair of `digest` (whose string is `key`) from the table and from the set.
+fn drop_scopes(
+    table: &mut redb::Table<'_, (&'static str, &'static str, &'static str), u64>,
+    set: &Scopes,
+    digest: &Digest,
+    key: &str,
+) -> Result<(), redb::Error> {
+    let mut gone = Vec::new();
+    for row in table.range((key, "", "")..)? {
+        let (k, _) = row?;
+        let (d, upstream, repository) = k.value();
+        if d != key {
+            break;
+        }
+        gone.push((upstream.to_owned(), repository.to_owned()));
+    }
+    for (upstream, repository) in gone {
+        table.remove((key, upstream.as_str(), repository.as_str()))?;
+        set.remove(ScopeKey {
+            upstream: &upstream,
+            repository: &repository,
+            digest,
+        });
     }
     Ok(())
 }

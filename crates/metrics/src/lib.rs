@@ -177,6 +177,11 @@ pub struct Metrics {
     /// `wharf_tag_revalidations_total{upstream,result}`: `unchanged`, `changed`,
     /// `failed_served_stale`, `failed`.
     pub tag_revalidations: IntCounterVec,
+
+    /// `wharf_proxy_scope_checks_total{upstream,result}`: stored content asked for through a
+    /// repository not known to hold it, checked with one upstream `HEAD`: `confirmed`,
+    /// `not_found`, `refused` (401/403), `failed` (unreachable, backing off, other answers).
+    pub scope_checks: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -374,6 +379,12 @@ impl Metrics {
                 "Tag revalidations against the upstream, by result.",
                 &["upstream", "result"],
             )?,
+            scope_checks: counter_vec(
+                r,
+                "wharf_proxy_scope_checks_total",
+                "Stored content asked for through a repository not known to hold it, checked with one upstream HEAD, by result.",
+                &["upstream", "result"],
+            )?,
         };
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -432,6 +443,9 @@ impl Metrics {
         for result in ["unchanged", "changed", "failed_served_stale", "failed"] {
             self.tag_revalidations
                 .with_label_values(&[upstream, result]);
+        }
+        for result in ["confirmed", "not_found", "refused", "failed"] {
+            self.scope_checks.with_label_values(&[upstream, result]);
         }
     }
 

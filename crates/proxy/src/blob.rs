@@ -3,14 +3,15 @@
 //! A stored blob is streamed from its file (with `sendfile(2)` on plain HTTP/1.1). A missing one joins (or starts) the fill for its
 //! digest and tails the spool as it grows; the upstream sees one GET however many clients ask.
 //! `HEAD` of a missing blob asks the upstream with `HEAD` and answers with its size: never a 404
-//! that would break chained caches.
+//! that would break chained caches. Stored bytes, and a fill started through another
+//! repository, are served only through a repository known to hold the digest (`scope.rs`).
 
 use std::sync::Arc;
 
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use wharf_cache::{FillSource, Opener, SourceError};
+use wharf_cache::{FillSource, Opener, ScopeKey, SourceError, Store};
 use wharf_metrics::{Metrics, Outcome};
 use wharf_oci::Digest;
 
@@ -20,7 +21,7 @@ use crate::observe::{Answered, FillGauge, Held};
 use crate::range::{self, RangeAnswer};
 use crate::sendfile::Pending;
 use crate::upstreams::Target;
-use crate::{Proxy, content_length};
+use crate::{Proxy, content_length, scope};
 
 impl Proxy {
     pub(crate) async fn blob(
@@ -32,7 +33,17 @@ impl Proxy {
         sendfile: Option<&Pending>,
     ) -> Result<Response<Body>, ProxyError> {
         let range = req_headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        // Stored content is served only through a repository known to hold it (scope.rs);
+        // what is not stored is asked for through this repository anyway.
+        let known = self.store.in_scope(scope::key(target, digest));
+        if !known && self.store.contains(digest) {
+            self.check_scope(target, digest, Missing::Blob).await?;
+        }
         if let Some((file, size)) = self.store.open_blob(digest).await? {
+            if !known {
+                // Confirmed above, or stored since then (through another repository).
+                self.check_scope(target, digest, Missing::Blob).await?;
+            }
             let file_range = |start, end| match sendfile {
                 Some(pending) => pending.file_range(file, start, end),
                 None => body::file_range(file, start, end),
@@ -99,7 +110,14 @@ impl Proxy {
                 // Joining a download in flight asks nothing; starting one waits for the window.
                 ProxyError::backing_off(up)?;
                 let permit = self.fill_permits.clone().acquire_owned().await.ok();
-                let open = opener(target, digest, permit, &self.metrics, gauge.clone());
+                let open = opener(
+                    target,
+                    digest,
+                    permit,
+                    &self.store,
+                    &self.metrics,
+                    gauge.clone(),
+                );
                 // The fill outlives this request: a span of its own, linked to the request's.
                 let span = tracing::info_span!(parent: None, "fill", %digest, upstream = %up.name);
                 span.follows_from(tracing::Span::current());
@@ -121,6 +139,12 @@ impl Proxy {
             }
         })?;
         drop(waiting);
+        // The fill's upstream GET records its repository's pair when it is answered (see
+        // `opener`). Known now unless the fill came through another repository, or found the
+        // content stored (it became so since the check above): ask as for stored content.
+        if !self.store.in_scope(scope::key(target, digest)) {
+            self.check_scope(target, digest, Missing::Blob).await?;
+        }
         // This request's opener ran: it started the fill; else it joined one in flight, or
         // one whose download is already complete and verified (being stored): a hit.
         let outcome = if gauge.is_opened() {
@@ -167,14 +191,18 @@ fn cache_status(value: &'static str, mut resp: Response<Body>) -> Response<Body>
     resp
 }
 
-/// How a fill opens the upstream body, from byte `offset` on.
+/// How a fill opens the upstream body, from byte `offset` on. An answer records that the
+/// repository holds the digest (before any reader hears the fill is ready).
 fn opener(
     target: &Target,
     digest: &Digest,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    store: &Arc<Store>,
     metrics: &Metrics,
     gauge: Arc<FillGauge>,
 ) -> Opener {
+    let store = store.clone();
+    let upstream = target.upstream.name.clone();
     let received = metrics
         .upstream_received_bytes
         .with_label_values(&[&target.upstream.name]);
@@ -185,6 +213,7 @@ fn opener(
         let _fill_permit = &permit;
         gauge.opened();
         let (client, repo, digest) = (client.clone(), repo.clone(), digest.clone());
+        let (store, upstream) = (store.clone(), upstream.clone());
         let received = received.clone();
         async move {
             let from = (offset > 0).then_some(offset);
@@ -192,6 +221,11 @@ fn opener(
                 .blob(Method::GET, &repo, &digest, from)
                 .await
                 .map_err(|e| Arc::new(e) as SourceError)?;
+            store.add_scope(ScopeKey {
+                upstream: &upstream,
+                repository: &repo,
+                digest: &digest,
+            });
             if offset > 0 && resp.status != StatusCode::PARTIAL_CONTENT {
                 return Err(Arc::new(ResumeRefused) as SourceError);
             }

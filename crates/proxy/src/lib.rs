@@ -18,6 +18,8 @@
 //!      upstream unreachable / 5xx / 429 / timeout -> last known digest (freshness.rs)
 //!   -> blob: stored file (Range honoured; sendfile(2) on plain HTTP/1.1, sendfile.rs)
 //!      | the digest's fill, tailed while it grows
+//!   (stored content, by digest, only through an (upstream, repository) known to hold it,
+//!    else after one HEAD with that repository's scope: scope.rs)
 //!   -> tags/list: asked upstream (n validated first), sorted, named as the client named it,
 //!      Link rewritten to the client's path (tags.rs)
 //!   -> errors: every refusal is a ProxyError variant; ProxyError::into_response (error.rs) is
@@ -44,6 +46,7 @@ mod observe;
 mod preface;
 pub mod range;
 pub mod route;
+mod scope;
 mod sendfile;
 mod server;
 pub mod tags;

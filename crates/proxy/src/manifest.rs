@@ -1,7 +1,8 @@
 //! `GET`/`HEAD /v2/<name>/manifests/<reference>`.
 //!
-//! By digest: the store, else one upstream GET, verified and stored byte-exact with its
-//! `Content-Type`. By tag: a tag record validated within the upstream's `tag_ttl` (or matching
+//! By digest: the store (through a repository known to hold it: `scope.rs`), else one upstream
+//! GET, verified and stored byte-exact with its `Content-Type`; a fetched manifest records
+//! itself and what it names for the repository it came through. By tag: a tag record validated within the upstream's `tag_ttl` (or matching
 //! its `immutable_tags`) is served without asking; an older one is revalidated with one `HEAD`
 //! (never a GET, which would spend Docker Hub's rate limit); when the upstream is unreachable,
 //! answers 5xx or 429, or times out, the last known digest is served (`freshness.rs`). A tag
@@ -21,7 +22,7 @@ use crate::body::{self, Body};
 use crate::error::{Missing, ProxyError};
 use crate::freshness::{Stale, backoff_for};
 use crate::upstreams::Target;
-use crate::{Proxy, header_digest};
+use crate::{Proxy, header_digest, scope};
 
 /// Manifests larger than this are refused; clients accept at least 4 MiB.
 const MAX_MANIFEST: usize = 8 * 1024 * 1024;
@@ -71,7 +72,18 @@ impl Proxy {
         target: &Target,
         digest: &Digest,
     ) -> Result<Manifest, ProxyError> {
+        // Stored manifests only through a repository known to hold them (scope.rs).
+        let known = self.store.in_scope(scope::key(target, digest));
+        if !known && self.store.contains(digest) {
+            self.check_scope(target, digest, Missing::Manifest).await?;
+        }
         if let Some((media_type, bytes)) = self.store.get_manifest(digest).await? {
+            if !known {
+                // Stored since the look above (through another repository): asked now. Else
+                // confirmed above; either way what it names is this repository's too.
+                self.check_scope(target, digest, Missing::Manifest).await?;
+                self.record_manifest_scope(target, digest, &media_type, &bytes);
+            }
             return Ok(Manifest {
                 digest: digest.clone(),
                 media_type,
@@ -290,6 +302,7 @@ impl Proxy {
         self.store
             .put_manifest(&digest, &media_type, &bytes)
             .await?;
+        self.record_manifest_scope(target, &digest, &media_type, &bytes);
         Ok(Manifest {
             digest,
             media_type,

@@ -16,7 +16,7 @@ use http::{Request, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpListener, TcpStream};
-use wharf_cache::Store;
+use wharf_cache::{ScopeKey, Store};
 use wharf_oci::Digest;
 use wharf_proxy::{Proxy, Upstream, Upstreams};
 
@@ -44,6 +44,12 @@ async fn wharf_with(data: &[u8], dir: &std::path::Path) -> (SocketAddr, Digest) 
         .put_manifest(&d, "application/octet-stream", data)
         .await
         .expect("store the content");
+    // Known to be held by the repository the requests name: the dead upstream is never asked.
+    store.add_scope(ScopeKey {
+        upstream: "dead",
+        repository: "a",
+        digest: &d,
+    });
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
