@@ -31,6 +31,9 @@ impl Drop for HeldGuard {
 
 /// Starts the task; `key` is the reservation it holds (`Store::reservation_key`).
 pub(crate) fn start(index: IndexHandle, blobs_dir: PathBuf, key: Digest) -> HeldGuard {
+    // /proc/self/fd links are absolute and resolved: so must the prefix be (the default
+    // cache.dir is relative).
+    let blobs_dir = std::fs::canonicalize(&blobs_dir).unwrap_or(blobs_dir);
     HeldGuard(tokio::spawn(async move {
         let mut held = 0;
         loop {

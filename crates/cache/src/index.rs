@@ -116,7 +116,12 @@ pub(crate) struct Index {
     max_bytes: u64,
     /// Entries and bytes the policy evicted (not explicit removals), for the metrics.
     evicted: Arc<EvictionCounters>,
+    /// The keys of live reservations: touched before every eviction pass so the LRU never
+    /// picks disk space that is still held over content.
+    reservations: Reservations,
 }
+
+type Reservations = Arc<std::sync::Mutex<std::collections::HashSet<Digest>>>;
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -180,6 +185,7 @@ impl Index {
             bytes,
             max_bytes,
             evicted,
+            reservations: Reservations::default(),
         }
     }
 
@@ -202,7 +208,7 @@ impl Index {
         let fresh = self.insert(d, size, media_type.map(Arc::from), now_ms());
         // Eviction runs in moka's housekeeping; run it now so the store is back within its
         // budget when the fill that brought the content in reports done.
-        self.cache.run_pending_tasks();
+        evict(&self.cache, &self.reservations);
         fresh
     }
 
@@ -248,7 +254,7 @@ impl Index {
     /// `Store::reservation_key`), replacing what it held before, and lets the policy evict
     /// what no longer fits. `0` releases it.
     pub(crate) fn reserve(&self, key: &Digest, size: u64) {
-        reserve(&self.cache, &self.bytes, key, size);
+        reserve(&self.cache, &self.bytes, &self.reservations, key, size);
     }
 
     /// Removes `d`; the sink hears of it as [`Removal::Removed`]. Returns its size.
@@ -259,7 +265,7 @@ impl Index {
 
     /// Runs moka's pending housekeeping (evictions, notifications) now.
     pub(crate) fn settle(&self) {
-        self.cache.run_pending_tasks();
+        evict(&self.cache, &self.reservations);
     }
 
     pub(crate) fn bytes(&self) -> u64 {
@@ -295,17 +301,45 @@ impl Index {
         IndexHandle {
             cache: self.cache.clone(),
             bytes: self.bytes.clone(),
+            reservations: self.reservations.clone(),
         }
     }
 }
 
-fn reserve(cache: &Cache<Digest, Arc<Entry>>, bytes: &AtomicU64, key: &Digest, size: u64) {
+fn reserve(
+    cache: &Cache<Digest, Arc<Entry>>,
+    bytes: &AtomicU64,
+    reservations: &Reservations,
+    key: &Digest,
+    size: u64,
+) {
+    let mut live = reservations
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if size == 0 {
+        live.remove(key);
         cache.remove(key);
     } else {
+        live.insert(key.clone());
         // The listener takes off what the key held before (a `Replaced` reservation).
         bytes.fetch_add(size, Ordering::Relaxed);
         cache.insert(key.clone(), Arc::new(Entry::reservation(size)));
+    }
+    drop(live);
+    evict(cache, reservations);
+}
+
+/// Runs moka's housekeeping (evictions) after touching every live reservation, so that the
+/// least recently used content leaves, not the space held for a download still arriving.
+fn evict(cache: &Cache<Digest, Arc<Entry>>, reservations: &Reservations) {
+    let live: Vec<Digest> = reservations
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .cloned()
+        .collect();
+    for key in &live {
+        let _ = cache.get(key);
     }
     cache.run_pending_tasks();
 }
@@ -315,6 +349,7 @@ fn reserve(cache: &Cache<Digest, Arc<Entry>>, bytes: &AtomicU64, key: &Digest, s
 pub(crate) struct IndexHandle {
     cache: Cache<Digest, Arc<Entry>>,
     bytes: Arc<AtomicU64>,
+    reservations: Reservations,
 }
 
 impl IndexHandle {
@@ -329,7 +364,7 @@ impl IndexHandle {
 
     /// As [`Index::reserve`].
     pub(crate) fn reserve(&self, key: &Digest, size: u64) {
-        reserve(&self.cache, &self.bytes, key, size);
+        reserve(&self.cache, &self.bytes, &self.reservations, key, size);
     }
 
     /// Removes `d` as [`Index::remove`] does (the scrubber's quarantine).

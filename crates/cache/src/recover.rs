@@ -184,7 +184,11 @@ pub(crate) fn recover(
     }
     drop(stored);
     report.dropped_scopes = repairs.drop_scopes.len();
-    meta::repair(db, &repairs)?;
+    // The corrections only persist what this start-up found (and finds again next time): a
+    // store on a full disk must still open and serve what it has.
+    if let Err(e) = meta::repair(db, &repairs) {
+        tracing::warn!(error = %e, "could not record the start-up repairs in the metadata store (is the disk full?); the next start makes them again");
+    }
 
     let mut kept: Vec<Kept> = kept
         .into_iter()

@@ -66,7 +66,8 @@ impl Default for StoreOptions {
 /// What [`Store::stats`] reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreStats {
-    /// Bytes of stored content (blobs and manifests).
+    /// Bytes the budget counts: stored content (blobs and manifests), plus what downloads in
+    /// flight and files held open outside the index hold on disk.
     pub size_bytes: u64,
     /// The budget, `max_size`.
     pub max_size_bytes: u64,

@@ -149,7 +149,7 @@ fn run(db: &Database, rx: &mpsc::Receiver<Op>, ctx: &Context, every: Duration) {
     let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
     let mut last_scan = now_ms();
     // Evicted content whose file is pinned by readers: unlinked once they are gone.
-    let mut deferred: Vec<Digest> = Vec::new();
+    let mut deferred: Vec<(Digest, Option<u64>)> = Vec::new();
     loop {
         let mut ops = Vec::new();
         let wait = if deferred.is_empty() {
@@ -191,14 +191,14 @@ fn run(db: &Database, rx: &mpsc::Receiver<Op>, ctx: &Context, every: Duration) {
         if let Err(e) = &result {
             tracing::error!(error = %e, "writing the store's metadata failed");
         }
-        deferred.retain(|d| {
+        deferred.retain(|(d, ino)| {
             if ctx.index.contains(d) {
                 return false; // wanted again
             }
             if (ctx.pinned)(d) && !stop {
                 return true;
             }
-            ctx.blobs.remove_now(d);
+            ctx.blobs.remove_now_if(d, *ino);
             false
         });
         for ack in acks {
@@ -215,7 +215,7 @@ fn write(
     ops: Vec<Op>,
     scan: bool,
     ctx: &Context,
-    deferred: &mut Vec<Digest>,
+    deferred: &mut Vec<(Digest, Option<u64>)>,
 ) -> Result<(), redb::Error> {
     let (index, layout) = (&ctx.index, ctx.blobs.layout());
     let mut saved = Vec::new();
@@ -277,7 +277,7 @@ fn write(
                     verified.remove(key.as_str())?;
                     drop_scopes(&mut scopes, &ctx.scopes, &digest, &key)?;
                     if (ctx.pinned)(&digest) {
-                        deferred.push(digest);
+                        deferred.push((digest, ino));
                     } else {
                         ctx.blobs.remove_now_if(&digest, ino);
                     }

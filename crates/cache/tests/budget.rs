@@ -216,3 +216,34 @@ async fn the_budget_counts_downloads_in_flight_and_files_held_open() {
     );
     drop(held);
 }
+
+/// The space held for a slow download is never what the LRU evicts: content admitted while it
+/// downloads pushes out older content, and the download's share stays counted.
+#[tokio::test]
+async fn a_slow_download_keeps_its_share_while_other_content_comes_and_goes() {
+    const BUDGET: usize = 64 * KIB;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_with_budget(dir.path(), BUDGET).await;
+    let big_bytes = blob(9, 32 * KIB);
+    let big = Digest::sha256_of(&big_bytes);
+    let mut up = common::Upstream::new(Some(big_bytes.len() as u64), false);
+    let download = store.fill(&big, up.opener.clone());
+    let body = up.body().await;
+    store.flush().await.expect("flush");
+    for n in 0..6 {
+        fill(&store, blob(n, 12 * KIB)).await;
+        store.flush().await.expect("flush");
+        let size = store.stats().size_bytes;
+        assert!(
+            size >= 32 * KIB as u64 && size <= BUDGET as u64,
+            "after {n} more blobs the store counts {size} bytes: the download's share was evicted"
+        );
+    }
+    body.send(&big_bytes);
+    body.finish();
+    bounded(download.done()).await.expect("fill");
+    drop(download);
+    store.flush().await.expect("flush");
+    assert_eq!(store.blob_size(&big).await, Some(32 * KIB as u64));
+    assert!(store.stats().size_bytes <= BUDGET as u64);
+}

@@ -70,7 +70,9 @@ impl Proxy {
         if head {
             // A download in flight knows the size (and keeps it until the content is indexed):
             // no upstream request, and no window where a stored blob looks missing.
+            // Only for a repository known to hold it: otherwise the upstream's HEAD decides.
             if let Some(fill) = self.store.fill_in_flight(digest)
+                && self.store.in_scope(scope::key(target, digest))
                 && let Ok(size) = fill.ready().await
             {
                 let (outcome, cache) = if fill.is_downloaded() {

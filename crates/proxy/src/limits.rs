@@ -116,6 +116,9 @@ pub struct Activity {
     /// Requests whose response has not ended (head and body): zero on a kept-alive
     /// connection waiting for its next request.
     exchanges: AtomicUsize,
+    /// Whether one exchange has ended: a connection still in its handshake or first request
+    /// is not idle, however quiet.
+    served: std::sync::atomic::AtomicBool,
     close: Notify,
 }
 
@@ -126,6 +129,7 @@ impl Activity {
             last_ms: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
             exchanges: AtomicUsize::new(0),
+            served: std::sync::atomic::AtomicBool::new(false),
             close: Notify::new(),
         })
     }
@@ -152,9 +156,10 @@ impl Activity {
         ExchangeGuard(self.clone())
     }
 
-    /// A kept-alive connection between requests: nothing to lose by closing it.
+    /// A kept-alive connection between requests (it was answered at least once, and nothing
+    /// is in progress): nothing to lose by closing it.
     pub fn is_between_requests(&self) -> bool {
-        self.exchanges.load(Ordering::Relaxed) == 0
+        self.served.load(Ordering::Relaxed) && self.exchanges.load(Ordering::Relaxed) == 0
     }
 
     /// Asks the connection to close (at the connection bound, to make room).
@@ -199,6 +204,7 @@ pub struct ExchangeGuard(Arc<Activity>);
 impl Drop for ExchangeGuard {
     fn drop(&mut self) {
         self.0.touch();
+        self.0.served.store(true, Ordering::Relaxed);
         self.0.exchanges.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -105,10 +105,21 @@ impl Proxy {
         bytes: &[u8],
     ) {
         self.store.add_scope(key(target, digest));
-        if let Ok(m) = wharf_oci::manifest::parse(media_type, bytes) {
-            for child in m.digests() {
-                self.store.add_scope(key(target, child));
+        // Children and the blobs a pull fetches from this repository; never foreign layers: a
+        // registry accepts a manifest naming them without holding them, so naming one is no
+        // evidence (a manifest could name another repository's private layer that way).
+        match wharf_oci::manifest::parse(media_type, bytes) {
+            Ok(wharf_oci::manifest::Manifest::Index(children)) => {
+                for child in &children {
+                    self.store.add_scope(key(target, &child.digest));
+                }
             }
+            Ok(wharf_oci::manifest::Manifest::Image { blobs, .. }) => {
+                for blob in &blobs {
+                    self.store.add_scope(key(target, &blob.digest));
+                }
+            }
+            Err(_) => {}
         }
     }
 }
