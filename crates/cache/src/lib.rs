@@ -48,6 +48,7 @@ pub mod hit_ratio;
 mod index;
 mod layout;
 mod meta;
+mod no_space;
 mod recover;
 mod scrub;
 mod store;
