@@ -14,17 +14,17 @@
 //! a small tmpfs the test mounts (it needs root, as the tests run; elsewhere it says so and
 //! stops).
 //!
-//! Each of `SOAK_ROUNDS` rounds (default: one per 40 s) of `SOAK_SECONDS` (default 120) in all
-//! runs `SOAK_CLIENTS` clients (default 8), each asking one thing after another until the round
-//! ends: blob GETs with and without `Range`, blob HEADs, manifest GETs by tag and by digest,
-//! manifest HEADs, hot and cold. Meanwhile, in each round: at 12 % a 1.5 s window of `429` with
-//! `Retry-After: 1`; from 25 % to 50 % the disk is full to the last byte (topped up while
-//! full), with the upstream behaving; from 52 % to 75 % the upstream's blob GETs get, one at a time and in turn, a body broken mid-way,
-//! a reset right after the head, a corrupted body (right length, wrong digest) and a stall (a
-//! body that stops and never goes on: wharf's 2 s `fill_inactivity_timeout` ends it); at 78 %,
-//! every other round, a 1 s window of `503`. An
-//! upstream failure opens wharf's 10 s back-off window (new content is refused with 503 while
-//! it lasts), hence rounds of 40 s, so that the disk-full phase sees fills.
+//! Each of `SOAK_ROUNDS` rounds (default: one per 40 s) of `SOAK_SECONDS` (default 120) in all runs
+//! `SOAK_CLIENTS` clients (default 8), each asking one thing after another until the round ends:
+//! blob GETs with and without `Range`, blob HEADs, manifest GETs by tag and by digest, manifest
+//! HEADs, hot and cold. Meanwhile, in each round: at 12 % a 1.5 s window of `429` with
+//! `Retry-After: 1`; from 25 % to 50 % the disk is full to the last byte (topped up while full),
+//! with the upstream behaving; from 52 % to 75 % the upstream's blob GETs get, one at a time and in
+//! turn, a body broken mid-way, a reset right after the head, a corrupted body (right length, wrong
+//! digest) and a stall (a body that stops and never goes on: wharf's 2 s `fill_inactivity_timeout`
+//! ends it); at 78 %, every other round, a 1 s window of `503`. An upstream failure opens wharf's
+//! 10 s back-off window (new content is refused with 503 while it lasts), hence rounds of 40 s, so
+//! that the disk-full phase sees fills.
 //!
 //! Checked, after each round and at the end (a violation fails the run, after the summary):
 //! - every answer that ended cleanly with 200 or 206 carried exactly the content's bytes (or
@@ -950,7 +950,21 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
+        // A store's threads may still hold a file open for a moment after it is dropped:
+        // retry, then detach it lazily (freed when the last file closes) rather than leave
+        // the mount behind.
+        for _ in 0..20 {
+            let unmounted = Command::new("umount")
+                .arg(&self.path)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if unmounted {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
 

@@ -5,7 +5,13 @@
 //! first refusal of an episode is logged at once, the rest are counted (`StoreStats`, exported
 //! as `wharf_cache_write_failures_total{reason="no_space"}`), a reminder with the count is
 //! logged at most once per [`REMIND_INTERVAL`] while it lasts, and the first write that
-//! succeeds again ends the episode with a summary. What is stored is served throughout.
+//! succeeds [`SETTLE`] after the last refusal ends the episode with a summary. What is stored is
+//! served throughout.
+//!
+//! A nearly full disk flaps: a failed fill removes its spool file, an eviction frees a blob, and
+//! the next small write fits while the large ones keep failing. The soak test saw 20 episodes
+//! in three 10 s fills of the disk when any success ended one; a success within [`SETTLE`] of a
+//! refusal is part of the episode.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +24,9 @@ use crate::error::StoreError;
 
 /// How often a full disk that lasts is logged again, with how many writes it refused.
 pub(crate) const REMIND_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long writes must have been refused no more before a success ends the episode.
+pub(crate) const SETTLE: Duration = Duration::from_secs(10);
 
 /// Whether `e` says the file system (or a quota on it) has no room left.
 pub(crate) fn is_no_space(e: &io::Error) -> bool {
@@ -32,6 +41,7 @@ pub(crate) fn is_no_space(e: &io::Error) -> bool {
 struct Episode {
     began: Instant,
     failures: u64,
+    last_failure: Instant,
     logged_at: Instant,
     /// Refusals since the last line about this episode.
     unlogged: u64,
@@ -84,6 +94,7 @@ impl NoSpace {
                 *episode = Some(Episode {
                     began: now,
                     failures: 1,
+                    last_failure: now,
                     logged_at: now,
                     unlogged: 0,
                 });
@@ -96,6 +107,7 @@ impl NoSpace {
             }
             Some(ep) => {
                 ep.failures += 1;
+                ep.last_failure = now;
                 ep.unlogged += 1;
                 if now.duration_since(ep.logged_at) >= self.interval {
                     // Taken outside the macro: its fields are evaluated only if someone listens.
@@ -114,12 +126,19 @@ impl NoSpace {
         true
     }
 
-    /// A write succeeded: ends the episode under way, if any, with a summary.
+    /// A write succeeded: ends the episode under way, if any and if its last refusal is
+    /// [`SETTLE`] old, with a summary.
     pub(crate) fn succeeded(&self) {
         if !self.full.load(Ordering::Relaxed) {
             return;
         }
         let mut episode = self.episode.lock().unwrap_or_else(PoisonError::into_inner);
+        if episode
+            .as_ref()
+            .is_some_and(|ep| ep.last_failure.elapsed() < SETTLE)
+        {
+            return;
+        }
         if let Some(ep) = episode.take() {
             self.full.store(false, Ordering::Relaxed);
             tracing::info!(
@@ -167,6 +186,12 @@ mod tests {
             Some(0),
             "a reminder after the interval"
         );
+        n.succeeded();
+        assert!(
+            n.episode.lock().unwrap().is_some(),
+            "a success right after a refusal is the disk flapping, not the end"
+        );
+        tokio::time::advance(SETTLE).await;
         n.succeeded();
         assert!(n.episode.lock().unwrap().is_none(), "ended");
         assert!(n.failed(&full(), "fill"));
