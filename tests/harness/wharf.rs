@@ -46,9 +46,11 @@ impl WharfBuilder {
         let dir = temp_dir("wharf");
         let (listen, admin) = (free_port(), free_port());
         let (config, env) = self.write_config(dir.path(), listen, admin);
+        let store = self.store_dir(dir.path());
         let mut w = Wharf {
+            store,
             log: dir.path().join("wharf.log"),
-            dir,
+            _dir: dir,
             config,
             env,
             listen,
@@ -62,7 +64,9 @@ impl WharfBuilder {
 
 /// A running wharf. Killed when dropped; its log is printed if the test panicked.
 pub struct Wharf {
-    dir: tempfile::TempDir,
+    /// wharf's directory (config, log, the store unless elsewhere), removed with it.
+    _dir: tempfile::TempDir,
+    store: PathBuf,
     config: PathBuf,
     env: Vec<(String, String)>,
     listen: u16,
@@ -148,7 +152,7 @@ impl Wharf {
 
     /// `[cache] dir`
     pub fn cache_dir(&self) -> PathBuf {
-        self.dir.path().join("store")
+        self.store.clone()
     }
 
     /// Everything wharf wrote to stdout and stderr so far.

@@ -167,6 +167,10 @@ pub struct WharfBuilder {
     max_size: String,
     /// `[cache] scrub_rate`, when set.
     scrub_rate: Option<String>,
+    /// `[cache] dir`, when not `store` in wharf's directory.
+    cache_dir: Option<PathBuf>,
+    /// Raw `key = value` lines added to `[cache]`.
+    cache_extra: String,
     extra_toml: String,
     env: Vec<(String, String)>,
 }
@@ -195,6 +199,25 @@ impl WharfBuilder {
         self
     }
 
+    /// `[cache] dir` (default: `store` in wharf's temporary directory), e.g. on a file system
+    /// the test mounted.
+    pub fn cache_dir(mut self, dir: &Path) -> Self {
+        self.cache_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Raw `key = value` lines added to `[cache]`.
+    pub fn cache_extra(mut self, toml: &str) -> Self {
+        self.cache_extra.push_str(toml);
+        self.cache_extra.push('\n');
+        self
+    }
+
+    /// Where the store will be, given wharf's directory.
+    pub(crate) fn store_dir(&self, dir: &Path) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(|| dir.join("store"))
+    }
+
     /// Raw TOML appended at the end of the file; start it with a table header.
     pub fn extra_toml(mut self, toml: &str) -> Self {
         self.extra_toml.push('\n');
@@ -220,13 +243,14 @@ impl WharfBuilder {
         let mut s = format!(
             "# written by the wharf-e2e harness\n[server]\nlisten = \"127.0.0.1:{listen}\"\n\
              admin_listen = \"127.0.0.1:{admin}\"\n\n[cache]\ndir = {}\nmax_size = {}\ntag_ttl = {}\n",
-            toml_str(&dir.join("store").display().to_string()),
+            toml_str(&self.store_dir(dir).display().to_string()),
             toml_str(&self.max_size),
             toml_str(&self.tag_ttl)
         );
         if let Some(rate) = &self.scrub_rate {
             s += &format!("scrub_rate = {}\n", toml_str(rate));
         }
+        s += &self.cache_extra;
         for u in &self.upstreams {
             s += &u.render(dir, &mut env);
         }
@@ -244,6 +268,8 @@ impl Default for WharfBuilder {
             tag_ttl: "5m".into(),
             max_size: "10GiB".into(),
             scrub_rate: None,
+            cache_dir: None,
+            cache_extra: String::new(),
             extra_toml: String::new(),
             env: Vec::new(),
         }

@@ -59,6 +59,11 @@ impl StoreError {
     pub fn is_digest_mismatch(&self) -> bool {
         matches!(self, StoreError::DigestMismatch { .. })
     }
+
+    /// The file system (or a quota on it) had no room for a write.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if crate::no_space::is_no_space(source))
+    }
 }
 
 /// Why a fill stored nothing. Every reader of the fill gets a clone of the same error.
@@ -130,6 +135,11 @@ impl FillError {
 
     pub fn is_digest_mismatch(&self) -> bool {
         matches!(self, FillError::DigestMismatch { .. })
+    }
+
+    /// The local disk had no room for the content.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, FillError::Store { source, .. } if source.is_no_space())
     }
 
     /// The upstream went quiet for longer than the inactivity timeout.

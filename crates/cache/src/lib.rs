@@ -49,6 +49,7 @@ pub mod hit_ratio;
 mod index;
 mod layout;
 mod meta;
+mod no_space;
 mod recover;
 mod scopes;
 mod scrub;

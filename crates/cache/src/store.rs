@@ -17,6 +17,7 @@ use crate::fill::Fill;
 use crate::index::{Index, Policy, Sink, now_ms};
 use crate::layout::Layout;
 use crate::meta;
+use crate::no_space::NoSpace;
 use crate::recover;
 use crate::scopes::{ScopeKey, Scopes};
 use crate::scrub::{Fills, ScrubCounters, ScrubGuard, Scrubber};
@@ -89,6 +90,9 @@ pub struct StoreStats {
     /// quarantined), since the store opened.
     pub scrubbed_bytes: u64,
     pub scrub_faults: u64,
+    /// Writes of new content (fills, manifests) the disk refused for lack of space, since the
+    /// store opened. Logged once per episode (`no_space.rs`), counted every time.
+    pub no_space_failures: u64,
 }
 
 /// The digest-addressed store under one root directory. See the crate docs for the layout.
@@ -117,6 +121,8 @@ pub struct Store {
     /// it first reads).
     pins: Pins,
     pub(crate) scrubbed: Arc<ScrubCounters>,
+    /// Writes refused for lack of space: counted, and logged once per episode.
+    pub(crate) no_space: NoSpace,
     /// Ends the scrubber with the store; `None` when it is off.
     _scrub: Option<ScrubGuard>,
     /// Ends the count of open files outside the index (`held.rs`) with the store.
@@ -244,6 +250,7 @@ impl Store {
             fills,
             pins,
             scrubbed,
+            no_space: NoSpace::default(),
             _scrub: scrub,
             _held: held,
         }))
@@ -373,7 +380,14 @@ impl Store {
             return Ok(());
         }
         // Verified by the write: a mismatch is refused there and stores nothing.
-        let size = self.blobs.write_bytes(d, bytes.clone()).await?;
+        let size = match self.blobs.write_bytes(d, bytes.clone()).await {
+            Ok(size) => size,
+            Err(e) => {
+                self.no_space.failed(&e, "manifest");
+                return Err(e);
+            }
+        };
+        self.no_space.succeeded();
         self.admit_with(d, size, Some(media_type), true);
         if let Some(m) = &self.manifests {
             m.insert(d.clone(), bytes);
@@ -501,6 +515,7 @@ impl Store {
             misses: self.misses.load(Ordering::Relaxed),
             scrubbed_bytes: self.scrubbed.bytes.load(Ordering::Relaxed),
             scrub_faults: self.scrubbed.faults.load(Ordering::Relaxed),
+            no_space_failures: self.no_space.failures(),
         }
     }
 

@@ -11,14 +11,11 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use tokio::time::Instant;
 use wharf_cache::{Store, TagKey, TagRecord};
 use wharf_oci::Digest;
 
+use common::disk::{Tmpfs, fill_the_disk};
 use common::{blob, fill};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -32,56 +29,6 @@ const OTHER_TAG: TagKey<'static> = TagKey {
     repository: "os/oraclelinux",
     tag: "8",
 };
-
-/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
-struct Tmpfs {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        if !is_root() {
-            eprintln!("full_disk: not root, cannot mount a tmpfs; skipped");
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().to_path_buf();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .status()
-            .expect("run mount")
-            .success();
-        assert!(ok, "mount -t tmpfs failed as root");
-        Some(Tmpfs { _dir: dir, path })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// Writes a filler file until the file system refuses another byte.
-fn fill_the_disk(dir: &Path) {
-    let mut f = std::fs::File::create(dir.join("filler")).expect("filler");
-    let chunk = vec![0xa5u8; 64 * 1024];
-    while f.write_all(&chunk).is_ok() {}
-    let mut one = [0u8; 1];
-    while f.write_all(&one).is_ok() {
-        one[0] ^= 1;
-    }
-    let _ = f.sync_all();
-}
 
 fn manifest(n: u8) -> Vec<u8> {
     format!(

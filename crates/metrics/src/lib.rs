@@ -21,7 +21,7 @@
 //! | `source`       | `cache`, `upstream`                                                     |
 //! | `method`       | `GET`, `HEAD`, `other`                                                  |
 //! | `status_class` | `2xx`, `3xx`, `4xx`, `5xx`, `error` (no answer), `timeout`              |
-//! | `reason`       | stale serves: `upstream_failed`, `rate_limited`, `backing_off`  |
+//! | `reason`       | stale serves: `upstream_failed`, `rate_limited`, `backing_off`; cache write failures: `no_space` |
 //!
 //! Never a repository, a tag, a digest, a user or an error text: those are unbounded, and some
 //! are secrets.
@@ -171,6 +171,9 @@ pub struct Metrics {
     /// `wharf_cache_scrub_faults_total`: stored content the scrubber found not to match its
     /// digest, and quarantined (fetched again on the next request).
     pub cache_scrub_faults: IntCounter,
+    /// `wharf_cache_write_failures_total{reason}`: writes of new content (fills, manifests)
+    /// the store's disk refused; `no_space` for a full disk (or quota).
+    pub cache_write_failures: IntCounterVec,
 
     /// `wharf_tag_stale_served_total{upstream,reason}`.
     pub stale_served: IntCounterVec,
@@ -200,6 +203,8 @@ pub struct CacheSnapshot {
     pub evicted_bytes: u64,
     pub scrubbed_bytes: u64,
     pub scrub_faults: u64,
+    /// Writes refused for lack of space.
+    pub no_space_failures: u64,
 }
 
 fn counter_vec(
@@ -367,6 +372,12 @@ impl Metrics {
                 "wharf_cache_scrub_faults_total",
                 "Stored content the scrubber found not to match its digest, and quarantined.",
             )?,
+            cache_write_failures: counter_vec(
+                r,
+                "wharf_cache_write_failures_total",
+                "Writes of new content the store's disk refused, by reason (no_space).",
+                &["reason"],
+            )?,
             stale_served: counter_vec(
                 r,
                 "wharf_tag_stale_served_total",
@@ -389,6 +400,8 @@ impl Metrics {
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // Present at zero from the first scrape, so an alert can rate() it.
+        m.cache_write_failures.with_label_values(&["no_space"]);
         Ok(m)
     }
 
@@ -466,6 +479,10 @@ impl Metrics {
         grow(&self.cache_evicted_bytes, s.evicted_bytes);
         grow(&self.cache_scrubbed_bytes, s.scrubbed_bytes);
         grow(&self.cache_scrub_faults, s.scrub_faults);
+        grow(
+            &self.cache_write_failures.with_label_values(&["no_space"]),
+            s.no_space_failures,
+        );
     }
 
     /// The text exposition format (`text/plain; version=0.0.4`).
@@ -545,6 +562,21 @@ mod tests {
         });
         assert_eq!(m.cache_scrubbed_bytes.get(), 4096);
         assert_eq!(m.cache_scrub_faults.get(), 1);
+        assert!(
+            m.encode()
+                .contains("wharf_cache_write_failures_total{reason=\"no_space\"} 0\n"),
+            "present at zero"
+        );
+        m.set_cache(CacheSnapshot {
+            no_space_failures: 7,
+            ..Default::default()
+        });
+        assert_eq!(
+            m.cache_write_failures
+                .with_label_values(&["no_space"])
+                .get(),
+            7
+        );
     }
 
     #[test]

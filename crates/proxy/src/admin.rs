@@ -124,6 +124,7 @@ fn metrics(proxy: &Proxy) -> Response<Body> {
         evicted_bytes: s.evicted_bytes,
         scrubbed_bytes: s.scrubbed_bytes,
         scrub_faults: s.scrub_faults,
+        no_space_failures: s.no_space_failures,
     });
     let mut resp = Response::new(body::full(m.encode()));
     resp.headers_mut().insert(

@@ -53,7 +53,15 @@ pub(super) async fn run(
             tx.send_replace(Progress::Done { len });
         }
         Err(e) => {
-            tracing::warn!(digest = %fill.digest, error = %e, "fill failed");
+            // A full disk fails every fill until space comes back: it is logged once per
+            // episode there, and each fill only at debug.
+            let no_space = matches!(&e, FillError::Store { source, .. }
+                if store.no_space.failed(source, "fill"));
+            if no_space {
+                tracing::debug!(digest = %fill.digest, error = %e, "fill failed");
+            } else {
+                tracing::warn!(digest = %fill.digest, error = %e, "fill failed");
+            }
             tx.send_replace(Progress::Failed(e));
         }
     }
@@ -116,6 +124,7 @@ async fn fetch(
     layout::publish(&fill.spool, &fill.blob)
         .await
         .map_err(|e| FillError::store(digest, e))?;
+    store.no_space.succeeded();
     Ok(written)
 }
 
