@@ -50,6 +50,7 @@ mod index;
 mod layout;
 mod meta;
 mod no_space;
+mod options;
 mod recover;
 mod scopes;
 mod scrub;
