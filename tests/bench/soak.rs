@@ -49,10 +49,11 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use wharf_testkit::disk::{Tmpfs, is_root};
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -105,7 +106,7 @@ fn main() {
     let fake = fake.start();
     let content = Arc::new(content.with_manifests(&fake));
 
-    let disk = Tmpfs::mount(DISK);
+    let disk = Tmpfs::mount(DISK).expect("root: checked above");
     let store_dir = disk.path.join("store");
     let mut wharf = Wharf::builder()
         .upstream(
@@ -925,52 +926,4 @@ fn metric_sum(text: &str, name: &str) -> f64 {
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
-struct Tmpfs {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().to_path_buf();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .status()
-            .expect("run mount")
-            .success();
-        assert!(ok, "mount -t tmpfs failed as root");
-        Tmpfs { _dir: dir, path }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // A store's threads may still hold a file open for a moment after it is dropped:
-        // retry, then detach it lazily (freed when the last file closes) rather than leave
-        // the mount behind.
-        for _ in 0..20 {
-            let unmounted = Command::new("umount")
-                .arg(&self.path)
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if unmounted {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }

@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use wharf_cache::{Store, TagKey, TagRecord};
 use wharf_oci::Digest;
 
-use common::disk::{Tmpfs, fill_the_disk};
 use common::{blob, fill};
+use wharf_testkit::disk::{Tmpfs, fill_the_disk};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const TAG: TagKey<'static> = TagKey {

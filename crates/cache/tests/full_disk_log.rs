@@ -18,8 +18,8 @@ use std::time::Duration;
 use wharf_cache::Store;
 use wharf_oci::Digest;
 
-use common::disk::{Tmpfs, fill_the_disk};
 use common::{blob, fill};
+use wharf_testkit::disk::{Tmpfs, fill_the_disk};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 

@@ -19,6 +19,7 @@
 
 mod body;
 mod content;
+pub mod disk;
 pub mod fault;
 pub mod pki;
 mod registry;

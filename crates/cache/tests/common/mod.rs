@@ -4,7 +4,6 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub(crate) mod conformance;
-pub(crate) mod disk;
 
 use std::future::Future;
 use std::io;

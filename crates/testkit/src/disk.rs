@@ -1,20 +1,21 @@
-//! A small tmpfs to fill to the last byte: the full-disk tests' fixture. Mounting needs root, as
-//! the tests run in CI; elsewhere `Tmpfs::mount` says so and returns `None`.
+//! A small tmpfs to fill to the last byte: the fixture of the full-disk tests and the soak.
+//! Mounting needs root, as the tests run in CI; elsewhere `Tmpfs::mount` says so and returns
+//! `None`.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
-pub(crate) struct Tmpfs {
+pub struct Tmpfs {
     _dir: tempfile::TempDir,
-    pub(crate) path: PathBuf,
+    pub path: PathBuf,
 }
 
 impl Tmpfs {
-    pub(crate) fn mount(size: &str) -> Option<Tmpfs> {
+    pub fn mount(size: &str) -> Option<Tmpfs> {
         if !is_root() {
-            eprintln!("full disk tests: not root, cannot mount a tmpfs; skipped");
+            eprintln!("not root, cannot mount a tmpfs; skipped");
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
@@ -50,7 +51,7 @@ impl Drop for Tmpfs {
     }
 }
 
-pub(crate) fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -58,7 +59,7 @@ pub(crate) fn is_root() -> bool {
 }
 
 /// Writes a filler file until the file system refuses another byte.
-pub(crate) fn fill_the_disk(dir: &Path) {
+pub fn fill_the_disk(dir: &Path) {
     let mut f = std::fs::File::create(dir.join("filler")).expect("filler");
     let chunk = vec![0xa5u8; 64 * 1024];
     while f.write_all(&chunk).is_ok() {}
