@@ -286,7 +286,12 @@ impl Index {
 
     /// Entries of content, not counting reservations (moka's count, which may lag a little).
     pub(crate) fn entry_count(&self) -> u64 {
-        let reservations = self.cache.iter().filter(|(_, e)| e.reservation).count() as u64;
+        // The live reservations are known: no walk over the whole index for them.
+        let reservations = self
+            .reservations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len() as u64;
         self.cache.entry_count().saturating_sub(reservations)
     }
 
