@@ -86,10 +86,13 @@ async fn the_access_order_survives_a_restart() {
     let (a, b, c);
     {
         let store = open_with_budget(dir.path(), 13 * KIB).await;
+        // Access times are kept in milliseconds: space every access so that
+        // no two share one and the order after the restart is unambiguous.
         a = fill(&store, blob(1, 4 * KIB)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
         b = fill(&store, blob(2, 4 * KIB)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
         c = fill(&store, blob(3, 4 * KIB)).await;
-        // Access times are milliseconds: make the order unambiguous.
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert!(store.open_blob(&a).await.expect("open").is_some());
         store.flush().await.expect("flush");
