@@ -313,6 +313,17 @@ pub struct WrkResult {
 
 /// `wrk -t<threads> -c<conns> -d<secs>s --timeout 10s <url>`, killed if it overruns.
 pub fn wrk(url: &str, threads: usize, conns: usize, secs: u64) -> WrkResult {
+    wrk_with(url, threads, conns, secs, &[])
+}
+
+/// [`wrk`] with request headers (`-H "name: value"`).
+pub fn wrk_with(
+    url: &str,
+    threads: usize,
+    conns: usize,
+    secs: u64,
+    headers: &[(&str, &str)],
+) -> WrkResult {
     assert!(
         Path::new(WRK_BIN).is_file(),
         "{WRK_BIN} not found: apt-get install wrk"
@@ -321,8 +332,11 @@ pub fn wrk(url: &str, threads: usize, conns: usize, secs: u64) -> WrkResult {
     cmd.arg(format!("-t{threads}"))
         .arg(format!("-c{conns}"))
         .arg(format!("-d{secs}s"))
-        .args(["--timeout", "10s"])
-        .arg(url);
+        .args(["--timeout", "10s"]);
+    for (k, v) in headers {
+        cmd.arg("-H").arg(format!("{k}: {v}"));
+    }
+    cmd.arg(url);
     let out = run(&mut cmd, Duration::from_secs(secs + 30));
     let output = format!("{}{}", out.stdout, out.stderr);
     let field = |key: &str| {

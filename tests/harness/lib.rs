@@ -30,6 +30,7 @@ pub mod herd;
 pub mod http;
 pub mod images;
 pub mod layers;
+pub mod memory;
 pub mod process;
 pub mod push;
 pub mod registry;

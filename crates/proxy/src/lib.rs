@@ -5,7 +5,7 @@
 //! ```text
 //! accept (TCP or rustls, server.rs / tls.rs; bounds in limits.rs; first bytes that are no
 //!   HTTP request get a 400 with error JSON, preface.rs)
-//!   -> hyper-util auto (HTTP/1.1, h2 by ALPN or h2c) -> Proxy::handle
+//!   -> hyper http1, or http2 (h2 by ALPN, or the h2c preface) -> Proxy::handle
 //!   -> request id + span `request` (id, method, endpoint, upstream)
 //!   -> Proxy::admit: URI too long? 414; body on a pull? 413 (limits.rs); client authentication
 //!      (auth.rs): 401 with wharf's own challenge; not GET/HEAD: UNSUPPORTED

@@ -1,15 +1,23 @@
-//! The listener: TCP, or rustls when a certificate is configured (`tls.rs`), then hyper-util's
-//! auto builder (HTTP/1.1, and HTTP/2 by ALPN or the h2c preface), with the bounds of
-//! `limits.rs` and graceful shutdown. Both listeners run on it: the registry API ([`Proxy`])
-//! and the admin API (`admin.rs`), each a [`Service`].
+//! The listener: TCP, or rustls when a certificate is configured (`tls.rs`), then hyper's
+//! HTTP/1.1 or HTTP/2 connection (HTTP/2 by ALPN, or by the h2c preface on plain TCP), with the
+//! bounds of `limits.rs` and graceful shutdown. Both listeners run on it: the registry API
+//! ([`Proxy`]) and the admin API (`admin.rs`), each a [`Service`].
 //!
 //! ```text
 //! accept -> a connection permit (at max_connections: close the longest-idle kept-alive
 //!           connection to make room, else wait; never refuse)
 //!   -> task: [TLS handshake, bounded | SendfileIo on plain TCP] -> Tracked IO (idle timeout)
-//!      -> hyper auto
+//!      -> hyper http1 | http2
 //!      -> per request: Service::call (Proxy::handle, or the admin API)
 //! ```
+//!
+//! What an idle kept-alive HTTP/1.1 connection holds is what thousands of them cost (issue 13,
+//! `cargo bench -p wharf-e2e --bench memory`): hyper's read and write buffers (8 KiB each), the
+//! connection's task, and a box hyper keeps for the request future. So the version is chosen
+//! here rather than by hyper-util's auto builder, whose 24-byte sniff made hyper's first read
+//! buffer grow to 16 KiB and whose connection future is sized for HTTP/2 too; the request
+//! future hyper keeps a box for is a box itself (`Proxy::handle`'s future is ~9 KiB); and the
+//! TLS and refusal paths are boxed, so that a plain connection's task is sized for its own path.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -23,12 +31,12 @@ use std::time::Duration;
 
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::server::graceful::{GracefulConnection, GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::Proxy;
@@ -83,24 +91,7 @@ pub async fn serve_with<S: Service>(
     options: ServerOptions,
 ) {
     let limits = options.limits.clone();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.max_headers)
-        .max_buf_size(H1_MAX_BUF)
-        // Body frames are handed to the IO as they are, never copied into hyper's buffer:
-        // fewer copies, and what sendfile.rs relies on. Never writev(false) or
-        // pipeline_flush(true) here: either makes hyper flatten frames, and placeholders would
-        // go out as zeros (crates/proxy/tests/sendfile.rs fails then).
-        .writev(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(limits.max_header_bytes)
-        .max_concurrent_streams(256);
-    let builder = Arc::new(builder);
+    let builders = Arc::new(Builders::new(&limits));
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let acceptor = options.tls.as_ref().map(|t| t.acceptor());
@@ -138,7 +129,7 @@ pub async fn serve_with<S: Service>(
         let activity = Activity::new();
         let conn = Conn {
             service: service.clone(),
-            builder: builder.clone(),
+            builders: builders.clone(),
             graceful: graceful.watcher(),
             limits: limits.clone(),
             peer,
@@ -148,30 +139,23 @@ pub async fn serve_with<S: Service>(
         };
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            match preface::look(&stream, acceptor.is_some(), conn.limits.header_read_timeout).await
-            {
+            let wait = conn.limits.header_read_timeout;
+            match preface::look(&stream, acceptor.is_some(), wait).await {
                 Preface::Serve => {}
                 Preface::Close => return,
                 Preface::Refuse(e) => {
                     tracing::debug!(peer = %conn.peer, error = %e, "not an HTTP request");
-                    return preface::answer(stream, e).await;
+                    // Boxed, as the TLS path below: a task is sized for the path it takes.
+                    return Box::pin(preface::answer(stream, e)).await;
                 }
             }
             match acceptor {
                 None => {
+                    let version = sniff(&stream, wait).await;
                     let (io, pending) = SendfileIo::new(stream);
-                    conn.run(io, Some(pending)).await;
+                    conn.run(io, version, Some(pending)).await;
                 }
-                Some(acceptor) => {
-                    let handshake = acceptor.accept(stream);
-                    match tokio::time::timeout(conn.limits.tls_handshake_timeout, handshake).await {
-                        Ok(Ok(tls)) => conn.run(tls, None).await,
-                        Ok(Err(e)) => {
-                            tracing::debug!(peer = %conn.peer, error = %e, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(peer = %conn.peer, "TLS handshake timed out"),
-                    }
-                }
+                Some(acceptor) => Box::pin(conn.run_tls(acceptor, stream)).await,
             }
         });
     }
@@ -203,10 +187,79 @@ async fn make_room(
 /// How often a client waiting at the bound looks again for an idle connection to close.
 const MAKE_ROOM_EVERY: Duration = Duration::from_millis(100);
 
+/// hyper's connection builders, with the listener's bounds.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &Limits) -> Builders {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_headers(limits.max_headers)
+            .max_buf_size(H1_MAX_BUF)
+            // Body frames are handed to the IO as they are, never copied into hyper's buffer:
+            // fewer copies, and what sendfile.rs relies on. Never writev(false) or
+            // pipeline_flush(true) here: either makes hyper flatten frames, and placeholders
+            // would go out as zeros (crates/proxy/tests/sendfile.rs fails then).
+            .writev(true);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(limits.max_header_bytes)
+            .max_concurrent_streams(256);
+        Builders { http1, http2 }
+    }
+}
+
+/// The HTTP version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    Http1,
+    Http2,
+}
+
+/// The client connection preface of HTTP/2 (RFC 9113, 3.4): h2c "with prior knowledge".
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The version of a plain-TCP connection, from its first bytes (looked at, not taken): HTTP/2
+/// when they are the h2c preface. Called once `preface::look` saw bytes; it waits (bounded by
+/// `wait`) only while what arrived is a part of the preface.
+async fn sniff(stream: &TcpStream, wait: Duration) -> Version {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut first = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            // Gone or silent: hyper's HTTP/1.1 reports it as the auto builder did.
+            _ => return Version::Http1,
+        };
+        if !H2_PREFACE.starts_with(&first[..n]) {
+            return Version::Http1;
+        }
+        if n == H2_PREFACE.len() {
+            return Version::Http2;
+        }
+        // The preface split across segments: its end is on the way.
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(SNIFF_AGAIN))
+            .await
+            .is_err()
+        {
+            return Version::Http1;
+        }
+    }
+}
+
+/// How soon the first bytes are looked at again while they are a part of the h2c preface.
+const SNIFF_AGAIN: Duration = Duration::from_millis(5);
+
 /// One accepted connection, holding its share of `max_connections` until it ends.
 struct Conn<S> {
     service: Arc<S>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     graceful: Watcher,
     limits: Limits,
     peer: SocketAddr,
@@ -217,17 +270,33 @@ struct Conn<S> {
 }
 
 impl<S: Service> Conn<S> {
+    /// The TLS handshake (bounded), then the connection, HTTP/2 when ALPN chose `h2`. A client
+    /// speaks HTTP/2 over TLS only by ALPN (RFC 9113, 3.2), so nothing is sniffed.
+    async fn run_tls(self, acceptor: tokio_rustls::TlsAcceptor, stream: TcpStream) {
+        let handshake = acceptor.accept(stream);
+        match tokio::time::timeout(self.limits.tls_handshake_timeout, handshake).await {
+            Ok(Ok(tls)) => {
+                let version = match tls.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => Version::Http2,
+                    _ => Version::Http1,
+                };
+                self.run(tls, version, None).await;
+            }
+            Ok(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
+        }
+    }
+
     /// Serves the connection; `sendfile` on plain TCP, for HTTP/1.x requests (`sendfile.rs`).
-    async fn run<IO>(self, io: IO, sendfile: Option<Pending>)
+    async fn run<IO>(self, io: IO, version: Version, sendfile: Option<Pending>)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = self.activity.clone();
-        let io = Tracked::new(io, activity.clone());
+        let io = TokioIo::new(Tracked::new(io, activity.clone()));
         let app = self.service.clone();
         let busy = activity.clone();
         let service = service_fn(move |mut req: http::Request<Incoming>| {
-            let app = app.clone();
             if let Some(pending) = &sendfile
                 && req.version() < http::Version::HTTP_2
             {
@@ -235,19 +304,41 @@ impl<S: Service> Conn<S> {
             }
             let guard = busy.busy();
             let exchange = busy.exchange();
+            // hyper keeps a box the size of this future for as long as the connection lives;
+            // the answer's own future is large, so it gets a box of its own, per request.
+            let call = Box::pin(app.clone().call(req));
             async move {
                 let _guard = guard;
-                let resp = app.call(req).await;
+                let resp = call.await;
                 // The exchange lasts until the body ends: only then is the connection idle.
                 Ok::<_, Infallible>(resp.map(|body| Exchange::boxed(body, exchange)))
             }
         });
-        let conn = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
+        match version {
+            Version::Http1 => {
+                // No upgrades: wharf answers every request itself (no CONNECT, no websockets).
+                let conn = self.builders.http1.serve_connection(io, service);
+                self.drive(conn).await;
+            }
+            // Boxed: an HTTP/2 connection's state is larger, and HTTP/1.1 tasks need not
+            // be sized for it.
+            Version::Http2 => {
+                let conn = self.builders.http2.serve_connection(io, service);
+                Box::pin(self.drive(conn)).await;
+            }
+        }
+    }
+
+    /// Runs `conn` until it ends, shutdown drains it, it is idle too long, or the listener
+    /// asks it to close to make room.
+    async fn drive<C, E>(self, conn: C)
+    where
+        C: GracefulConnection<Error = E>,
+        E: std::fmt::Display,
+    {
         let conn = self.graceful.watch(conn);
         let peer = self.peer;
+        let activity = &self.activity;
         tokio::select! {
             r = conn => {
                 if let Err(e) = r {
@@ -362,5 +453,49 @@ impl http_body::Body for Exchange {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    /// The version of a connection whose client writes `parts`, a pause between them.
+    async fn sniffed(parts: &[&[u8]]) -> Version {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let parts: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        let writer = tokio::spawn(async move {
+            for p in parts {
+                client.write_all(&p).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            client
+        });
+        let version = sniff(&server, Duration::from_secs(5)).await;
+        drop(writer.await.unwrap());
+        version
+    }
+
+    #[tokio::test]
+    async fn the_h2c_preface_chooses_http2_even_in_pieces() {
+        assert_eq!(sniffed(&[H2_PREFACE]).await, Version::Http2);
+        assert_eq!(
+            sniffed(&[&H2_PREFACE[..8], &H2_PREFACE[8..]]).await,
+            Version::Http2
+        );
+        assert_eq!(
+            sniffed(&[b"GET /v2/ HTTP/1.1\r\nhost: x\r\n\r\n"]).await,
+            Version::Http1
+        );
+        assert_eq!(
+            sniffed(&[b"PRI /v2/ HTTP/1.1\r\n\r\n"]).await,
+            Version::Http1,
+            "a method named PRI is HTTP/1.1 once the bytes differ"
+        );
     }
 }

@@ -16,6 +16,15 @@ use clap::{Parser, Subcommand};
 
 use config::Config;
 
+/// jemalloc rather than glibc's malloc, which kept what fills and thousands of connections had
+/// freed: glibc's per-thread arenas hold freed chunks, so RSS crept by MiBs under steady load
+/// and 1000 idle connections left 30 MiB behind once they closed. jemalloc's background thread
+/// returns freed pages to the OS within seconds (`.cargo/config.toml`), and pages of a buffer
+/// that were never written stay unresident (hyper's 8 KiB buffers of an idle connection).
+/// `cargo bench -p wharf-e2e --bench memory` measures both (issue 13).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wharf",
