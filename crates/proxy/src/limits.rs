@@ -1,8 +1,8 @@
 //! What one client may cost the listener: request heads, URIs and bodies of bounded size,
 //! connections that must keep talking, and a bound on how many there are at once.
 //!
-//! - The request head: HTTP/1.1 heads larger than hyper's read buffer ([`H1_MAX_BUF`]) or with
-//!   more than [`Limits::max_headers`] lines get 431 and the connection closed; HTTP/2 header
+//! - The request head: HTTP/1.1 heads larger than [`Limits::max_header_bytes`] or with more
+//!   than [`Limits::max_headers`] lines get 431 and the connection closed; HTTP/2 header
 //!   lists larger than [`Limits::max_header_bytes`] are refused by the h2 layer.
 //! - The URI: a path longer than `route::MAX_PATH_LEN` or a query longer than [`MAX_QUERY_LEN`]
 //!   is refused ([`ProxyError::UriTooLong`], 414; no name and reference can be that long).
@@ -37,7 +37,7 @@ use crate::route::MAX_PATH_LEN;
 pub const MAX_QUERY_LEN: usize = 1024;
 /// The largest body a GET or HEAD may carry.
 pub const MAX_REQUEST_BODY: u64 = 1024;
-/// hyper's HTTP/1.1 read buffer, which also bounds the request head. What hyper queues per
+/// hyper's HTTP/1.1 read buffer (a request head is bounded by `max_header_bytes` as well). What hyper queues per
 /// connection before it stops asking a response body for more, too: its default, ~400 KiB, let
 /// 64 clients of one blob hold 32 MiB in queued chunks; one chunk each is enough, the socket
 /// buffer does the rest.
@@ -51,7 +51,7 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub tls_handshake_timeout: Duration,
-    /// The largest HTTP/2 header list.
+    /// The largest request head: an HTTP/1.1 head, or an HTTP/2 header list.
     pub max_header_bytes: u32,
     /// The most header lines in one HTTP/1.1 request.
     pub max_headers: usize,

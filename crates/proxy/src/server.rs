@@ -200,6 +200,10 @@ impl Builders {
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_headers(limits.max_headers)
+            // The head's bound in bytes, checked on every parsed head. max_buf_size alone is
+            // checked only while a head is incomplete: a read that brings in all of a head
+            // larger than the buffer's bound got it accepted (200 KiB heads, now and then).
+            .max_header_size(limits.max_header_bytes as usize)
             .max_buf_size(H1_MAX_BUF)
             // Body frames are handed to the IO as they are, never copied into hyper's buffer:
             // fewer copies, and what sendfile.rs relies on. Never writev(false) or
