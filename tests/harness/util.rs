@@ -15,6 +15,16 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
+/// `N` distinct free ports: every listener is held until all are bound, so two calls of
+/// [`free_port`] in a row cannot hand out the same port (they did: the kernel reuses a port
+/// just released).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().expect("local_addr").port())
+}
+
 /// A loopback `host:port` that refuses connections: used as the primary location of the fake
 /// registry name in client configs, so a successful pull proves the mirror served it.
 pub fn dead_host_port() -> String {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::http::Http;
 use crate::process::{CmdOut, Proc, run};
 use crate::registry::Upstream;
-use crate::util::{free_port, tail, temp_dir, wait_for};
+use crate::util::{free_ports, tail, temp_dir, wait_for};
 pub use crate::wharf_config::{UpstreamCfg, WharfBuilder};
 
 /// The wharf binary; panics with how to build it if it is missing.
@@ -44,7 +44,7 @@ pub fn check_config(file: &Path) -> CmdOut {
 impl WharfBuilder {
     pub fn start(self) -> Wharf {
         let dir = temp_dir("wharf");
-        let (listen, admin) = (free_port(), free_port());
+        let [listen, admin] = free_ports();
         let (config, env) = self.write_config(dir.path(), listen, admin);
         let store = self.store_dir(dir.path());
         let mut w = Wharf {

@@ -43,6 +43,12 @@ impl Layout {
         &self.blobs
     }
 
+    /// `signatures/`: the signature lists of manifests (`signatures.rs`), created when the
+    /// first is written.
+    pub(crate) fn signatures_dir(&self) -> PathBuf {
+        self.root.join("signatures")
+    }
+
     /// `meta/index.redb`: the embedded metadata store.
     pub(crate) fn index_db(&self) -> PathBuf {
         self.meta.join("index.redb")

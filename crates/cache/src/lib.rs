@@ -9,6 +9,7 @@
 //!                                     holds which content (meta.rs, scopes.rs)
 //! <root>/spool/                       fills and writes in progress; swept at start-up
 //! <root>/quarantine/                  files found not to match their name; never served
+//! <root>/signatures/                  the signature lists of manifests (signatures.rs)
 //! ```
 //!
 //! Nothing under `blobs/` was written in place: every file is written in `spool/` while it is
@@ -54,6 +55,7 @@ mod options;
 mod recover;
 mod scopes;
 mod scrub;
+mod signatures;
 mod store;
 mod tags;
 mod writer;
@@ -62,5 +64,6 @@ pub use blobs::{Blob, BlobStore, FsBlob, FsBlobStore, MemoryBlob, MemoryBlobStor
 pub use error::{FillError, StoreError};
 pub use fill::{CHUNK, FileRange, Fill, FillSource, Opener, SourceError, file_chunks};
 pub use scopes::ScopeKey;
+pub use signatures::{MAX_SIGNATURE_BYTES, MAX_SIGNATURES, SignatureKey, SignatureList};
 pub use store::{Store, StoreOptions, StoreStats};
 pub use tags::{TagEntry, TagKey, TagRecord};
