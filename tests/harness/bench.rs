@@ -176,7 +176,8 @@ impl Drop for Nginx {
     }
 }
 
-fn is_root() -> bool {
+/// Whether the tests run as root (nginx's workers must be told to stay root then).
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

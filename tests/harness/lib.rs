@@ -34,6 +34,7 @@ pub mod memory;
 pub mod process;
 pub mod push;
 pub mod registry;
+pub mod signing;
 pub mod template;
 pub mod token;
 mod token_server;

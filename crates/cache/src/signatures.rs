@@ -79,7 +79,11 @@ pub(crate) fn path(dir: &Path, key: SignatureKey<'_>) -> Option<PathBuf> {
     for c in key.repository.split('/') {
         p.push(c);
     }
-    p.push(format!("{}-{}", key.digest.algorithm().as_str(), key.digest.hex()));
+    p.push(format!(
+        "{}-{}",
+        key.digest.algorithm().as_str(),
+        key.digest.hex()
+    ));
     Some(p)
 }
 
@@ -89,13 +93,8 @@ fn encode(list: &SignatureList) -> Vec<u8> {
         .fetched_at
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let mut out = Vec::with_capacity(
-        20 + list
-            .signatures
-            .iter()
-            .map(|s| 4 + s.len())
-            .sum::<usize>(),
-    );
+    let mut out =
+        Vec::with_capacity(20 + list.signatures.iter().map(|s| 4 + s.len()).sum::<usize>());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&ms.to_le_bytes());
     out.extend_from_slice(&(list.signatures.len() as u32).to_le_bytes());
@@ -202,7 +201,11 @@ mod tests {
 
     #[test]
     fn lists_read_back_as_written_and_cut_ones_do_not() {
-        for l in [list(&[]), list(&[b"one"]), list(&[b"one", b"", &[0u8; 1000]])] {
+        for l in [
+            list(&[]),
+            list(&[b"one"]),
+            list(&[b"one", b"", &[0u8; 1000]]),
+        ] {
             let bytes = encode(&l);
             assert_eq!(decode(&bytes), Some(l.clone()));
             for cut in 0..bytes.len() {
@@ -230,7 +233,13 @@ mod tests {
                 d.hex()
             )))
         );
-        for (u, r) in [("..", "a"), ("o", "../a"), ("o", "a//b"), ("o", "a/./b"), ("", "a")] {
+        for (u, r) in [
+            ("..", "a"),
+            ("o", "../a"),
+            ("o", "a//b"),
+            ("o", "a/./b"),
+            ("", "a"),
+        ] {
             assert_eq!(path(dir, key(u, r)), None, "{u} {r}");
         }
     }

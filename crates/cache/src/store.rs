@@ -15,12 +15,12 @@ use crate::error::StoreError;
 use crate::fill::Fill;
 use crate::index::{Index, Policy, Sink, now_ms};
 use crate::layout::Layout;
-use crate::signatures::{self, SignatureKey, SignatureList};
 use crate::meta;
 use crate::no_space::NoSpace;
 use crate::recover;
 use crate::scopes::{ScopeKey, Scopes};
 use crate::scrub::{Fills, ScrubCounters, ScrubGuard, Scrubber};
+use crate::signatures::{self, SignatureKey, SignatureList};
 use crate::tags::{TagEntry, TagKey, TagRecord, Tags};
 use crate::writer::{Context, Op, Writer};
 

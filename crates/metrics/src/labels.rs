@@ -11,6 +11,8 @@ pub enum Endpoint {
     Tags,
     Referrers,
     Uploads,
+    /// `/extensions/v2/<name>/signatures/<digest>`: simple-signing signatures.
+    Signatures,
     /// Refused before routing (authentication, a path that is no API path).
     Other,
 }
@@ -24,6 +26,7 @@ impl Endpoint {
             Endpoint::Tags => "tags",
             Endpoint::Referrers => "referrers",
             Endpoint::Uploads => "upload",
+            Endpoint::Signatures => "signatures",
             Endpoint::Other => "other",
         }
     }

@@ -103,6 +103,18 @@ pub struct Metrics {
     /// repository not known to hold it, checked with one upstream `HEAD`: `confirmed`,
     /// `not_found`, `refused` (401/403), `failed` (unreachable, backing off, other answers).
     pub scope_checks: IntCounterVec,
+
+    /// `wharf_signature_fetches_total{upstream,result}`: signature lists asked of an
+    /// upstream's signature store (lookaside): `found` (one or more), `none`, `failed`.
+    pub signature_fetches: IntCounterVec,
+    /// `wharf_signature_lists_served_total{upstream,source}`: signature lists answered to
+    /// clients (and checked by policy): `store` (fresh), `lookaside` (fetched now), `stale`
+    /// (the store's, the lookaside failing), `none` (no lookaside, or failing with nothing
+    /// stored).
+    pub signature_lists: IntCounterVec,
+    /// `wharf_signature_policy_refusals_total{upstream,reason}`: manifests refused because
+    /// no signature verified (`require_signature`): `unsigned`, `invalid`, `unavailable`.
+    pub policy_refusals: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -314,6 +326,24 @@ impl Metrics {
                 "Stored content asked for through a repository not known to hold it, checked with one upstream HEAD, by result.",
                 &["upstream", "result"],
             )?,
+            signature_fetches: counter_vec(
+                r,
+                "wharf_signature_fetches_total",
+                "Signature lists asked of an upstream's signature store (lookaside), by result.",
+                &["upstream", "result"],
+            )?,
+            signature_lists: counter_vec(
+                r,
+                "wharf_signature_lists_served_total",
+                "Signature lists answered to clients or checked by policy, by where they came from.",
+                &["upstream", "source"],
+            )?,
+            policy_refusals: counter_vec(
+                r,
+                "wharf_signature_policy_refusals_total",
+                "Manifests refused because no signature verified with the upstream's key, by reason.",
+                &["upstream", "reason"],
+            )?,
         };
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -377,6 +407,16 @@ impl Metrics {
         }
         for result in ["confirmed", "not_found", "refused", "failed"] {
             self.scope_checks.with_label_values(&[upstream, result]);
+        }
+        for result in ["found", "none", "failed"] {
+            self.signature_fetches
+                .with_label_values(&[upstream, result]);
+        }
+        for source in ["store", "lookaside", "stale", "none"] {
+            self.signature_lists.with_label_values(&[upstream, source]);
+        }
+        for reason in ["unsigned", "invalid", "unavailable"] {
+            self.policy_refusals.with_label_values(&[upstream, reason]);
         }
     }
 

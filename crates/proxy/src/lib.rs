@@ -20,6 +20,8 @@
 //!      | the digest's fill, tailed while it grows
 //!   (stored content, by digest, only through an (upstream, repository) known to hold it,
 //!    else after one HEAD with that repository's scope: scope.rs)
+//!   -> signatures (/extensions/v2/<name>/signatures/<digest>): the upstream's lookaside,
+//!      kept in the store, served stale when it fails (signatures.rs)
 //!   -> tags/list: asked upstream (n validated first), sorted, named as the client named it,
 //!      Link rewritten to the client's path (tags.rs)
 //!   -> errors: every refusal is a ProxyError variant; ProxyError::into_response (error.rs) is
@@ -49,6 +51,7 @@ pub mod route;
 mod scope;
 mod sendfile;
 mod server;
+mod signatures;
 pub mod tags;
 mod throttle;
 pub mod tls;
@@ -191,6 +194,7 @@ impl Proxy {
         let path = req.uri().path().to_owned();
         // Parsed once: the metrics label, the auth check (ping or not) and routing all use it.
         let parsed = route::parse_path(&path);
+        let is_ping = matches!(&parsed, Ok(p) if p.endpoint == Endpoint::Ping);
         let endpoint = parsed
             .as_ref()
             .map_or(wharf_metrics::Endpoint::Other, |p| p.endpoint.label())
@@ -246,6 +250,14 @@ impl Proxy {
         }
         if let Some(ns) = namespace {
             h.insert("oci-namespace", ns);
+        }
+        if is_ping {
+            // containers/image reads it from the ping (a 401 too) and then asks wharf for
+            // signatures through the API extension (signatures.rs).
+            h.insert(
+                "x-registry-supports-signatures",
+                HeaderValue::from_static("1"),
+            );
         }
         resp
     }
@@ -328,6 +340,7 @@ impl Proxy {
                     "the referrers API is not proxied yet; use the tag schema",
                 ));
             }
+            Endpoint::Signatures { digest, .. } => self.signatures(target, digest, head).await?,
             Endpoint::Uploads { .. } => {
                 return Err(ProxyError::oci(
                     ErrorCode::Unsupported,

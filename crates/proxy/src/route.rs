@@ -36,6 +36,13 @@ pub enum Endpoint {
     Uploads {
         name: RepositoryName,
     },
+    /// `GET /extensions/v2/<name>/signatures/<digest>`: the simple-signing signatures of a
+    /// manifest, the API extension containers/image reads from a registry whose `/v2/` answers
+    /// `X-Registry-Supports-Signatures: 1` (signatures.rs).
+    Signatures {
+        name: RepositoryName,
+        digest: Digest,
+    },
 }
 
 impl Endpoint {
@@ -46,7 +53,8 @@ impl Endpoint {
             | Endpoint::Blob { name, .. }
             | Endpoint::Tags { name }
             | Endpoint::Referrers { name, .. }
-            | Endpoint::Uploads { name } => Some(name),
+            | Endpoint::Uploads { name }
+            | Endpoint::Signatures { name, .. } => Some(name),
         }
     }
 
@@ -59,6 +67,7 @@ impl Endpoint {
             Endpoint::Tags { .. } => wharf_metrics::Endpoint::Tags,
             Endpoint::Referrers { .. } => wharf_metrics::Endpoint::Referrers,
             Endpoint::Uploads { .. } => wharf_metrics::Endpoint::Uploads,
+            Endpoint::Signatures { .. } => wharf_metrics::Endpoint::Signatures,
         }
     }
 }
@@ -96,6 +105,9 @@ pub const MAX_PATH_LEN: usize = 1024;
 pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
     if path.len() > MAX_PATH_LEN {
         return Err(RouteError::NotFound);
+    }
+    if let Some(rest) = path.strip_prefix(SIGNATURES_ROOT) {
+        return parse_signatures(path, rest);
     }
     let (mount, rest, api_root) = if let Some(rest) = path.strip_prefix("/v2/") {
         (None, rest, "/v2/".len())
@@ -180,6 +192,27 @@ pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
     })
 }
 
+/// Where containers/image asks for signatures (`extensionsSignaturePath` in its
+/// `docker/docker_client.go`: `/extensions/v2/%s/signatures/%s`).
+const SIGNATURES_ROOT: &str = "/extensions/v2/";
+
+/// `<name>/signatures/<digest>`, after [`SIGNATURES_ROOT`].
+fn parse_signatures(path: &str, rest: &str) -> Result<ParsedPath, RouteError> {
+    let (name, digest) = rest.rsplit_once('/').ok_or(RouteError::NotFound)?;
+    let name = name
+        .strip_suffix("/signatures")
+        .ok_or(RouteError::NotFound)?;
+    let endpoint = Endpoint::Signatures {
+        name: RepositoryName::parse(name)?,
+        digest: Digest::parse(digest).map_err(NameError::from)?,
+    };
+    Ok(ParsedPath {
+        mount: None,
+        endpoint,
+        client_base: path[..SIGNATURES_ROOT.len() + name.len()].to_owned(),
+    })
+}
+
 /// The value of query parameter `key`, decoded.
 pub fn query_param(query: Option<&str>, key: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
@@ -225,6 +258,33 @@ mod tests {
                 digest: Digest::parse(&d).unwrap()
             }
         );
+    }
+
+    #[test]
+    fn signatures_are_under_extensions() {
+        let d = format!("sha256:{}", "b".repeat(64));
+        let p = parse_path(&format!(
+            "/extensions/v2/oracle/os/oraclelinux/signatures/{d}"
+        ))
+        .unwrap();
+        assert_eq!(
+            p.endpoint,
+            Endpoint::Signatures {
+                name: name("oracle/os/oraclelinux"),
+                digest: Digest::parse(&d).unwrap()
+            }
+        );
+        assert_eq!(p.mount, None);
+        assert_eq!(p.endpoint.label().as_str(), "signatures");
+        for bad in [
+            "/extensions/v2/a/signatures/".to_owned(),
+            format!("/extensions/v2/signatures/{d}"),
+            format!("/extensions/v2/a/manifests/{d}"),
+            "/extensions/v2/a/signatures/sha256:xyz".to_owned(),
+            format!("/extensions/v2/../a/signatures/{d}"),
+        ] {
+            assert!(parse_path(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -27,6 +27,28 @@ pub struct Upstream {
     pub immutable_tags: regex::RegexSet,
     /// While open, tag records are served without asking this upstream (it failed just now).
     pub backoff: Backoff,
+    /// The registry its clients name (`container-registry.oracle.com`, `docker.io`): the host
+    /// its images' signatures name them by.
+    pub registry: String,
+    /// Where its simple-signing signatures live (`lookaside`); `None`: it has none.
+    pub lookaside: Option<Lookaside>,
+}
+
+/// An upstream's signature store, and the back-off that keeps a failing one from costing
+/// every pull a timeout.
+pub struct Lookaside {
+    pub client: wharf_upstream::Lookaside,
+    /// While open, stored signature lists are served without asking (it failed just now).
+    pub backoff: Backoff,
+}
+
+impl Lookaside {
+    pub fn new(client: wharf_upstream::Lookaside) -> Lookaside {
+        Lookaside {
+            client,
+            backoff: Backoff::default(),
+        }
+    }
 }
 
 impl Upstream {
@@ -65,6 +87,12 @@ impl Upstream {
             tag_ttl: Self::DEFAULT_TAG_TTL,
             immutable_tags: regex::RegexSet::empty(),
             backoff: Backoff::default(),
+            registry: url
+                .split_once("://")
+                .map_or(url, |(_, rest)| rest)
+                .trim_end_matches('/')
+                .to_ascii_lowercase(),
+            lookaside: None,
         })
     }
 

@@ -114,6 +114,8 @@ async fn setup(mode: Mode, immutable: &[&str]) -> Setup {
         tag_ttl: TTL,
         immutable_tags: regex::RegexSet::new(immutable).expect("patterns"),
         backoff: Backoff::default(),
+        registry: "fake".into(),
+        lookaside: None,
     };
     let s = Setup {
         proxy: Proxy::new(Upstreams::new(vec![up]), store),

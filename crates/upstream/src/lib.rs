@@ -28,6 +28,7 @@ mod auth;
 pub mod challenge;
 mod client;
 mod error;
+mod lookaside;
 mod pin;
 mod realm;
 pub mod redirect;
@@ -42,6 +43,7 @@ use std::time::Duration;
 pub use client::Client;
 pub use error::{Error, RedirectProblem, TimeoutPhase};
 pub use hyper::body::Incoming as Body;
+pub use lookaside::Lookaside;
 
 /// A secret read from a file or the environment. Never printed: `Debug` and `Display` redact it.
 #[derive(Clone)]

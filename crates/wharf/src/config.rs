@@ -162,6 +162,10 @@ pub(crate) struct UpstreamConfig {
     /// Hosts besides the upstream's own domain that may receive its credentials as a token realm.
     #[serde(default)]
     pub realm_hosts: Vec<String>,
+    /// Its simple-signing signature store (the `sigstore:`/`lookaside:` of containers'
+    /// `registries.d`): `http(s)://host[:port][/path]`. wharf fetches and keeps the signatures
+    /// and serves them to clients itself.
+    pub lookaside: Option<String>,
 }
 
 impl UpstreamConfig {
@@ -288,6 +292,9 @@ impl Config {
                 return Err(invalid(f("name"), format!("{:?} is used twice", u.name)));
             }
             check_url(&u.url).map_err(|m| invalid(f("url"), m))?;
+            if let Some(l) = &u.lookaside {
+                check_lookaside(l).map_err(|m| invalid(f("lookaside"), m))?;
+            }
             for p in &u.prefixes {
                 if p.is_empty() || p.contains('/') || p.contains('%') {
                     return Err(invalid(
@@ -419,6 +426,22 @@ fn check_url(url: &str) -> Result<(), String> {
     if host.is_empty() || host.contains('/') || host.contains('?') || host.contains('@') {
         return Err(format!(
             "{url:?} must be scheme://host[:port] with no path, query or user"
+        ));
+    }
+    Ok(())
+}
+
+/// A signature store's URL: a path is allowed (Oracle's is `/podman`), user info and a query
+/// are not.
+fn check_lookaside(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{url:?} must start with https:// or http://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || rest.contains('?') || rest.contains('#') || host.contains('@') {
+        return Err(format!(
+            "{url:?} must be scheme://host[:port][/path] with no query or user"
         ));
     }
     Ok(())

@@ -161,7 +161,7 @@ fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstrea
         }
         (None, None) => None,
     };
-    let client = wharf_upstream::Client::new(wharf_upstream::Config {
+    let client_config = wharf_upstream::Config {
         name: u.name.clone(),
         url: u.url.trim_end_matches('/').to_owned(),
         username: u.username.clone(),
@@ -169,9 +169,17 @@ fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstrea
         ca_file: u.ca_file.clone(),
         connect_timeout: u.connect_timeout,
         response_timeout: u.response_timeout,
-    })
-    .map_err(|e| e.to_string())?
-    .with_allowed_realm_hosts(u.realm_hosts.clone());
+    };
+    let lookaside = u
+        .lookaside
+        .as_deref()
+        .map(|url| wharf_upstream::Lookaside::new(&client_config, url))
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .map(wharf_proxy::upstreams::Lookaside::new);
+    let client = wharf_upstream::Client::new(client_config)
+        .map_err(|e| e.to_string())?
+        .with_allowed_realm_hosts(u.realm_hosts.clone());
     Ok(Upstream {
         name: u.name.clone(),
         client,
@@ -183,6 +191,8 @@ fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstrea
             .immutable_set()
             .map_err(|(j, m)| format!("immutable_tags[{j}]: {m}"))?,
         backoff: Default::default(),
+        registry: crate::mirror::registry_host(u),
+        lookaside,
     })
 }
 

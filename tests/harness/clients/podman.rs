@@ -74,6 +74,11 @@ impl Podman {
         Podman::with_registries_conf(&crate::clients::plain_registries_conf(insecure_hosts))
     }
 
+    /// Replaces the signature policy `pull` uses (`policy.json` text).
+    pub fn set_policy(&self, policy: &str) {
+        write_file(&self.dir.path().join("policy.json"), policy);
+    }
+
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }

@@ -56,6 +56,11 @@ impl Skopeo {
         }
     }
 
+    /// Replaces the signature policy (`policy.json` text) of every later command.
+    pub fn set_policy(&self, policy: &str) {
+        write_file(&self.dir.path().join("policy.json"), policy);
+    }
+
     /// A registries.conf mapping [`crate::REGISTRY_NAME`] to a dead port with
     /// `mirror_location` (`127.0.0.1:PORT` or `127.0.0.1:PORT/oracle`) as its mirror.
     pub fn mirror_conf(&self, mirror_location: &str) -> PathBuf {
