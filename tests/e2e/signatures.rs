@@ -270,3 +270,35 @@ fn signatures_are_kept_in_the_store_across_a_restart() {
             .is_dir()
     );
 }
+
+/// Signature-checking clients probe for sigstore tags and referrers on every pull; most
+/// images have neither, and Debian's registry has no referrers API. Asked three times, each
+/// costs the upstream one request: the absence is remembered for a while.
+#[test]
+fn a_missing_sigstore_tag_or_referrers_list_costs_one_upstream_request() {
+    let img = &images().hello;
+    let up = Upstream::plain();
+    let wharf = Wharf::for_upstream(&up);
+    let hex = img.manifest.digest.strip_prefix("sha256:").expect("sha256");
+    let sig = format!("/v2/oracle/{}/manifests/sha256-{hex}.sig", img.repo);
+    let referrers = format!("/v2/oracle/{}/referrers/{}", img.repo, img.manifest.digest);
+    let m = up.mark();
+    for _ in 0..3 {
+        for path in [&sig, &referrers] {
+            let r = Http::new().get(&format!("{}{path}", wharf.url()), &[]);
+            assert_eq!(r.status, 404, "{path}: {}", r.text());
+            assert_eq!(r.error_codes(), ["MANIFEST_UNKNOWN"], "{path}");
+        }
+    }
+    let reqs = up.since(m);
+    for (what, tail) in [
+        ("the .sig tag", format!("/manifests/sha256-{hex}.sig")),
+        (
+            "the referrers list",
+            format!("/referrers/{}", img.manifest.digest),
+        ),
+    ] {
+        let n = reqs.iter().filter(|r| r.path.ends_with(&tail)).count();
+        assert_eq!(n, 1, "{what} asked upstream {n} times: {reqs:?}");
+    }
+}

@@ -20,6 +20,8 @@
 //!      | the digest's fill, tailed while it grows
 //!   (stored content, by digest, only through an (upstream, repository) known to hold it,
 //!    else after one HEAD with that repository's scope: scope.rs)
+//!   -> referrers: asked upstream, kept like a tag; a 404 (no referrers API) and a sigstore
+//!      tag (sha256-<hex>.sig) the upstream lacks are remembered for a while (attached.rs)
 //!   -> signatures (/extensions/v2/<name>/signatures/<digest>): the upstream's lookaside,
 //!      kept in the store, served stale when it fails (signatures.rs)
 //!   -> tags/list: asked upstream (n validated first), sorted, named as the client named it,
@@ -37,6 +39,7 @@
 //! and the JSON API behind `wharf cache stats|ls|rm`.
 
 pub mod admin;
+mod attached;
 pub mod auth;
 mod blob;
 pub mod body;
@@ -92,6 +95,8 @@ pub struct Proxy {
     pub(crate) metrics: wharf_metrics::Metrics,
     /// Which repeated warnings are written (one per kind per interval).
     pub(crate) warnings: throttle::Throttle,
+    /// Referrers lists and sigstore tags as the upstreams last answered (attached.rs).
+    attached: attached::Attached,
 }
 
 /// What a [`Proxy`] is built with besides its upstreams and store.
@@ -152,6 +157,7 @@ impl Proxy {
                 options.max_concurrent_fills.max(1),
             )),
             warnings: throttle::Throttle::default(),
+            attached: attached::Attached::default(),
         })
     }
 
@@ -334,11 +340,10 @@ impl Proxy {
                     .await?
             }
             Endpoint::Tags { name } => self.tags(target, name, &parsed.client_base, query).await?,
-            Endpoint::Referrers { .. } => {
-                return Err(ProxyError::oci(
-                    ErrorCode::ManifestUnknown,
-                    "the referrers API is not proxied yet; use the tag schema",
-                ));
+            Endpoint::Referrers { digest, .. } => {
+                let artifact_type = route::query_param(query, "artifactType");
+                self.referrers(target, digest, artifact_type.as_deref(), head)
+                    .await?
             }
             Endpoint::Signatures { digest, .. } => self.signatures(target, digest, head).await?,
             Endpoint::Uploads { .. } => {

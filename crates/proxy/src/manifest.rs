@@ -46,7 +46,27 @@ impl Proxy {
     ) -> Result<Response<Body>, ProxyError> {
         let m = match reference {
             Reference::Digest(d) => self.manifest_by_digest(target, d).await?,
-            Reference::Tag(tag) => self.manifest_by_tag(target, tag).await?,
+            Reference::Tag(tag) => {
+                // A sigstore tag the upstream said it lacks a moment ago: not asked again.
+                if self.known_missing_tag(target, tag) {
+                    return Err(ProxyError::oci(
+                        ErrorCode::ManifestUnknown,
+                        format!(
+                            "upstream {} has no tag {tag} in {} (asked within the last {}s)",
+                            target.upstream.name,
+                            target.repo.as_str(),
+                            crate::attached::MISS_TTL.as_secs()
+                        ),
+                    ));
+                }
+                match self.manifest_by_tag(target, tag).await {
+                    Err(ProxyError::Upstream { missing, source }) if source.is_not_found() => {
+                        self.remember_missing_tag(target, tag);
+                        return Err(ProxyError::Upstream { missing, source });
+                    }
+                    m => m?,
+                }
+            }
         };
         let accept = AcceptSet::parse(
             req_headers

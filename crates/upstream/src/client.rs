@@ -151,6 +151,31 @@ impl Client {
             .await
     }
 
+    /// `GET /v2/<repo>/referrers/<digest>` (OCI 1.1), with `artifactType` passed through when
+    /// given. A registry without the referrers API answers 404 ([`Error::NotFound`]).
+    pub async fn referrers(
+        &self,
+        repo: &str,
+        digest: &wharf_oci::Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Response, Error> {
+        let digest = digest.to_string();
+        self.check(&Method::GET, repo, &digest)?;
+        let mut headers = identity_headers();
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static(wharf_oci::media::OCI_INDEX),
+        );
+        let path = format!("/v2/{repo}/referrers/{digest}");
+        let query = artifact_type.map(|t| {
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("artifactType", t)
+                .finish()
+        });
+        self.execute(Method::GET, repo, path, query.as_deref(), headers)
+            .await
+    }
+
     fn invalid(&self, reason: String) -> Error {
         Error::InvalidRequest {
             upstream: self.inner.name.clone(),
