@@ -25,7 +25,9 @@ use wharf_e2e::registry::Storage;
 use wharf_e2e::signing::{self, Gpg, SignatureStore};
 use wharf_e2e::util::{temp_dir, write_file};
 use wharf_e2e::wharf::wharf_bin;
-use wharf_e2e::{Http, Podman, REGISTRY_NAME, Skopeo, Upstream, UpstreamCfg, Wharf, images};
+use wharf_e2e::{
+    Containerd, Http, Podman, REGISTRY_NAME, Skopeo, Upstream, UpstreamCfg, Wharf, images,
+};
 
 /// `wharf client-config podman --config <wharf's file> --mirror 127.0.0.1:PORT`: the drop-in.
 fn podman_drop_in(w: &Wharf) -> String {
@@ -72,12 +74,18 @@ struct Signed {
     _dir: tempfile::TempDir,
 }
 
-/// A writable upstream with copies of a test image: `os/signed:1` (the author's key, named as container-registry.oracle.com
-/// names it), `os/wrongkey:1` (another key), `os/unsigned:1`, and `site/signed:1` (the
+/// A writable upstream with copies of test images: `os/signed:1` (the author's key, named as container-registry.oracle.com
+/// names it), `os/wrongkey:1` (another key), `os/unsigned:1` (another image, unsigned), and `site/signed:1` (the
 /// author's key, named by the upstream's own host); the lookaside serving their signatures;
 /// wharf with upstream `oracle` (prefix, not default, `tag_ttl` 1 s so that its lists go
 /// stale quickly) and `site` (the default), both with that lookaside.
 fn signed_setup() -> Signed {
+    setup(false)
+}
+
+/// [`signed_setup`]; with `enforce`, upstream `oracle` also requires the author's signature
+/// (`require_signature`).
+fn setup(enforce: bool) -> Signed {
     let img = &images().hello;
     let template = Upstream::plain();
     let src = format!("{}/{}", template.host_port(), img.reference());
@@ -99,16 +107,27 @@ fn signed_setup() -> Signed {
         signing::sign_copy(&gpg, key, &src, &up, dest, identity.as_deref(), &staging)
             .expect_ok(&format!("skopeo copy --sign-by into {dest}"));
     }
-    signing::copy_unsigned(&src, &up, "os/unsigned:1").expect_ok("skopeo copy");
+    // Another image, so that nothing of it reaches a client by way of the signed one.
+    let other = format!(
+        "{}/{}",
+        template.host_port(),
+        images().oraclelinux.reference()
+    );
+    signing::copy_unsigned(&other, &up, "os/unsigned:1").expect_ok("skopeo copy");
     let lookaside = SignatureStore::serving(&staging);
     let lookaside_key = format!("lookaside = {:?}", lookaside.url());
+    let mut oracle = UpstreamCfg::new("oracle", &up.url())
+        .prefixes(&[REGISTRY_NAME, "oracle"])
+        .tag_ttl("1s")
+        .extra(&lookaside_key);
+    if enforce {
+        oracle = oracle.extra(&format!(
+            "require_signature = {{ key = {:?} }}",
+            key_file.display().to_string()
+        ));
+    }
     let wharf = Wharf::builder()
-        .upstream(
-            UpstreamCfg::new("oracle", &up.url())
-                .prefixes(&[REGISTRY_NAME, "oracle"])
-                .tag_ttl("1s")
-                .extra(&lookaside_key),
-        )
+        .upstream(oracle)
         .upstream(
             UpstreamCfg::new("site", &up.url())
                 .default(true)
@@ -301,4 +320,85 @@ fn a_missing_sigstore_tag_or_referrers_list_costs_one_upstream_request() {
         let n = reqs.iter().filter(|r| r.path.ends_with(&tail)).count();
         assert_eq!(n, 1, "{what} asked upstream {n} times: {reqs:?}");
     }
+}
+
+/// `require_signature`: wharf serves a manifest of the upstream only when one of its
+/// signatures verifies with the configured key and names the image; ctr, which checks no
+/// signatures, pulls the signed image and is refused the others with wharf's reason, and
+/// nothing of a refused image is served.
+#[test]
+fn wharf_enforces_signatures_for_clients_that_cannot() {
+    let s = setup(true);
+    let ctr = Containerd::start();
+    // wharf as the registry's server as well as its mirror: with the real registry as the
+    // fallback `server`, containerd would take a refused image from there (see the README).
+    ctr.mirror_hosts(REGISTRY_NAME, &s.wharf.url(), &s.wharf.url());
+    let signed = format!("{REGISTRY_NAME}/os/signed:1");
+    ctr.pull(&signed, &[])
+        .expect_ok("ctr pull of the signed image through wharf");
+    assert_eq!(
+        ctr.image_digest(&signed).as_deref(),
+        Some(images().hello.manifest.digest.as_str())
+    );
+    let unsigned_img = &images().oraclelinux;
+    let before = ctr.content_digests();
+    for (image, reason) in [
+        ("os/unsigned:1", "it has no signatures"),
+        ("os/wrongkey:1", "which is not in the keyring"),
+    ] {
+        let out = ctr.pull(&format!("{REGISTRY_NAME}/{image}"), &[]);
+        eprintln!("[ctr pull {image}]\n{out}");
+        assert!(!out.ok(), "ctr pull {image} must be refused:\n{out}");
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            text.contains("requires images signed") || text.contains("403"),
+            "ctr says why (or at least 403):\n{out}"
+        );
+        let direct = Http::new().get(
+            &format!(
+                "{}/v2/oracle/{}",
+                s.wharf.url(),
+                image.replace(':', "/manifests/")
+            ),
+            &[("accept", "application/vnd.oci.image.manifest.v1+json")],
+        );
+        assert_eq!(direct.status, 403, "{image}: {}", direct.text());
+        assert_eq!(direct.error_codes(), ["DENIED"]);
+        assert!(direct.text().contains(reason), "{image}: {}", direct.text());
+    }
+    // Nothing of the refused image reached ctr, and its config is not served either.
+    let after = ctr.content_digests();
+    let signed_blobs: Vec<&String> = images().hello.blobs().iter().map(|b| &b.digest).collect();
+    for b in unsigned_img.blobs() {
+        // Layers the test images share came with the signed image.
+        if !signed_blobs.contains(&&b.digest) {
+            assert!(
+                !after.contains(&b.digest),
+                "{} of the refused image is in ctr's store",
+                b.digest
+            );
+        }
+    }
+    assert_eq!(
+        before.len(),
+        after.len(),
+        "ctr stored nothing new: {after:?}"
+    );
+    let config = Http::new().get(
+        &format!(
+            "{}/v2/oracle/os/unsigned/blobs/{}",
+            s.wharf.url(),
+            unsigned_img.config.digest
+        ),
+        &[],
+    );
+    assert_eq!(config.status, 403, "{}", config.text());
+    assert!(
+        counter(
+            &s.wharf,
+            "wharf_signature_policy_refusals_total",
+            "reason=\"unsigned\",upstream=\"oracle\""
+        ) >= 1.0,
+        "counted"
+    );
 }

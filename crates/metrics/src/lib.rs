@@ -113,7 +113,8 @@ pub struct Metrics {
     /// stored).
     pub signature_lists: IntCounterVec,
     /// `wharf_signature_policy_refusals_total{upstream,reason}`: manifests refused because
-    /// no signature verified (`require_signature`): `unsigned`, `invalid`, `unavailable`.
+    /// no signature verified (`require_signature`): `unsigned`, `invalid`, `unavailable`; and
+    /// blobs refused because no verified manifest names them: `unverified_blob`.
     pub policy_refusals: IntCounterVec,
 }
 
@@ -415,7 +416,7 @@ impl Metrics {
         for source in ["store", "lookaside", "stale", "none"] {
             self.signature_lists.with_label_values(&[upstream, source]);
         }
-        for reason in ["unsigned", "invalid", "unavailable"] {
+        for reason in ["unsigned", "invalid", "unavailable", "unverified_blob"] {
             self.policy_refusals.with_label_values(&[upstream, reason]);
         }
     }

@@ -32,6 +32,9 @@ impl Proxy {
         req_headers: &HeaderMap,
         sendfile: Option<&Pending>,
     ) -> Result<Response<Body>, ProxyError> {
+        if let Some(policy) = &target.upstream.policy {
+            self.check_verified_blob(target, policy, digest)?;
+        }
         let range = req_headers.get(header::RANGE).and_then(|v| v.to_str().ok());
         // Stored content is served only through a repository known to hold it (scope.rs);
         // what is not stored is asked for through this repository anyway.

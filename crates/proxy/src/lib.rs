@@ -20,6 +20,8 @@
 //!      | the digest's fill, tailed while it grows
 //!   (stored content, by digest, only through an (upstream, repository) known to hold it,
 //!    else after one HEAD with that repository's scope: scope.rs)
+//!   -> an upstream with require_signature: a manifest only with a signature that verifies and
+//!      names it, a blob only when a verified manifest names it (policy.rs)
 //!   -> referrers: asked upstream, kept like a tag; a 404 (no referrers API) and a sigstore
 //!      tag (sha256-<hex>.sig) the upstream lacks are remembered for a while (attached.rs)
 //!   -> signatures (/extensions/v2/<name>/signatures/<digest>): the upstream's lookaside,
@@ -48,6 +50,7 @@ pub mod freshness;
 pub mod limits;
 mod manifest;
 mod observe;
+pub mod policy;
 mod preface;
 pub mod range;
 pub mod route;
@@ -97,6 +100,8 @@ pub struct Proxy {
     pub(crate) warnings: throttle::Throttle,
     /// Referrers lists and sigstore tags as the upstreams last answered (attached.rs).
     attached: attached::Attached,
+    /// What passed `require_signature` (policy.rs).
+    verified: policy::Verified,
 }
 
 /// What a [`Proxy`] is built with besides its upstreams and store.
@@ -158,6 +163,7 @@ impl Proxy {
             )),
             warnings: throttle::Throttle::default(),
             attached: attached::Attached::default(),
+            verified: policy::Verified::default(),
         })
     }
 

@@ -68,6 +68,14 @@ impl Proxy {
                 }
             }
         };
+        if let Some(policy) = &target.upstream.policy {
+            let tag = match reference {
+                Reference::Tag(t) => Some(t.as_str()),
+                Reference::Digest(_) => None,
+            };
+            self.enforce(target, policy, &m.digest, tag, &m.media_type, &m.bytes)
+                .await?;
+        }
         let accept = AcceptSet::parse(
             req_headers
                 .get_all(header::ACCEPT)

@@ -32,6 +32,8 @@ pub struct Upstream {
     pub registry: String,
     /// Where its simple-signing signatures live (`lookaside`); `None`: it has none.
     pub lookaside: Option<Lookaside>,
+    /// Manifests served only with a signature that verifies (`require_signature`).
+    pub policy: Option<crate::policy::SignaturePolicy>,
 }
 
 /// An upstream's signature store, and the back-off that keeps a failing one from costing
@@ -93,6 +95,7 @@ impl Upstream {
                 .trim_end_matches('/')
                 .to_ascii_lowercase(),
             lookaside: None,
+            policy: None,
         })
     }
 

@@ -116,6 +116,7 @@ async fn setup(mode: Mode, immutable: &[&str]) -> Setup {
         backoff: Backoff::default(),
         registry: "fake".into(),
         lookaside: None,
+        policy: None,
     };
     let s = Setup {
         proxy: Proxy::new(Upstreams::new(vec![up]), store),

@@ -166,6 +166,20 @@ pub(crate) struct UpstreamConfig {
     /// `registries.d`): `http(s)://host[:port][/path]`. wharf fetches and keeps the signatures
     /// and serves them to clients itself.
     pub lookaside: Option<String>,
+    /// Serve this upstream's manifests only with a simple signature that verifies with `key`
+    /// and names the image (its blobs only when such a manifest names them).
+    pub require_signature: Option<RequireSignature>,
+}
+
+/// `require_signature = { key = "/etc/wharf/GPG-KEY-oracle" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequireSignature {
+    /// The public key(s) whose signatures are accepted: `gpg --export [--armor]` output.
+    pub key: PathBuf,
+    /// The registry host the signatures name images by; default: the upstream's registry
+    /// (its first host-like prefix, else its URL's host).
+    pub identity: Option<String>,
 }
 
 impl UpstreamConfig {
@@ -294,6 +308,17 @@ impl Config {
             check_url(&u.url).map_err(|m| invalid(f("url"), m))?;
             if let Some(l) = &u.lookaside {
                 check_lookaside(l).map_err(|m| invalid(f("lookaside"), m))?;
+            }
+            if let Some(r) = &u.require_signature {
+                // Read now, so that `check-config` and start-up say what is wrong with it.
+                wharf_sign::Keyring::load(&r.key)
+                    .map_err(|e| invalid(f("require_signature.key"), e.to_string()))?;
+                if u.lookaside.is_none() {
+                    return Err(invalid(
+                        f("require_signature"),
+                        "needs a lookaside: the signatures come from there",
+                    ));
+                }
             }
             for p in &u.prefixes {
                 if p.is_empty() || p.contains('/') || p.contains('%') {

@@ -193,6 +193,22 @@ fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstrea
         backoff: Default::default(),
         registry: crate::mirror::registry_host(u),
         lookaside,
+        policy: u
+            .require_signature
+            .as_ref()
+            .map(|r| -> Result<_, String> {
+                let keyring = wharf_sign::Keyring::load(&r.key)
+                    .map_err(|e| format!("require_signature.key: {e}"))?;
+                Ok(wharf_proxy::policy::SignaturePolicy {
+                    keyring,
+                    key_file: r.key.clone(),
+                    identity: r
+                        .identity
+                        .clone()
+                        .unwrap_or_else(|| crate::mirror::registry_host(u)),
+                })
+            })
+            .transpose()?,
     })
 }
 

@@ -57,6 +57,25 @@ fn names_the_bad_field() {
         err(&format!("{up}immutable_tags = ['^v[0-9]+$', 'v(1']\n"))
             .contains("upstream[0].immutable_tags[1]")
     );
+    assert!(err(&format!("{up}lookaside = \"ftp://sigs\"\n")).contains("upstream[0].lookaside"));
+    assert!(
+        err(&format!("{up}lookaside = \"https://u:p@sigs/podman\"\n"))
+            .contains("upstream[0].lookaside")
+    );
+    let missing = err(&format!(
+        "{up}lookaside = \"https://sigs/podman\"\nrequire_signature = {{ key = \"/nonexistent/key.asc\" }}\n"
+    ));
+    assert!(
+        missing.contains("upstream[0].require_signature.key")
+            && missing.contains("/nonexistent/key.asc"),
+        "{missing}"
+    );
+    assert!(
+        err(&format!(
+            "{up}require_signature = {{ key = \"/k\", bogus = 1 }}\n"
+        ))
+        .contains("bogus")
+    );
 }
 
 #[test]
