@@ -10,6 +10,8 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+#[path = "hosting/api.rs"]
+mod api;
 #[path = "security/support.rs"]
 #[allow(dead_code, reason = "shared with e2e_security, which uses all of it")]
 mod support;
@@ -17,11 +19,12 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
+use api::{Api, with_digest};
 use base64::Engine;
 use bytes::Bytes;
 use support::{SecureWharf, htpasswd};
 use wharf_e2e::expect;
-use wharf_e2e::http::{ACCEPT_ALL_MANIFESTS, Http, Resp};
+use wharf_e2e::http::{ACCEPT_ALL_MANIFESTS, Http};
 use wharf_e2e::process::run;
 use wharf_e2e::util::{sha256_digest, temp_dir};
 use wharf_e2e::{Podman, Upstream, UpstreamCfg, Wharf, images};
@@ -186,62 +189,6 @@ fn skopeo_copies_a_multiarch_index_into_a_hosted_repository_and_back() {
             assert_eq!(r.header("content-length"), Some(blob.size.to_string()));
         }
     }
-}
-
-/// The push API spoken raw, against the spec's words: statuses, headers, error JSON.
-struct Api {
-    http: Http,
-    base: String,
-    auth: String,
-}
-
-impl Api {
-    fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
-        let url = if path.starts_with("http") {
-            path.to_owned()
-        } else {
-            format!("{}{path}", self.base)
-        };
-        let mut all: Vec<(&str, &str)> = vec![("Authorization", self.auth.as_str())];
-        all.extend_from_slice(headers);
-        self.http
-            .request(method, &url, &all, Bytes::copy_from_slice(body))
-    }
-
-    /// `POST .../blobs/uploads/` (202): the upload's Location.
-    fn start(&self, repo: &str) -> String {
-        let r = self.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"");
-        assert_eq!(r.status, 202, "{}", r.describe());
-        assert_eq!(r.header("range").as_deref(), Some("0-0"));
-        let id = r.header("docker-upload-uuid").expect("Docker-Upload-UUID");
-        let location = r.header("location").expect("Location");
-        assert!(location.ends_with(&id), "{location} {id}");
-        location
-    }
-
-    /// A blob pushed monolithically (POST ?digest=): 201.
-    fn push_blob(&self, repo: &str, bytes: &[u8]) -> String {
-        let d = sha256_digest(bytes);
-        let r = self.send(
-            "POST",
-            &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
-            &[("Content-Type", "application/octet-stream")],
-            bytes,
-        );
-        assert_eq!(r.status, 201, "{}", r.describe());
-        assert_eq!(r.header("docker-content-digest"), Some(d.clone()));
-        d
-    }
-
-    fn blob_status(&self, repo: &str, d: &str) -> u16 {
-        self.send("HEAD", &format!("/v2/{repo}/blobs/{d}"), &[], b"")
-            .status
-    }
-}
-
-fn with_digest(location: &str, d: &str) -> String {
-    let sep = if location.contains('?') { '&' } else { '?' };
-    format!("{location}{sep}digest={d}")
 }
 
 #[test]
