@@ -37,6 +37,10 @@
 //! `std::fs::File`, which the serving path hands to `sendfile`); [`MemoryBlobStore`] is for
 //! tests and is the shape a remote tier takes. One conformance suite runs over both.
 //!
+//! Pushed content arrives through an [`Upload`] ([`Store::begin_upload`], `upload.rs`): written
+//! to the spool and hashed as it arrives, over as many requests as the client likes, and
+//! published by [`Store::finish_upload`] only under the digest it hashed to.
+//!
 //! This crate knows nothing of HTTP: the caller supplies an [`Opener`] that turns an offset into
 //! a byte stream, and maps [`FillError`]s to answers.
 
@@ -58,6 +62,7 @@ mod scrub;
 mod signatures;
 mod store;
 mod tags;
+mod upload;
 mod writer;
 
 pub use blobs::{Blob, BlobStore, FsBlob, FsBlobStore, MemoryBlob, MemoryBlobStore, StoredBlob};
@@ -67,3 +72,4 @@ pub use scopes::ScopeKey;
 pub use signatures::{MAX_SIGNATURE_BYTES, MAX_SIGNATURES, SignatureKey, SignatureList};
 pub use store::{Store, StoreOptions, StoreStats};
 pub use tags::{TagEntry, TagKey, TagRecord};
+pub use upload::{AppendError, Upload};

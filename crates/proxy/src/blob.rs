@@ -47,26 +47,7 @@ impl Proxy {
                 // Confirmed above, or stored since then (through another repository).
                 self.check_scope(target, digest, Missing::Blob).await?;
             }
-            let file_range = |start, end| match sendfile {
-                Some(pending) => pending.file_range(file, start, end),
-                None => body::file_range(file, start, end),
-            };
-            let resp = match range::answer(range, size) {
-                _ if head => blob_response(StatusCode::OK, digest, size, None, body::empty()),
-                RangeAnswer::Full => {
-                    blob_response(StatusCode::OK, digest, size, None, file_range(0, size))
-                }
-                RangeAnswer::Partial { start, end } => blob_response(
-                    StatusCode::PARTIAL_CONTENT,
-                    digest,
-                    size,
-                    Some((start, end)),
-                    file_range(start, end),
-                ),
-                RangeAnswer::Unsatisfiable => {
-                    return Err(ProxyError::RangeNotSatisfiable { size });
-                }
-            };
+            let resp = stored_blob(file, size, digest, head, range, sendfile)?;
             return Ok(answered(Outcome::Hit, cache_status(CACHE_HIT, resp)));
         }
         let up = &target.upstream;
@@ -250,6 +231,33 @@ fn opener(
 #[derive(Debug, thiserror::Error)]
 #[error("the upstream ignored the Range request, so the download cannot resume")]
 struct ResumeRefused;
+
+/// A stored blob's answer: whole, the one range asked for (206), or its size alone (HEAD).
+pub(crate) fn stored_blob(
+    file: std::fs::File,
+    size: u64,
+    digest: &Digest,
+    head: bool,
+    range: Option<&str>,
+    sendfile: Option<&Pending>,
+) -> Result<Response<Body>, ProxyError> {
+    let file_range = |start, end| match sendfile {
+        Some(pending) => pending.file_range(file, start, end),
+        None => body::file_range(file, start, end),
+    };
+    Ok(match range::answer(range, size) {
+        _ if head => blob_response(StatusCode::OK, digest, size, None, body::empty()),
+        RangeAnswer::Full => blob_response(StatusCode::OK, digest, size, None, file_range(0, size)),
+        RangeAnswer::Partial { start, end } => blob_response(
+            StatusCode::PARTIAL_CONTENT,
+            digest,
+            size,
+            Some((start, end)),
+            file_range(start, end),
+        ),
+        RangeAnswer::Unsatisfiable => return Err(ProxyError::RangeNotSatisfiable { size }),
+    })
+}
 
 fn blob_response(
     status: StatusCode,

@@ -106,6 +106,30 @@ pub enum ProxyError {
     },
     #[error("store: {0}")]
     Store(#[from] wharf_cache::StoreError),
+    /// An upload chunk that does not start where the upload ends, or a `Content-Range` that
+    /// is no range: 416 `RANGE_INVALID` (distribution's code) with the upload's `Location`,
+    /// `Range: 0-<last>` and id, so the client can go on from there (the spec's 416).
+    #[error("{message}")]
+    UploadRange {
+        location: String,
+        session: String,
+        range: String,
+        message: String,
+    },
+    /// A pushed manifest names content its repository does not hold: 400
+    /// `MANIFEST_BLOB_UNKNOWN` with `detail: {"digest": ...}`, as the spec shows it.
+    #[error("{message}")]
+    ManifestBlobUnknown {
+        digest: wharf_oci::Digest,
+        message: String,
+    },
+    /// A pushed manifest larger than wharf takes: 413 `MANIFEST_INVALID`.
+    #[error("the manifest is larger than {limit} bytes")]
+    ManifestTooLarge { limit: usize },
+    /// The hosted store's disk is full: 507 Insufficient Storage (RFC 4918); nothing stored
+    /// before is lost.
+    #[error("{message}")]
+    InsufficientStorage { message: String },
 }
 
 impl From<RouteError> for ProxyError {
@@ -197,6 +221,9 @@ impl ProxyError {
                 | ProxyError::PaginationInvalid { .. }
                 | ProxyError::RangeNotSatisfiable { .. }
                 | ProxyError::BackingOff { .. }
+                | ProxyError::UploadRange { .. }
+                | ProxyError::ManifestBlobUnknown { .. }
+                | ProxyError::ManifestTooLarge { .. }
         )
     }
 
@@ -260,6 +287,14 @@ impl ProxyError {
                 }
             }
             ProxyError::Store(_) => Answer::code(ErrorCode::Unknown),
+            ProxyError::UploadRange { .. } => Answer::code(ErrorCode::RangeInvalid),
+            ProxyError::ManifestBlobUnknown { .. } => Answer::code(ErrorCode::ManifestBlobUnknown),
+            ProxyError::ManifestTooLarge { .. } => {
+                Answer::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::ManifestInvalid)
+            }
+            ProxyError::InsufficientStorage { .. } => {
+                Answer::new(StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unknown)
+            }
         }
     }
 
@@ -277,6 +312,22 @@ impl ProxyError {
                     h.insert(header::CONTENT_RANGE, v);
                 }
             }
+            ProxyError::UploadRange {
+                location,
+                session,
+                range,
+                ..
+            } => {
+                for (name, value) in [
+                    (header::LOCATION.as_str(), location),
+                    (header::RANGE.as_str(), range),
+                    ("docker-upload-uuid", session),
+                ] {
+                    if let Ok(v) = HeaderValue::from_str(value) {
+                        h.insert(name, v);
+                    }
+                }
+            }
             _ => {}
         }
         if let Some(secs) = answer.retry_after {
@@ -290,7 +341,13 @@ impl ProxyError {
     pub fn into_response(self, head: bool) -> Response<Body> {
         let answer = self.answer();
         let message = self.to_string();
-        let text = error_json(answer.code, &message, None);
+        let detail = match &self {
+            ProxyError::ManifestBlobUnknown { digest, .. } => {
+                Some(serde_json::json!({ "digest": digest.to_string() }))
+            }
+            _ => None,
+        };
+        let text = error_json(answer.code, &message, detail.as_ref());
         let len = text.len();
         let mut resp = Response::new(if head {
             body::empty()

@@ -7,12 +7,15 @@
 //!   HTTP request get a 400 with error JSON, preface.rs)
 //!   -> hyper http1, or http2 (h2 by ALPN, or the h2c preface) -> Proxy::handle
 //!   -> request id + span `request` (id, method, endpoint, upstream)
-//!   -> Proxy::admit: URI too long? 414; body on a pull? 413 (limits.rs); client authentication
-//!      (auth.rs): 401 with wharf's own challenge; not GET/HEAD: UNSUPPORTED
+//!   -> Proxy::admit (admit.rs): URI too long? 414; body on a pull? 413 (limits.rs); client
+//!      authentication (auth.rs): 401 with wharf's own challenge
 //!   -> route::parse_path: /v2/ ping | /[<mount>/]v2/<name>/{manifests,blobs,tags,referrers,blobs/uploads}
 //!      (parsed from the end; name, tag and digest validated, never percent-decoded)
-//!   -> Upstreams::select: ?ns=<prefix> | /<mount>/v2/ | first name component | default upstream
-//!      (anything else: NAME_UNKNOWN; library/ added for Docker Hub)
+//!   -> routing: ?ns=<prefix> | /<mount>/v2/ | first name component (Upstreams::select_named)
+//!      | a hosted repository (hosted/: pushes and their pulls, a store of its own)
+//!      | default upstream (anything else: NAME_UNKNOWN; library/ added for Docker Hub)
+//!      not GET/HEAD: only to a hosted repository (DENIED when the name is an upstream's;
+//!      UNSUPPORTED when nothing is hosted)
 //!   -> manifest: by digest from the store, else one GET, verified, stored byte-exact
 //!      by tag: fresh record (tag_ttl, immutable_tags) -> its digest; else one HEAD upstream;
 //!      upstream unreachable / 5xx / 429 / timeout -> last known digest (freshness.rs)
@@ -41,12 +44,14 @@
 //! and the JSON API behind `wharf cache stats|ls|rm`.
 
 pub mod admin;
+mod admit;
 mod attached;
 pub mod auth;
 mod blob;
 pub mod body;
 mod error;
 pub mod freshness;
+pub mod hosted;
 pub mod limits;
 mod manifest;
 mod observe;
@@ -77,6 +82,7 @@ pub use error::ProxyError;
 pub use server::{ServerOptions, Service, serve, serve_with};
 pub use upstreams::{Upstream, Upstreams};
 
+use admit::Routed;
 use route::{Endpoint, ParsedPath, RouteError};
 use upstreams::Target;
 
@@ -102,6 +108,8 @@ pub struct Proxy {
     attached: attached::Attached,
     /// What passed `require_signature` (policy.rs).
     verified: policy::Verified,
+    /// Hosted repositories, if configured (`[hosted]`).
+    hosted: Option<hosted::Hosted>,
 }
 
 /// What a [`Proxy`] is built with besides its upstreams and store.
@@ -109,6 +117,8 @@ pub struct ProxyOptions {
     pub auth: Option<auth::ClientAuth>,
     /// Default 64.
     pub max_concurrent_fills: usize,
+    /// Default: none; every push is refused.
+    pub hosted: Option<hosted::Hosted>,
 }
 
 impl Default for ProxyOptions {
@@ -116,6 +126,7 @@ impl Default for ProxyOptions {
         ProxyOptions {
             auth: None,
             max_concurrent_fills: 64,
+            hosted: None,
         }
     }
 }
@@ -164,6 +175,7 @@ impl Proxy {
             warnings: throttle::Throttle::default(),
             attached: attached::Attached::default(),
             verified: policy::Verified::default(),
+            hosted: options.hosted,
         })
     }
 
@@ -184,6 +196,11 @@ impl Proxy {
         &self.store
     }
 
+    /// The hosted repositories, if configured.
+    pub fn hosted(&self) -> Option<&hosted::Hosted> {
+        self.hosted.as_ref()
+    }
+
     /// How many tag requests were answered stale because the upstream failed.
     pub fn stale_served(&self) -> u64 {
         self.stale_served.load(Ordering::Relaxed)
@@ -199,11 +216,16 @@ impl Proxy {
     /// Answers one request. Never fails: every error becomes an OCI error response
     /// (`error.rs`). The request gets its id first and a span (`request`: id, method, endpoint,
     /// upstream once chosen) that every log line on its way carries.
-    pub async fn handle<B: http_body::Body>(self: Arc<Self>, req: Request<B>) -> Response<Body> {
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let started = Instant::now();
         let request_id = self.next_request_id();
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
+        let query = req.uri().query().map(str::to_owned);
         // Parsed once: the metrics label, the auth check (ping or not) and routing all use it.
         let parsed = route::parse_path(&path);
         let is_ping = matches!(&parsed, Ok(p) if p.endpoint == Endpoint::Ping);
@@ -218,12 +240,12 @@ impl Proxy {
             endpoint,
             upstream = tracing::field::Empty,
         );
-        let (upstream, result) = self.answer(&req, &parsed).instrument(span.clone()).await;
+        let (upstream, result) = self.answer(req, &parsed).instrument(span.clone()).await;
         // The spec's Registry Proxying: a request an `ns` scoped (it chose the upstream) says
         // so in `OCI-Namespace`, whatever the answer; an `ns` naming no upstream scoped nothing.
         let namespace = upstream
             .as_ref()
-            .and(route::query_param(req.uri().query(), "ns"))
+            .and(route::query_param(query.as_deref(), "ns"))
             .and_then(|ns| HeaderValue::from_str(&ns).ok());
         let resp = match result {
             Ok(resp) => resp,
@@ -276,12 +298,16 @@ impl Proxy {
 
     /// Admits, routes and answers a request; returns the upstream that was chosen (if one was)
     /// beside the answer, for the metrics and the access line.
-    async fn answer<B: http_body::Body>(
+    async fn answer<B>(
         &self,
-        req: &Request<B>,
+        req: Request<B>,
         parsed: &Result<ParsedPath, RouteError>,
-    ) -> (Option<String>, Result<Response<Body>, ProxyError>) {
-        let routed = match self.admit(req, parsed).await {
+    ) -> (Option<String>, Result<Response<Body>, ProxyError>)
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Sync + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let routed = match self.admit(&req, parsed).await {
             Ok(routed) => routed,
             Err(e) => return (None, Err(e)),
         };
@@ -290,39 +316,14 @@ impl Proxy {
             Routed::To(parsed, target) => {
                 let name = target.upstream.name.clone();
                 tracing::Span::current().record("upstream", name.as_str());
-                (Some(name), self.dispatch(req, parsed, &target).await)
+                (Some(name), self.dispatch(&req, parsed, &target).await)
+            }
+            Routed::Hosted(parsed, hosted, caller) => {
+                tracing::Span::current().record("upstream", hosted::HOSTED);
+                let answer = self.answer_hosted(hosted, req, parsed, &caller).await;
+                (Some(hosted::HOSTED.to_owned()), answer)
             }
         }
-    }
-
-    /// The checks before any work, in order: URI length, body, client authentication, method,
-    /// path; then the upstream the name routes to.
-    async fn admit<'p, B: http_body::Body>(
-        &self,
-        req: &Request<B>,
-        parsed: &'p Result<ParsedPath, RouteError>,
-    ) -> Result<Routed<'p>, ProxyError> {
-        limits::check_uri(req)?;
-        limits::check_body(req)?;
-        if let Some(auth) = &self.auth {
-            let ping = matches!(parsed, Ok(p) if p.endpoint == Endpoint::Ping);
-            auth.check(req.headers(), ping).await?;
-        }
-        if !matches!(*req.method(), Method::GET | Method::HEAD) {
-            return Err(ProxyError::oci(
-                ErrorCode::Unsupported,
-                "wharf serves pulls: only GET and HEAD are supported",
-            ));
-        }
-        let parsed = parsed.as_ref().map_err(|e| ProxyError::Route(e.clone()))?;
-        let Some(name) = parsed.endpoint.name() else {
-            return Ok(Routed::Ping);
-        };
-        let ns = route::query_param(req.uri().query(), "ns");
-        let target = self
-            .upstreams
-            .select(ns.as_deref(), parsed.mount.as_deref(), name)?;
-        Ok(Routed::To(parsed, target))
     }
 
     /// Answers a routed request from the store or its upstream.
@@ -361,13 +362,6 @@ impl Proxy {
         };
         Ok(resp)
     }
-}
-
-/// Where an admitted request goes.
-enum Routed<'p> {
-    /// `GET /v2/`: answered by wharf itself.
-    Ping,
-    To(&'p ParsedPath, Target),
 }
 
 fn ping() -> Response<Body> {

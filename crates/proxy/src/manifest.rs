@@ -28,12 +28,12 @@ use crate::{Proxy, header_digest, scope};
 const MAX_MANIFEST: usize = 8 * 1024 * 1024;
 
 /// A manifest ready to serve.
-struct Manifest {
-    digest: Digest,
-    media_type: String,
-    bytes: Bytes,
+pub(crate) struct Manifest {
+    pub(crate) digest: Digest,
+    pub(crate) media_type: String,
+    pub(crate) bytes: Bytes,
     /// For the metrics: from the store (`hit`, `stale`) or fetched (`miss`).
-    outcome: Outcome,
+    pub(crate) outcome: Outcome,
 }
 
 impl Proxy {
@@ -358,7 +358,7 @@ fn stale_warning(target: &Target, reference: &Reference) -> String {
 /// `stale`: the manifest is a tag's last known one, not confirmed upstream; the answer then
 /// says so in `Warning` headers: RFC 7234's `110` for HTTP tools, and a `299` with the reason,
 /// the only code containers/image shows.
-fn serve(
+pub(crate) fn serve(
     m: Manifest,
     head: bool,
     req_headers: &HeaderMap,

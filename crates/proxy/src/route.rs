@@ -33,8 +33,11 @@ pub enum Endpoint {
         name: RepositoryName,
         digest: Digest,
     },
+    /// `/v2/<name>/blobs/uploads/<session>`: `session` is empty when an upload starts (`POST
+    /// .../uploads/`), else the id wharf gave it (hosted/upload.rs).
     Uploads {
         name: RepositoryName,
+        session: String,
     },
     /// `GET /extensions/v2/<name>/signatures/<digest>`: the simple-signing signatures of a
     /// manifest, the API extension containers/image reads from a registry whose `/v2/` answers
@@ -53,7 +56,7 @@ impl Endpoint {
             | Endpoint::Blob { name, .. }
             | Endpoint::Tags { name }
             | Endpoint::Referrers { name, .. }
-            | Endpoint::Uploads { name }
+            | Endpoint::Uploads { name, .. }
             | Endpoint::Signatures { name, .. } => Some(name),
         }
     }
@@ -151,9 +154,13 @@ pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
             let (name, base) = name_of(n - 2)?;
             (Endpoint::Tags { name }, base)
         }
-        [.., "blobs", "uploads", _] => {
+        [.., "blobs", "uploads", session] => {
+            if !is_session_id(session) {
+                return Err(RouteError::NotFound);
+            }
             let (name, base) = name_of(n - 3)?;
-            (Endpoint::Uploads { name }, base)
+            let session = (*session).to_owned();
+            (Endpoint::Uploads { name, session }, base)
         }
         [.., "manifests", r] => {
             let (name, base) = name_of(n - 2)?;
@@ -190,6 +197,13 @@ pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
         endpoint,
         client_base,
     })
+}
+
+/// An upload session id as wharf makes them (hex), or none: at most 64 letters, digits, `-`, `_`.
+fn is_session_id(s: &str) -> bool {
+    s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Where containers/image asks for signatures (`extensionsSignaturePath` in its
@@ -294,6 +308,21 @@ mod tests {
         assert_eq!(label("/v2/a/manifests/1"), "manifest");
         assert_eq!(label("/v2/a/tags/list"), "tags");
         assert_eq!(label("/v2/a/blobs/uploads/x"), "upload");
+        assert_eq!(
+            parse_path("/v2/team/a/blobs/uploads/").unwrap().endpoint,
+            Endpoint::Uploads {
+                name: name("team/a"),
+                session: String::new()
+            }
+        );
+        assert_eq!(
+            parse_path("/v2/a/blobs/uploads/0f-a").unwrap().endpoint,
+            Endpoint::Uploads {
+                name: name("a"),
+                session: "0f-a".into()
+            }
+        );
+        assert!(parse_path("/v2/a/blobs/uploads/x.y").is_err());
     }
 
     #[test]

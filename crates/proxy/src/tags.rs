@@ -29,14 +29,14 @@ const MAX_PAGE_SIZE: u64 = i64::MAX as u64;
 
 /// The `n` and `last` of a request, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct PageQuery {
-    n: Option<usize>,
+pub(crate) struct PageQuery {
+    pub(crate) n: Option<usize>,
     last: Option<String>,
 }
 
 impl PageQuery {
     /// An empty `n=` or `last=` counts as absent, as in distribution (`q.Get(...) != ""`).
-    fn parse(query: Option<&str>) -> Result<PageQuery, ProxyError> {
+    pub(crate) fn parse(query: Option<&str>) -> Result<PageQuery, ProxyError> {
         let n = match query_param(query, "n").filter(|n| !n.is_empty()) {
             Some(n) => Some(page_size(&n)?),
             None => None,
@@ -169,11 +169,11 @@ fn sorted(mut tags: Vec<String>) -> Vec<String> {
 }
 
 /// The `last` and `n` of the next page.
-type NextPage = (String, usize);
+pub(crate) type NextPage = (String, usize);
 
 /// Sorts a full tag list and applies `last` (exclusive) and `n` to it. Returns the page and,
 /// when tags remain after it, the `last` and `n` of the next page.
-fn apply_page(tags: Vec<String>, page: &PageQuery) -> (Vec<String>, Option<NextPage>) {
+pub(crate) fn apply_page(tags: Vec<String>, page: &PageQuery) -> (Vec<String>, Option<NextPage>) {
     let mut tags = sorted(tags);
     if let Some(last) = &page.last {
         tags.retain(|t| t > last);
@@ -188,7 +188,7 @@ fn apply_page(tags: Vec<String>, page: &PageQuery) -> (Vec<String>, Option<NextP
     (tags, next)
 }
 
-fn next_link(client_base: &str, last: &str, n: usize, ns: Option<&str>) -> String {
+pub(crate) fn next_link(client_base: &str, last: &str, n: usize, ns: Option<&str>) -> String {
     let mut q = form_urlencoded::Serializer::new(String::new());
     q.append_pair("last", last);
     q.append_pair("n", &n.to_string());

@@ -1,7 +1,8 @@
 //! The configured upstreams and how a request picks one.
 //!
 //! The order is DESIGN.md's: `?ns=` naming a prefix, a mount before `/v2/` or a first path
-//! component naming a prefix, then the default upstream. An `ns` or prefix that names no
+//! component naming a prefix ([`Upstreams::select_named`]), then hosted repositories
+//! (`hosted/`), then the default upstream ([`Upstreams::select_default`]). An `ns` or prefix that names no
 //! configured upstream is answered `NAME_UNKNOWN` and never followed: wharf is not an open proxy.
 
 use std::sync::Arc;
@@ -126,6 +127,21 @@ pub struct Target {
     pub repo: RepositoryName,
 }
 
+impl Target {
+    /// `repo` in `upstream`'s namespace, with Docker Hub's `library/` where it applies.
+    fn new(upstream: &Arc<Upstream>, repo: RepositoryName) -> Target {
+        let repo = if upstream.library_prefix {
+            repo.with_library_prefix()
+        } else {
+            repo
+        };
+        Target {
+            upstream: upstream.clone(),
+            repo,
+        }
+    }
+}
+
 /// Why no upstream was chosen; rendered as `NAME_UNKNOWN`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoUpstream(pub String);
@@ -156,6 +172,21 @@ impl Upstreams {
         mount: Option<&str>,
         name: &RepositoryName,
     ) -> Result<Target, NoUpstream> {
+        match self.select_named(ns, mount, name)? {
+            Some(target) => Ok(target),
+            None => self.select_default(name),
+        }
+    }
+
+    /// The upstream an `ns`, a mount or the name's first component names (steps 1 and 2 of
+    /// the routing order), if any; hosted repositories come after these, the default upstream
+    /// last ([`Upstreams::select_default`]). An `ns` or mount naming no upstream is an error.
+    pub fn select_named(
+        &self,
+        ns: Option<&str>,
+        mount: Option<&str>,
+        name: &RepositoryName,
+    ) -> Result<Option<Target>, NoUpstream> {
         let first = name.components().next().unwrap_or_default();
         let (upstream, repo) = if let Some(ns) = ns {
             let up = self
@@ -175,22 +206,20 @@ impl Upstreams {
             (up, name.clone())
         } else if let (Some(up), Some(rest)) = (self.by_prefix(first), name.strip_components(1)) {
             (up, rest)
-        } else if let Some(up) = self.all.iter().find(|u| u.is_default) {
-            (up, name.clone())
         } else {
-            return Err(NoUpstream(format!(
+            return Ok(None);
+        };
+        Ok(Some(Target::new(upstream, repo)))
+    }
+
+    /// The default upstream's target for a bare `name` (step 4 of the routing order).
+    pub fn select_default(&self, name: &RepositoryName) -> Result<Target, NoUpstream> {
+        match self.all.iter().find(|u| u.is_default) {
+            Some(up) => Ok(Target::new(up, name.clone())),
+            None => Err(NoUpstream(format!(
                 "no upstream is configured for {name:?}: start the name with an upstream prefix or configure a default upstream"
-            )));
-        };
-        let repo = if upstream.library_prefix {
-            repo.with_library_prefix()
-        } else {
-            repo
-        };
-        Ok(Target {
-            upstream: upstream.clone(),
-            repo,
-        })
+            ))),
+        }
     }
 }
 

@@ -224,8 +224,8 @@ async fn slow_proxy(fake: &FakeRegistry, dir: &Path, max_fills: usize) -> (Arc<P
     let store = Store::open(dir).await.expect("store");
     let ups = vec![upstream("slow", &fake.url(), &["slow"], true)];
     let options = ProxyOptions {
-        auth: None,
         max_concurrent_fills: max_fills,
+        ..ProxyOptions::default()
     };
     let proxy = Proxy::with_options(Upstreams::new(ups), store.clone(), options);
     (proxy, store)

@@ -30,6 +30,8 @@ pub(crate) struct Config {
     pub log: Log,
     #[serde(default)]
     pub upstream: Vec<UpstreamConfig>,
+    /// Repositories wharf hosts itself (push and pull). Default: none; every push is refused.
+    pub hosted: Option<Hosted>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -395,7 +397,7 @@ impl Config {
                 return Err(invalid(f(&format!("immutable_tags[{j}]")), m));
             }
         }
-        Ok(())
+        self.validate_hosted()
     }
 }
 
@@ -514,7 +516,10 @@ fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+mod hosted;
 mod redact;
+
+pub(crate) use hosted::Hosted;
 
 use redact::redact_secrets;
 

@@ -84,12 +84,18 @@ async fn serve(config: Config) -> Result<(), String> {
         )),
         _ => None,
     };
+    let hosted = match &config.hosted {
+        Some(h) => Some(open_hosted(h, &config).await?),
+        None => None,
+    };
+    let hosted_store = hosted.as_ref().map(|h| h.store().clone());
     let proxy = Proxy::with_metrics(
         Upstreams::new(upstreams),
         store.clone(),
         ProxyOptions {
             auth,
             max_concurrent_fills: config.cache.max_concurrent_fills,
+            hosted,
         },
         metrics,
     );
@@ -139,11 +145,40 @@ async fn serve(config: Config) -> Result<(), String> {
     reload.abort();
     let _ = admin.await;
     // Tags, validation times and access times written since the last batch.
-    if let Err(e) = store.flush().await {
-        tracing::error!(error = %e, "could not commit the store's metadata");
+    for s in std::iter::once(&store).chain(hosted_store.as_ref()) {
+        if let Err(e) = s.flush().await {
+            tracing::error!(error = %e, root = %s.root().display(), "could not commit the store's metadata");
+        }
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The hosted repositories' store: no budget (hosted content is never evicted; the quota is
+/// checked when content arrives), scrubbed as the cache is.
+async fn open_hosted(
+    h: &config::Hosted,
+    config: &Config,
+) -> Result<wharf_proxy::hosted::Hosted, String> {
+    let dir = h.dir(&config.cache);
+    let options = wharf_cache::StoreOptions {
+        max_size: u64::MAX,
+        scrub_rate: config.cache.scrub_rate,
+        ..Default::default()
+    };
+    let store = wharf_cache::Store::open_with(&dir, options)
+        .await
+        .map_err(|e| format!("opening the hosted store in {}: {e}", dir.display()))?;
+    tracing::info!(dir = %dir.display(), repositories = ?h.repositories, quota = ?h.quota, "hosting repositories");
+    wharf_proxy::hosted::Hosted::new(
+        store,
+        wharf_proxy::hosted::HostedOptions {
+            repositories: h.repositories.clone(),
+            quota: h.quota,
+            upload_timeout: h.upload_timeout,
+        },
+    )
+    .map_err(|e| format!("hosted.repositories: {e}"))
 }
 
 fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstream, String> {

@@ -264,3 +264,55 @@ fn an_inline_password_is_refused_without_being_printed() {
     let e = err(&format!("{UP}tag_ttl = \"soon\"\n"));
     assert!(e.contains("soon"), "{e}");
 }
+
+#[test]
+fn hosted_repositories() {
+    let up = "[[upstream]]\nname = \"docker\"\nurl = \"http://127.0.0.1:1\"\nprefixes = [\"docker.io\"]\ndefault = true\n";
+    let c = Config::parse(up, "t").unwrap();
+    assert!(c.hosted.is_none(), "absent: nothing hosted");
+    let c = Config::parse(
+        &format!("{up}[hosted]\nrepositories = [\"ol7image\", \"team/*\"]\nquota = \"1GiB\"\n"),
+        "t",
+    )
+    .unwrap();
+    let h = c.hosted.as_ref().unwrap();
+    assert_eq!(h.repositories, ["ol7image", "team/*"]);
+    assert_eq!(h.quota, Some(1 << 30));
+    assert_eq!(h.dir(&c.cache), c.cache.dir.join("hosted"));
+    assert_eq!(
+        h.upload_timeout,
+        wharf_proxy::hosted::HostedOptions::DEFAULT_UPLOAD_TIMEOUT
+    );
+    for (hosted, field) in [
+        ("repositories = []", "hosted.repositories"),
+        ("repositories = [\"Team/*\"]", "hosted.repositories[0]"),
+        (
+            "repositories = [\"a\", \"docker.io/x\"]",
+            "hosted.repositories[1]",
+        ),
+        ("repositories = [\"a\"]\nquota = 0", "hosted.quota"),
+        ("repositories = [\"a\"]\ndir = \"wharf-data\"", "hosted.dir"),
+        (
+            "repositories = [\"a\"]\nupload_timeout = \"0s\"",
+            "hosted.upload_timeout",
+        ),
+        ("repositories = [\"a\"]\nbogus = 1", "bogus"),
+    ] {
+        let e = err(&format!("{up}[hosted]\n{hosted}\n"));
+        assert!(e.contains(field), "{hosted}: {e}");
+    }
+    let named_hosted = up.replace("name = \"docker\"", "name = \"hosted\"");
+    let e = err(&format!("{named_hosted}[hosted]\nrepositories = [\"a\"]\n"));
+    assert!(e.contains("upstream.name"), "{e}");
+}
+
+#[test]
+fn the_shipped_hosted_example_parses() {
+    let text = include_str!("../../../../deploy/wharf.toml").replace("# [hosted]", "[hosted]");
+    let text = text.replace("# repositories = [", "repositories = [");
+    let c = Config::parse(&text, "deploy/wharf.toml").unwrap();
+    assert_eq!(
+        c.hosted.map(|h| h.repositories),
+        Some(vec!["ol7image".to_owned(), "team/*".to_owned()])
+    );
+}

@@ -1,0 +1,96 @@
+//! The checks every request passes before any work ([`Proxy::admit`]), and where it is routed:
+//! an upstream, a hosted repository (`hosted/`), or wharf's own ping.
+
+use http::{Method, Request};
+use wharf_oci::ErrorCode;
+
+use crate::route::{self, Endpoint, ParsedPath, RouteError};
+use crate::upstreams::Target;
+use crate::{Proxy, ProxyError, auth, hosted, limits};
+
+/// Where an admitted request goes.
+pub(crate) enum Routed<'p> {
+    /// `GET /v2/`: answered by wharf itself.
+    Ping,
+    To(&'p ParsedPath, Target),
+    /// A hosted repository, and who asks (for the write check).
+    Hosted(&'p ParsedPath, &'p hosted::Hosted, auth::Caller),
+}
+
+impl Proxy {
+    /// The checks before any work, in order: URI length, body, client authentication, method,
+    /// path; then the upstream the name routes to.
+    pub(crate) async fn admit<'p, B: http_body::Body>(
+        &'p self,
+        req: &Request<B>,
+        parsed: &'p Result<ParsedPath, RouteError>,
+    ) -> Result<Routed<'p>, ProxyError> {
+        limits::check_uri(req)?;
+        limits::check_body(req)?;
+        let caller = match &self.auth {
+            Some(auth) => {
+                let ping = matches!(parsed, Ok(p) if p.endpoint == Endpoint::Ping);
+                auth.check(req.headers(), ping).await?
+            }
+            None => auth::Caller::Anonymous,
+        };
+        let write = !matches!(*req.method(), Method::GET | Method::HEAD);
+        let Some(hosted) = &self.hosted else {
+            if write {
+                return Err(ProxyError::oci(
+                    ErrorCode::Unsupported,
+                    "wharf serves pulls: only GET and HEAD are supported (no [hosted] repositories are configured)",
+                ));
+            }
+            return self.route_upstream(req, parsed);
+        };
+        let parsed = parsed.as_ref().map_err(|e| ProxyError::Route(e.clone()))?;
+        let Some(name) = parsed.endpoint.name() else {
+            if write {
+                return Err(ProxyError::oci(
+                    ErrorCode::Unsupported,
+                    "only GET and HEAD are supported on /v2/",
+                ));
+            }
+            return Ok(Routed::Ping);
+        };
+        let ns = route::query_param(req.uri().query(), "ns");
+        let target =
+            match self
+                .upstreams
+                .select_named(ns.as_deref(), parsed.mount.as_deref(), name)?
+            {
+                Some(target) => target,
+                None if hosted.matches(name) => return Ok(Routed::Hosted(parsed, hosted, caller)),
+                None => self.upstreams.select_default(name)?,
+            };
+        if write {
+            // No dependency confusion: a push never lands beside what an upstream serves.
+            return Err(ProxyError::oci(
+                ErrorCode::Denied,
+                format!(
+                    "{name} belongs to upstream {} ({}), which wharf mirrors: push to a hosted repository instead (hosted.repositories)",
+                    target.upstream.name, target.repo
+                ),
+            ));
+        }
+        Ok(Routed::To(parsed, target))
+    }
+
+    /// Routing without hosted repositories: every name is an upstream's.
+    fn route_upstream<'p, B>(
+        &self,
+        req: &Request<B>,
+        parsed: &'p Result<ParsedPath, RouteError>,
+    ) -> Result<Routed<'p>, ProxyError> {
+        let parsed = parsed.as_ref().map_err(|e| ProxyError::Route(e.clone()))?;
+        let Some(name) = parsed.endpoint.name() else {
+            return Ok(Routed::Ping);
+        };
+        let ns = route::query_param(req.uri().query(), "ns");
+        let target = self
+            .upstreams
+            .select(ns.as_deref(), parsed.mount.as_deref(), name)?;
+        Ok(Routed::To(parsed, target))
+    }
+}

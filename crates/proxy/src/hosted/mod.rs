@@ -1,0 +1,285 @@
+//! Hosted repositories: names that wharf keeps itself, that users push to and pull from, with
+//! their content in a store of their own (`hosted.dir`), outside the cache's budget.
+//!
+//! ```text
+//! routing (lib.rs, DESIGN.md's order)
+//!   1./2. ns= / mount / first component naming an upstream  -> that upstream (a push: DENIED,
+//!         the name belongs to it: a push never shadows what an upstream serves)
+//!   3.    a name matching a hosted pattern (`hosted.repositories`) -> here
+//!   4.    the default upstream
+//! here:
+//!   rights (rights.rs): a push needs an authenticated user
+//!   POST/PATCH/PUT/GET/DELETE .../blobs/uploads/<id>  -> upload.rs (spool, hashed as it arrives)
+//!   POST ...?mount=<d>&from=<repo>                     -> mount.rs
+//!   PUT .../manifests/<ref>                            -> manifest_put.rs
+//!   GET/HEAD manifests, blobs, tags/list, signatures   -> pull.rs (never an upstream)
+//! ```
+//!
+//! Content is scoped as in the cache: the store keeps each digest once, and records which
+//! hosted repository holds it (`ScopeKey { upstream: "hosted", .. }`), set by a push or a
+//! mount. A digest is served only through a repository that holds it.
+
+mod manifest_put;
+mod mount;
+mod pull;
+pub(crate) mod rights;
+mod sessions;
+mod upload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use wharf_cache::{ScopeKey, Store};
+use wharf_oci::{Digest, ErrorCode, RepositoryName};
+
+use crate::Proxy;
+use crate::auth::Caller;
+use crate::body::{self, Body};
+use crate::error::ProxyError;
+use crate::route::{Endpoint, ParsedPath};
+
+/// The name hosted content goes by where the cache names an upstream: in store keys, logs and
+/// the metrics' `upstream` label. No upstream may be called this.
+pub const HOSTED: &str = "hosted";
+
+/// How hosted repositories are configured (`[hosted]`).
+#[derive(Debug, Clone)]
+pub struct HostedOptions {
+    /// Patterns of hosted names: a name, or a glob where `*` stands for any run of characters,
+    /// `/` included (`team/*`).
+    pub repositories: Vec<String>,
+    /// Bytes the hosted store may hold; `None`: no bound but the disk.
+    pub quota: Option<u64>,
+    /// An upload that receives nothing for this long is dropped with its spool.
+    pub upload_timeout: Duration,
+}
+
+impl HostedOptions {
+    /// `upload_timeout` unless configured.
+    pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+}
+
+/// The hosted repositories: their patterns, their store and the uploads in progress.
+pub struct Hosted {
+    patterns: Vec<String>,
+    store: Arc<Store>,
+    quota: Option<u64>,
+    uploads: Arc<sessions::Sessions>,
+}
+
+/// Why a pattern is not one `[hosted] repositories` accepts.
+pub fn check_pattern(p: &str) -> Result<(), String> {
+    let valid = !p.is_empty()
+        && p.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/*".contains(&b))
+        && !p.starts_with('/')
+        && !p.ends_with('/')
+        && !p.contains("//");
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{p:?} is not a repository name or glob (lowercase letters, digits, '.', '_', '-', '/' and '*')"
+        ))
+    }
+}
+
+/// Whether `name` matches `pattern`, where `*` matches any run of characters (`/` too).
+fn glob(pattern: &str, name: &str) -> bool {
+    let Some((head, rest)) = pattern.split_once('*') else {
+        return pattern == name;
+    };
+    let Some(tail) = name.strip_prefix(head) else {
+        return false;
+    };
+    // Every split of the rest of the name; names are at most a few hundred bytes.
+    (0..=tail.len())
+        .filter(|&i| tail.is_char_boundary(i))
+        .any(|i| glob(rest, &tail[i..]))
+}
+
+impl Hosted {
+    /// Hosted repositories with their content in `store` (which should have no budget to
+    /// evict by: hosted content is never evicted). Starts the sweep of abandoned uploads on
+    /// the current runtime.
+    pub fn new(store: Arc<Store>, options: HostedOptions) -> Result<Hosted, String> {
+        for p in &options.repositories {
+            check_pattern(p)?;
+        }
+        Ok(Hosted {
+            patterns: options.repositories,
+            store,
+            quota: options.quota,
+            uploads: sessions::Sessions::start(options.upload_timeout),
+        })
+    }
+
+    /// Whether `name` is a hosted repository (step 3 of the routing order).
+    pub fn matches(&self, name: &RepositoryName) -> bool {
+        self.patterns.iter().any(|p| glob(p, name.as_str()))
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Uploads in progress.
+    pub fn uploads_in_progress(&self) -> usize {
+        self.uploads.len()
+    }
+
+    /// The pair that says `repo` holds `digest`.
+    fn key<'a>(repo: &'a RepositoryName, digest: &'a Digest) -> ScopeKey<'a> {
+        ScopeKey {
+            upstream: HOSTED,
+            repository: repo.as_str(),
+            digest,
+        }
+    }
+
+    /// Whether `repo` holds `digest` and the store has it.
+    fn holds(&self, repo: &RepositoryName, digest: &Digest) -> bool {
+        self.store.in_scope(Self::key(repo, digest)) && self.store.contains(digest)
+    }
+
+    /// Refuses new content of `adding` bytes that would take the store past its quota.
+    /// DENIED (403): the spec has no code for a quota, and a 403 with this message is what
+    /// clients print; a 5xx would be retried (the spec's "temporary condition") in vain.
+    fn check_quota(&self, adding: u64) -> Result<(), ProxyError> {
+        let Some(quota) = self.quota else {
+            return Ok(());
+        };
+        let used = self.store.stats().size_bytes;
+        if used.saturating_add(adding) > quota {
+            return Err(ProxyError::oci(
+                ErrorCode::Denied,
+                format!(
+                    "the hosted repositories' quota is reached: {used} of {quota} bytes used, \
+                     {adding} more refused (hosted.quota)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Proxy {
+    /// Answers a request for a hosted repository. `caller` passed the pull check already; a
+    /// write is checked here (rights.rs).
+    pub(crate) async fn answer_hosted<B>(
+        &self,
+        hosted: &Hosted,
+        req: Request<B>,
+        parsed: &ParsedPath,
+        caller: &Caller,
+    ) -> Result<Response<Body>, ProxyError>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let method = req.method().clone();
+        let base = parsed.client_base.as_str();
+        if !matches!(method, Method::GET | Method::HEAD) {
+            rights::may_push(self.auth(), caller, &parsed.endpoint)?;
+        }
+        let head = method == Method::HEAD;
+        match (&parsed.endpoint, method) {
+            (Endpoint::Uploads { name, session }, m) => {
+                let user = rights::user(caller);
+                if session.is_empty() {
+                    if m != Method::POST {
+                        return Err(unsupported(&m, "an upload starts with POST"));
+                    }
+                    return self.start_upload(hosted, name, base, user, req).await;
+                }
+                let s = hosted.uploads.find(session, name, user)?;
+                match m {
+                    Method::PATCH => hosted.patch(s, base, req).await,
+                    Method::PUT => hosted.complete(s, name, base, req).await,
+                    Method::GET | Method::HEAD => Ok(upload::status(&s, base).await),
+                    Method::DELETE => Ok(hosted.cancel(s).await),
+                    m => Err(unsupported(&m, "uploads take PATCH, PUT, GET and DELETE")),
+                }
+            }
+            (Endpoint::Manifest { name, reference }, Method::PUT) => {
+                hosted.put_manifest(name, reference, base, req).await
+            }
+            (Endpoint::Manifest { name, reference }, Method::GET | Method::HEAD) => {
+                hosted.manifest(name, reference, head, req.headers()).await
+            }
+            (Endpoint::Blob { name, digest }, Method::GET | Method::HEAD) => {
+                let sendfile = req.extensions().get::<crate::sendfile::Pending>();
+                hosted
+                    .blob(name, digest, head, req.headers(), sendfile)
+                    .await
+            }
+            (Endpoint::Tags { name }, Method::GET | Method::HEAD) => {
+                hosted.tags(name, base, req.uri().query(), head)
+            }
+            (Endpoint::Signatures { name, digest }, Method::GET | Method::HEAD) => {
+                hosted.signatures(name, digest, head)
+            }
+            (Endpoint::Referrers { .. }, Method::GET | Method::HEAD) => Err(ProxyError::oci(
+                ErrorCode::NameUnknown,
+                "wharf does not list the referrers of hosted content yet",
+            )),
+            (_, m) => Err(unsupported(
+                &m,
+                "deleting hosted content is not supported yet",
+            )),
+        }
+    }
+}
+
+fn unsupported(method: &Method, what: &str) -> ProxyError {
+    ProxyError::oci(
+        ErrorCode::Unsupported,
+        format!("{method} is not supported here: {what}"),
+    )
+}
+
+/// `201 Created` for content now held by a repository: `Location` of the blob or manifest,
+/// `Docker-Content-Digest`.
+fn created(location: &str, digest: &Digest) -> Response<Body> {
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::CREATED;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&digest.to_string()) {
+        h.insert("docker-content-digest", v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_names() {
+        assert!(glob("ol7image", "ol7image"));
+        assert!(!glob("ol7image", "ol7image2"));
+        assert!(glob("team/*", "team/a"));
+        assert!(glob("team/*", "team/a/b"));
+        assert!(!glob("team/*", "team"));
+        assert!(!glob("team/*", "teamx/a"));
+        assert!(glob("*-dev", "app-dev"));
+        assert!(glob("a/*/c", "a/b/c"));
+        assert!(!glob("a/*/c", "a/b/d"));
+        assert!(glob("*", "anything/at/all"));
+    }
+
+    #[test]
+    fn patterns_are_names_or_globs() {
+        for ok in ["ol7image", "team/*", "*", "a.b/c-d_e"] {
+            assert!(check_pattern(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Team/*", "/a", "a/", "a//b", "a?b", "a b"] {
+            assert!(check_pattern(bad).is_err(), "{bad}");
+        }
+    }
+}

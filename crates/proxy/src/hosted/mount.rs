@@ -1,0 +1,78 @@
+//! Cross-repository mounts into a hosted repository: `POST .../blobs/uploads/?mount=<d>&from=<repo>`.
+//!
+//! `from` is routed as any name is (upstream prefixes, hosted patterns, default upstream):
+//!
+//! ```text
+//! from is hosted and holds d              -> d recorded for the target repository: 201
+//! from is an upstream's repository known
+//!   to hold d, and the cache has d        -> d copied from the cache into the hosted store
+//!                                            (verified as any upload): 201
+//! anything else (no from, not held, ...)  -> an ordinary upload session: 202, as the spec says
+//! ```
+//!
+//! Whoever passed the pull check may read what they mount (pull rights are not per repository
+//! yet); a mount from a cached repository copies, since cached content may be evicted and
+//! hosted content never is.
+
+use wharf_cache::file_chunks;
+use wharf_oci::{Digest, RepositoryName};
+
+use super::Hosted;
+use super::upload::store_error;
+use crate::Proxy;
+use crate::error::ProxyError;
+use crate::scope;
+
+impl Proxy {
+    /// Mounts `d` into `repo` from `from`; whether it was (else the caller starts an upload).
+    pub(super) async fn mount(
+        &self,
+        hosted: &Hosted,
+        repo: &RepositoryName,
+        d: &Digest,
+        from: Option<&str>,
+    ) -> Result<bool, ProxyError> {
+        if hosted.holds(repo, d) {
+            return Ok(true);
+        }
+        let Some(from) = from.and_then(|f| RepositoryName::parse(f).ok()) else {
+            return Ok(false);
+        };
+        let named = match self.upstreams.select_named(None, None, &from) {
+            Ok(named) => named,
+            Err(_) => return Ok(false),
+        };
+        let target = match named {
+            Some(target) => target,
+            None if hosted.matches(&from) => {
+                if !hosted.holds(&from, d) {
+                    return Ok(false);
+                }
+                hosted.store.add_scope(Hosted::key(repo, d));
+                return Ok(true);
+            }
+            None => match self.upstreams.select_default(&from) {
+                Ok(target) => target,
+                Err(_) => return Ok(false),
+            },
+        };
+        if !self.store.in_scope(scope::key(&target, d)) {
+            return Ok(false);
+        }
+        let Some((file, size)) = self.store.open_blob(d).await? else {
+            return Ok(false);
+        };
+        hosted.check_quota(size)?;
+        let mut upload = hosted.store.begin_upload().await.map_err(store_error)?;
+        let chunks = file_chunks(file, 0, size, wharf_cache::CHUNK as usize);
+        if let Err(e) = upload.append(chunks, Some(size)).await {
+            upload.discard().await;
+            tracing::warn!(digest = %d, error = %e, "mount from the cache failed; the client uploads instead");
+            return Ok(false);
+        }
+        hosted.finish(upload, repo, d).await?;
+        tracing::info!(digest = %d, upstream = %target.upstream.name, from = %from, to = %repo,
+            "blob mounted from the cache into a hosted repository");
+        Ok(true)
+    }
+}

@@ -1,0 +1,103 @@
+//! `[hosted]`: the repositories wharf hosts itself, and the checks on them (`Config::validate`
+//! calls [`Config::validate_hosted`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::{Cache, Config, ConfigError, invalid, size};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Hosted {
+    /// Names of hosted repositories, or globs where `*` stands for any run of characters, `/`
+    /// included (`"team/*"`). Routing asks upstream prefixes first, then these, then the
+    /// default upstream, so a hosted name never shadows an upstream's.
+    pub repositories: Vec<String>,
+    /// Where hosted content lives: a store of its own, never evicted. Default
+    /// `<cache.dir>/hosted`.
+    pub dir: Option<PathBuf>,
+    /// Bytes hosted content may take; a push past it is refused (403 DENIED). Default: no
+    /// bound but the disk.
+    #[serde(default, deserialize_with = "optional_size")]
+    pub quota: Option<u64>,
+    /// An upload that receives nothing for this long is dropped with its spool. Default `1h`.
+    #[serde(default = "default_upload_timeout", with = "humantime_serde")]
+    pub upload_timeout: Duration,
+}
+
+impl Hosted {
+    /// `dir`, or `<cache.dir>/hosted`.
+    pub(crate) fn dir(&self, cache: &Cache) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| cache.dir.join("hosted"))
+    }
+}
+
+fn default_upload_timeout() -> Duration {
+    wharf_proxy::hosted::HostedOptions::DEFAULT_UPLOAD_TIMEOUT
+}
+
+fn optional_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    size(d).map(Some)
+}
+
+impl Config {
+    /// `[hosted]`: patterns that are names or globs and that no upstream prefix takes first
+    /// (such a pattern could never be reached), a quota above 0, a directory of its own.
+    pub(super) fn validate_hosted(&self) -> Result<(), ConfigError> {
+        let Some(h) = &self.hosted else {
+            return Ok(());
+        };
+        if h.repositories.is_empty() {
+            return Err(invalid(
+                "hosted.repositories",
+                "list at least one repository name or pattern (\"team/*\")",
+            ));
+        }
+        for (j, p) in h.repositories.iter().enumerate() {
+            let field = format!("hosted.repositories[{j}]");
+            wharf_proxy::hosted::check_pattern(p).map_err(|m| invalid(&field, m))?;
+            let first = p.split('/').next().unwrap_or_default();
+            if p.contains('/') && !first.contains('*') {
+                for u in &self.upstream {
+                    if u.prefixes.iter().any(|x| x.eq_ignore_ascii_case(first)) {
+                        return Err(invalid(
+                            &field,
+                            format!(
+                                "{p:?} starts with {first:?}, a prefix of upstream {}: those names are the upstream's",
+                                u.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(u) = self
+            .upstream
+            .iter()
+            .find(|u| u.name == wharf_proxy::hosted::HOSTED)
+        {
+            return Err(invalid(
+                "upstream.name",
+                format!(
+                    "{:?} is the name of hosted content: rename the upstream",
+                    u.name
+                ),
+            ));
+        }
+        if h.quota == Some(0) {
+            return Err(invalid("hosted.quota", "must be more than 0 (or left out)"));
+        }
+        if h.dir(&self.cache) == self.cache.dir {
+            return Err(invalid(
+                "hosted.dir",
+                "must differ from cache.dir: hosted content has a store of its own",
+            ));
+        }
+        if h.upload_timeout.is_zero() {
+            return Err(invalid("hosted.upload_timeout", "must be more than 0"));
+        }
+        Ok(())
+    }
+}
