@@ -79,32 +79,7 @@ impl Proxy {
     ) -> Result<Response<Body>, ProxyError> {
         let sigs = self.signature_list(target, digest).await;
         tracing::debug!(%digest, count = sigs.list.len(), source = sigs.source.label(), "signatures");
-        let entries: Vec<serde_json::Value> = sigs
-            .list
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "schemaVersion": 2,
-                    "type": "atomic",
-                    "name": signature_name(digest, s),
-                    "content": base64::engine::general_purpose::STANDARD.encode(s),
-                })
-            })
-            .collect();
-        let json = serde_json::json!({ "signatures": entries }).to_string();
-        let len = json.len();
-        let mut resp = Response::new(if head {
-            body::empty()
-        } else {
-            body::full(json)
-        });
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-        Ok(resp)
+        Ok(render(digest, &sigs.list, head))
     }
 
     /// The signatures of `digest` in `target`'s repository: see the module docs.
@@ -185,6 +160,36 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The extension's answer: `{"signatures": [{"schemaVersion": 2, "type": "atomic", "name",
+/// "content"}]}` (empty for a `HEAD`, with the length of the `GET`).
+pub(crate) fn render(digest: &Digest, list: &[Bytes], head: bool) -> Response<Body> {
+    let entries: Vec<serde_json::Value> = list
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "schemaVersion": 2,
+                "type": "atomic",
+                "name": signature_name(digest, s),
+                "content": base64::engine::general_purpose::STANDARD.encode(s),
+            })
+        })
+        .collect();
+    let json = serde_json::json!({ "signatures": entries }).to_string();
+    let len = json.len();
+    let mut resp = Response::new(if head {
+        body::empty()
+    } else {
+        body::full(json)
+    });
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    resp
 }
 
 /// How long a signature store that failed is left alone when its failure has no back-off of

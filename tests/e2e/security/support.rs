@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wharf_e2e::http::Http;
 use wharf_e2e::process::{Proc, run};
-use wharf_e2e::util::{free_port, tail, temp_dir, wait_for, write_file};
+use wharf_e2e::util::{free_ports, tail, temp_dir, wait_for, write_file};
 use wharf_e2e::wharf::{WharfBuilder, wharf_bin};
 
 /// `htpasswd -cbB FILE user password`.
@@ -46,7 +46,7 @@ impl SecureWharf {
         ca: Option<&Path>,
     ) -> SecureWharf {
         let dir = temp_dir("wharf-sec");
-        let (port, admin) = (free_port(), free_port());
+        let [port, admin] = free_ports();
         let (config, env) = builder.write_config(dir.path(), port, admin);
         let text = std::fs::read_to_string(&config).expect("read config");
         let text = text.replacen("[server]\n", &format!("[server]\n{server_extra}\n"), 1);

@@ -12,7 +12,8 @@
 //!   POST/PATCH/PUT/GET/DELETE .../blobs/uploads/<id>  -> upload.rs (spool, hashed as it arrives)
 //!   POST ...?mount=<d>&from=<repo>                     -> mount.rs
 //!   PUT .../manifests/<ref>                            -> manifest_put.rs
-//!   GET/HEAD manifests, blobs, tags/list, signatures   -> pull.rs (never an upstream)
+//!   GET/HEAD manifests, blobs, tags/list               -> pull.rs (never an upstream)
+//!   GET/HEAD/PUT signatures (the API extension)        -> signed.rs
 //! ```
 //!
 //! Content is scoped as in the cache: the store keeps each digest once, and records which
@@ -24,6 +25,7 @@ mod mount;
 mod pull;
 pub(crate) mod rights;
 mod sessions;
+mod signed;
 mod upload;
 
 use std::sync::Arc;
@@ -218,7 +220,10 @@ impl Proxy {
                 hosted.tags(name, base, req.uri().query(), head)
             }
             (Endpoint::Signatures { name, digest }, Method::GET | Method::HEAD) => {
-                hosted.signatures(name, digest, head)
+                hosted.signatures(name, digest, head).await
+            }
+            (Endpoint::Signatures { name, digest }, Method::PUT) => {
+                hosted.put_signature(name, digest, req).await
             }
             (Endpoint::Referrers { .. }, Method::GET | Method::HEAD) => Err(ProxyError::oci(
                 ErrorCode::NameUnknown,

@@ -116,26 +116,6 @@ impl Hosted {
         }
         Ok(resp)
     }
-
-    /// The signature lists containers/image asks for (wharf says `X-Registry-Supports-
-    /// Signatures: 1`): hosted manifests have none yet, and copy fails on a 404 here.
-    pub(super) fn signatures(
-        &self,
-        repo: &RepositoryName,
-        digest: &Digest,
-        head: bool,
-    ) -> Result<Response<Body>, ProxyError> {
-        if !self.store.in_scope(Hosted::key(repo, digest)) {
-            return Err(ProxyError::oci(
-                ErrorCode::ManifestUnknown,
-                format!("manifest unknown: {repo} does not hold {digest}"),
-            ));
-        }
-        Ok(json_response(
-            Bytes::from_static(b"{\"signatures\":[]}"),
-            head,
-        ))
-    }
 }
 
 fn json_response(bytes: Bytes, head: bool) -> Response<Body> {
