@@ -27,6 +27,7 @@ use wharf_oci::Digest;
 
 use crate::error::StoreError;
 use crate::layout;
+use crate::store::Store;
 
 /// Which list: the upstream's name, the repository in the upstream's namespace, the manifest.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +51,42 @@ impl SignatureList {
         SystemTime::now()
             .duration_since(self.fetched_at)
             .unwrap_or_default()
+    }
+}
+
+impl Store {
+    /// The stored signature list of `key`'s manifest, if one was stored (`signatures.rs`).
+    pub async fn get_signatures(
+        &self,
+        key: SignatureKey<'_>,
+    ) -> Result<Option<SignatureList>, StoreError> {
+        match path(&self.layout().signatures_dir(), key) {
+            Some(path) => read(&path).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Stores `list` as `key`'s signature list, replacing the one before; on failure the one
+    /// before is kept. A key whose names cannot be a path stores nothing.
+    pub async fn put_signatures(
+        &self,
+        key: SignatureKey<'_>,
+        list: &SignatureList,
+    ) -> Result<(), StoreError> {
+        let Some(dest) = path(&self.layout().signatures_dir(), key) else {
+            return Ok(());
+        };
+        let tmp = self
+            .layout()
+            .spool_file("signatures", key.digest, self.next_seq());
+        let written = write(tmp, &dest, list).await;
+        match &written {
+            Err(e) => {
+                self.no_space.failed(e, "signatures");
+            }
+            Ok(()) => self.no_space.succeeded(),
+        }
+        written
     }
 }
 

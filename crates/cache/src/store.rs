@@ -20,7 +20,6 @@ use crate::no_space::NoSpace;
 use crate::recover;
 use crate::scopes::{ScopeKey, Scopes};
 use crate::scrub::{Fills, ScrubCounters, ScrubGuard, Scrubber};
-use crate::signatures::{self, SignatureKey, SignatureList};
 use crate::tags::{TagEntry, TagKey, TagRecord, Tags};
 use crate::writer::{Context, Op, Writer};
 
@@ -448,40 +447,6 @@ impl Store {
             scrub_faults: self.scrubbed.faults.load(Ordering::Relaxed),
             no_space_failures: self.no_space.failures(),
         }
-    }
-
-    /// The stored signature list of `key`'s manifest, if one was stored (`signatures.rs`).
-    pub async fn get_signatures(
-        &self,
-        key: SignatureKey<'_>,
-    ) -> Result<Option<SignatureList>, StoreError> {
-        match signatures::path(&self.layout().signatures_dir(), key) {
-            Some(path) => signatures::read(&path).await,
-            None => Ok(None),
-        }
-    }
-
-    /// Stores `list` as `key`'s signature list, replacing the one before; on failure the one
-    /// before is kept. A key whose names cannot be a path stores nothing.
-    pub async fn put_signatures(
-        &self,
-        key: SignatureKey<'_>,
-        list: &SignatureList,
-    ) -> Result<(), StoreError> {
-        let Some(dest) = signatures::path(&self.layout().signatures_dir(), key) else {
-            return Ok(());
-        };
-        let tmp = self
-            .layout()
-            .spool_file("signatures", key.digest, self.next_seq());
-        let written = signatures::write(tmp, &dest, list).await;
-        match &written {
-            Err(e) => {
-                self.no_space.failed(e, "signatures");
-            }
-            Ok(()) => self.no_space.succeeded(),
-        }
-        written
     }
 
     /// Waits until every change so far (and the current access times) is committed to the

@@ -67,6 +67,7 @@ pub mod tags;
 mod throttle;
 pub mod tls;
 pub mod upstreams;
+mod version;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
