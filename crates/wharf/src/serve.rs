@@ -176,6 +176,7 @@ async fn open_hosted(
             repositories: h.repositories.clone(),
             quota: h.quota,
             upload_timeout: h.upload_timeout,
+            delete: h.delete,
         },
     )
     .map_err(|e| format!("hosted.repositories: {e}"))

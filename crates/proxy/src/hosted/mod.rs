@@ -12,6 +12,7 @@
 //!   POST/PATCH/PUT/GET/DELETE .../blobs/uploads/<id>  -> upload.rs (spool, hashed as it arrives)
 //!   POST ...?mount=<d>&from=<repo>                     -> mount.rs
 //!   PUT .../manifests/<ref>                            -> manifest_put.rs
+//!   DELETE .../manifests/<ref>, .../blobs/<digest>     -> delete.rs (hosted.delete, may_delete)
 //!   GET/HEAD manifests, blobs, tags/list, signatures   -> pull.rs (never an upstream)
 //! ```
 //!
@@ -19,6 +20,7 @@
 //! hosted repository holds it (`ScopeKey { upstream: "hosted", .. }`), set by a push or a
 //! mount. A digest is served only through a repository that holds it.
 
+mod delete;
 mod manifest_put;
 mod mount;
 mod pull;
@@ -53,6 +55,8 @@ pub struct HostedOptions {
     pub quota: Option<u64>,
     /// An upload that receives nothing for this long is dropped with its spool.
     pub upload_timeout: Duration,
+    /// Whether `DELETE` of manifests, tags and blobs is allowed (else 405 UNSUPPORTED).
+    pub delete: bool,
 }
 
 impl HostedOptions {
@@ -66,6 +70,8 @@ pub struct Hosted {
     store: Arc<Store>,
     quota: Option<u64>,
     uploads: Arc<sessions::Sessions>,
+    /// `hosted.delete`.
+    delete: bool,
 }
 
 /// Why a pattern is not one `[hosted] repositories` accepts.
@@ -112,6 +118,7 @@ impl Hosted {
             store,
             quota: options.quota,
             uploads: sessions::Sessions::start(options.upload_timeout),
+            delete: options.delete,
         })
     }
 
@@ -180,7 +187,15 @@ impl Proxy {
     {
         let method = req.method().clone();
         let base = parsed.client_base.as_str();
-        if !matches!(method, Method::GET | Method::HEAD) {
+        let deleting = method == Method::DELETE
+            && matches!(
+                parsed.endpoint,
+                Endpoint::Manifest { .. } | Endpoint::Blob { .. }
+            );
+        if deleting {
+            hosted.check_delete_enabled()?;
+            delete::may_delete(self.auth(), caller, &parsed.endpoint)?;
+        } else if !matches!(method, Method::GET | Method::HEAD) {
             rights::may_push(self.auth(), caller, &parsed.endpoint)?;
         }
         let head = method == Method::HEAD;
@@ -205,6 +220,10 @@ impl Proxy {
             (Endpoint::Manifest { name, reference }, Method::PUT) => {
                 hosted.put_manifest(name, reference, base, req).await
             }
+            (Endpoint::Manifest { name, reference }, Method::DELETE) => {
+                hosted.delete_manifest(name, reference)
+            }
+            (Endpoint::Blob { name, digest }, Method::DELETE) => hosted.delete_blob(name, digest),
             (Endpoint::Manifest { name, reference }, Method::GET | Method::HEAD) => {
                 hosted.manifest(name, reference, head, req.headers()).await
             }
@@ -226,7 +245,7 @@ impl Proxy {
             )),
             (_, m) => Err(unsupported(
                 &m,
-                "deleting hosted content is not supported yet",
+                "this endpoint takes GET and HEAD (manifests also PUT and DELETE, blobs DELETE)",
             )),
         }
     }

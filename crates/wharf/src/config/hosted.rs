@@ -25,6 +25,11 @@ pub(crate) struct Hosted {
     /// An upload that receives nothing for this long is dropped with its spool. Default `1h`.
     #[serde(default = "default_upload_timeout", with = "humantime_serde")]
     pub upload_timeout: Duration,
+    /// Whether clients may `DELETE` manifests, tags and blobs of hosted repositories (with
+    /// the delete right). Off, a delete is 405 UNSUPPORTED, as distribution answers with
+    /// `storage.delete.enabled` off. Default `false`.
+    #[serde(default)]
+    pub delete: bool,
 }
 
 impl Hosted {
