@@ -1,6 +1,7 @@
 //! Hosted content over its life (issue 16, third slice), spoken raw against the spec's words:
 //! deletes of tags, manifests and blobs (and when they are refused), online garbage
-//! collection racing pushes, mounts and pulls, and the referrers of pushed manifests.
+//! collection racing pushes, mounts and pulls (gc.rs beside this file), and the referrers of
+//! pushed manifests.
 
 #![allow(
     clippy::expect_used,
@@ -10,6 +11,8 @@
 #[path = "hosting/api.rs"]
 #[allow(dead_code, reason = "shared with e2e_hosting, which uses all of it")]
 mod api;
+#[path = "hosted_content/gc.rs"]
+mod gc;
 #[path = "security/support.rs"]
 #[allow(dead_code, reason = "shared with e2e_security, which uses all of it")]
 mod support;
@@ -26,7 +29,7 @@ use support::SecureWharf;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "delete-s3cret";
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// wharf in front of `up` ("oracle", also the default upstream), an htpasswd user, anonymous
 /// pulls, `team/*` hosted in `<dir>/hosted`, and `hosted_extra` lines in `[hosted]`.
@@ -54,7 +57,11 @@ fn api(w: &SecureWharf) -> Api {
 }
 
 /// An OCI image manifest of `config` and `layers` (digest, size), with `extra` JSON members.
-fn image_manifest(config: (&str, usize), layers: &[(String, usize)], extra: &str) -> String {
+pub(crate) fn image_manifest(
+    config: (&str, usize),
+    layers: &[(String, usize)],
+    extra: &str,
+) -> String {
     let layers: Vec<String> = layers
         .iter()
         .map(|(d, n)| {
@@ -199,4 +206,37 @@ fn deletes_unlink_tags_manifests_and_blobs_when_allowed() {
     let r = a.send("DELETE", &format!("/v2/team/c/blobs/{md2}"), &[], b"");
     expect::oci_error(&r, &[404], "BLOB_UNKNOWN", "a manifest through blobs/");
     assert_eq!(get("/v2/team/c/manifests/v1").status, 200);
+}
+
+#[test]
+fn garbage_collection_keeps_what_is_referenced_and_removes_the_rest() {
+    let up = Upstream::plain();
+    // Collections only when asked and after deletes: the test makes them race.
+    let (w, dir) = wharf(&up, "delete = true\ngc_interval = \"1h\"");
+    let a = api(&w);
+    let hosted = dir.path().join("hosted");
+    // Garbage from before: a blob pushed and deleted goes with the first collection, and it
+    // is counted in /metrics.
+    let g = a.push_blob("team/old", b"garbage from before");
+    assert!(gc::blob_file(&hosted, &g).exists());
+    assert_eq!(
+        a.send("DELETE", &format!("/v2/team/old/blobs/{g}"), &[], b"")
+            .status,
+        202
+    );
+    let report = gc::collect(&Http::new(), w.admin);
+    assert!(report["collected"].as_u64() >= Some(1), "{report}");
+    assert!(gc::gone(&gc::blob_file(&hosted, &g)), "{report}");
+    let metrics = Http::new()
+        .get(&format!("http://127.0.0.1:{}/metrics", w.admin), &[])
+        .text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("wharf_hosted_gc_collected_bytes_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+
+    gc::collections_race_pushes_mounts_and_pulls(&a, w.admin, &hosted);
+    gc::a_pull_streams_on_while_its_blob_is_collected(&a, w.admin, &hosted, w.port);
 }

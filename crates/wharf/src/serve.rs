@@ -177,6 +177,7 @@ async fn open_hosted(
             quota: h.quota,
             upload_timeout: h.upload_timeout,
             delete: h.delete,
+            gc_interval: h.gc_interval,
         },
     )
     .map_err(|e| format!("hosted.repositories: {e}"))

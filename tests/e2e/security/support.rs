@@ -33,7 +33,10 @@ pub(crate) struct SecureWharf {
     _dir: tempfile::TempDir,
     pub port: u16,
     /// The admin listener's port (`server.admin_listen`).
-    #[allow(dead_code, reason = "e2e_hosted_content asks it for garbage collection")]
+    #[allow(
+        dead_code,
+        reason = "e2e_hosted_content asks it for garbage collection"
+    )]
     pub admin: u16,
     pub config: PathBuf,
     log: PathBuf,

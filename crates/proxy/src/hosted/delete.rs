@@ -141,8 +141,11 @@ impl Hosted {
         tags.len()
     }
 
-    /// What follows any delete.
-    fn deleted(&self, _repo: &RepositoryName, _digest: &Digest) {}
+    /// What follows any delete: a garbage collection soon, which frees the bytes if nothing
+    /// else references them.
+    fn deleted(&self, _repo: &RepositoryName, _digest: &Digest) {
+        self.gc.wake();
+    }
 }
 
 /// `202 Accepted`, empty.
