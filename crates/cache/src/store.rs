@@ -33,9 +33,9 @@ pub struct Store {
     pub(crate) options: StoreOptions,
     tags: Tags,
     /// Which (upstream, repository) is known to hold which digest (`scopes.rs`).
-    scopes: Arc<Scopes>,
-    index: Index,
-    meta: Writer,
+    pub(crate) scopes: Arc<Scopes>,
+    pub(crate) index: Index,
+    pub(crate) meta: Writer,
     hits: AtomicU64,
     misses: AtomicU64,
     /// Manifests verified since the store opened, by digest (`manifest_memory`). Consulted only

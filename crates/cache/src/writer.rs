@@ -52,6 +52,11 @@ pub(crate) enum Op {
     Dropped(Digest),
     /// An (upstream, repository) is known to hold a digest (already in the in-memory set).
     PutScope(OwnedScopeKey),
+    /// An (upstream, repository) no longer holds a digest (already out of the in-memory set):
+    /// a hosted repository's content deleted.
+    RemoveScope(OwnedScopeKey),
+    /// Answer every pair of this upstream, once everything sent before is committed.
+    ListScopes(String, oneshot::Sender<Result<Vec<OwnedScopeKey>, String>>),
     PutTag(OwnedTagKey, TagRow),
     RemoveTag(OwnedTagKey),
     /// Persist access times and everything sent before, then answer.
@@ -169,11 +174,13 @@ fn run(db: &Database, rx: &mpsc::Receiver<Op>, ctx: &Context, every: Duration) {
             }
         }
         let mut acks = Vec::new();
+        let mut lists = Vec::new();
         let mut stop = false;
         let mut work = Vec::with_capacity(ops.len());
         for op in ops {
             match op {
                 Op::Flush(ack) => acks.push(ack),
+                Op::ListScopes(upstream, reply) => lists.push((upstream, reply)),
                 Op::Stop => stop = true,
                 other => work.push(other),
             }
@@ -203,6 +210,9 @@ fn run(db: &Database, rx: &mpsc::Receiver<Op>, ctx: &Context, every: Duration) {
         });
         for ack in acks {
             let _ = ack.send(result.clone());
+        }
+        for (upstream, reply) in lists {
+            let _ = reply.send(list_scopes(db, &upstream).map_err(|e| e.to_string()));
         }
         if stop {
             return;
@@ -308,7 +318,18 @@ fn write(
                         });
                     }
                 }
-                Op::Flush(_) | Op::Stop => {}
+                Op::RemoveScope(key) => {
+                    scopes.remove(scope_key_value(&key))?;
+                    // As PutScope re-adds: the last word on a pair is the one sent last.
+                    if let Ok(digest) = Digest::parse(&key.digest) {
+                        ctx.scopes.remove(ScopeKey {
+                            upstream: &key.upstream,
+                            repository: &key.repository,
+                            digest: &digest,
+                        });
+                    }
+                }
+                Op::Flush(_) | Op::Stop | Op::ListScopes(..) => {}
             }
         }
         if scan {
@@ -329,6 +350,25 @@ fn write(
         e.saved_access.store(at, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Every pair of `upstream` in the table (a scan: the table is keyed by digest first; run for
+/// the hosted store's garbage collection and start-up, not on a request's path).
+fn list_scopes(db: &Database, upstream: &str) -> Result<Vec<OwnedScopeKey>, redb::Error> {
+    let txn = db.begin_read()?;
+    let mut out = Vec::new();
+    for row in txn.open_table(SCOPES)?.iter()? {
+        let (k, _) = row?;
+        let (digest, up, repository) = k.value();
+        if up == upstream {
+            out.push(OwnedScopeKey {
+                digest: digest.to_owned(),
+                upstream: up.to_owned(),
+                repository: repository.to_owned(),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Removes every pair of `digest` (whose string is `key`) from the table and from the set.

@@ -5,7 +5,7 @@
 //! # Naming rule
 //!
 //! `wharf_<subsystem>_<name>_<unit>[_total]`: subsystem one of `http` (the client-facing
-//! registry API), `proxy`, `upstream`, `fill`, `cache`, `tag`; the unit in base units (`seconds`,
+//! registry API), `proxy`, `upstream`, `fill`, `cache`, `tag`, `hosted`; the unit in base units (`seconds`,
 //! `bytes`); counters end in `_total`. `wharf_build_info` follows the Prometheus convention for
 //! an info metric.
 //!
@@ -33,8 +33,10 @@ use prometheus::{
     Registry, TextEncoder, exponential_buckets,
 };
 
+mod hosted;
 mod labels;
 
+pub use hosted::{HostedGcSnapshot, HostedMetrics};
 pub use labels::{Endpoint, Outcome, method_label, status_class};
 
 /// Every family wharf exports. Cheap to share behind an `Arc`; the families are handles.
@@ -116,6 +118,9 @@ pub struct Metrics {
     /// no signature verified (`require_signature`): `unsigned`, `invalid`, `unavailable`; and
     /// blobs refused because no verified manifest names them: `unverified_blob`.
     pub policy_refusals: IntCounterVec,
+
+    /// `wharf_hosted_*`: the hosted store's garbage collection (hosted.rs).
+    pub hosted: HostedMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -345,6 +350,7 @@ impl Metrics {
                 "Manifests refused because no signature verified with the upstream's key, by reason.",
                 &["upstream", "reason"],
             )?,
+            hosted: HostedMetrics::new(r)?,
         };
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])

@@ -95,10 +95,11 @@ where
             Ok(v) => rm(proxy, &v).await,
             Err(e) => error(StatusCode::BAD_REQUEST, e),
         },
+        (&Method::POST, "/admin/gc") => gc(proxy).await,
         (
             _,
             "/healthz" | "/readyz" | "/metrics" | "/admin/cache/stats" | "/admin/cache/tags"
-            | "/admin/cache/rm",
+            | "/admin/cache/rm" | "/admin/gc",
         ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {path}"),
@@ -126,6 +127,9 @@ fn metrics(proxy: &Proxy) -> Response<Body> {
         scrub_faults: s.scrub_faults,
         no_space_failures: s.no_space_failures,
     });
+    if let Some(h) = proxy.hosted() {
+        m.hosted.set_gc(h.gc_totals());
+    }
     let mut resp = Response::new(body::full(m.encode()));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -329,6 +333,20 @@ async fn rm(proxy: &Proxy, body: &Value) -> Response<Body> {
             "freed_bytes": freed,
         }),
     )
+}
+
+/// `POST /admin/gc`: a garbage collection of the hosted store now, and what it did.
+async fn gc(proxy: &Proxy) -> Response<Body> {
+    match proxy.hosted().map(|h| h.collect_garbage()) {
+        None => error(
+            StatusCode::NOT_FOUND,
+            "no [hosted] repositories are configured",
+        ),
+        Some(run) => match run.await {
+            Ok(report) => json_response(StatusCode::OK, &report.to_json()),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
+    }
 }
 
 /// The manifest `d` and everything it references that is stored: for an index, its child

@@ -64,6 +64,16 @@ impl Proxy {
                 None if hosted.matches(name) => return Ok(Routed::Hosted(parsed, hosted, caller)),
                 None => self.upstreams.select_default(name)?,
             };
+        if *req.method() == Method::DELETE {
+            // As distribution's pull-through cache answers: the upstream owns that content.
+            return Err(ProxyError::oci(
+                ErrorCode::Unsupported,
+                format!(
+                    "{name} belongs to upstream {} ({}), which wharf mirrors: only hosted repositories' content can be deleted",
+                    target.upstream.name, target.repo
+                ),
+            ));
+        }
         if write {
             // No dependency confusion: a push never lands beside what an upstream serves.
             return Err(ProxyError::oci(

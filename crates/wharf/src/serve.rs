@@ -176,6 +176,8 @@ async fn open_hosted(
             repositories: h.repositories.clone(),
             quota: h.quota,
             upload_timeout: h.upload_timeout,
+            delete: h.delete,
+            gc_interval: h.gc_interval,
         },
     )
     .map_err(|e| format!("hosted.repositories: {e}"))

@@ -32,6 +32,12 @@ pub(crate) fn htpasswd(file: &Path, user: &str, password: &str) {
 pub(crate) struct SecureWharf {
     _dir: tempfile::TempDir,
     pub port: u16,
+    /// The admin listener's port (`server.admin_listen`).
+    #[allow(
+        dead_code,
+        reason = "e2e_hosted_content asks it for garbage collection"
+    )]
+    pub admin: u16,
     pub config: PathBuf,
     log: PathBuf,
     proc: Option<Proc>,
@@ -84,6 +90,7 @@ impl SecureWharf {
         SecureWharf {
             _dir: dir,
             port,
+            admin,
             config,
             log,
             proc: Some(proc),

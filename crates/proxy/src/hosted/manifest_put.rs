@@ -10,7 +10,8 @@
 //!                 or mounted here), else 400 MANIFEST_BLOB_UNKNOWN, detail {"digest": ...};
 //!                 foreign layers and the `subject` need not be (the spec's words)
 //! by digest       the bytes must hash to it: 400 DIGEST_INVALID
-//! stored          byte-exact with its Content-Type; a tag records it
+//! stored          byte-exact with its Content-Type; a tag records it (checked, stored and
+//!                 recorded under one garbage collection pin: gc.rs)
 //! answer          201, Location .../manifests/<digest>, Docker-Content-Digest,
 //!                 OCI-Subject: <digest> when it has a subject
 //! ```
@@ -23,6 +24,7 @@ use wharf_cache::{TagKey, TagRecord};
 use wharf_oci::manifest::{self, Manifest};
 use wharf_oci::{Digest, ErrorCode, Reference, RepositoryName};
 
+use super::gc::Pin;
 use super::upload::{body_stream, store_error};
 use super::{HOSTED, Hosted, created};
 use crate::body::Body;
@@ -72,7 +74,11 @@ impl Hosted {
             Reference::Digest(named) => named.clone(),
             Reference::Tag(_) => digest,
         };
-        let subject = self.check_references(repo, &media_type, &bytes)?;
+        // From the check of what it names until it is scoped and tagged, no collection sweeps
+        // the manifest or what it names (gc.rs).
+        let pin = self.gc.pin().await;
+        let subject = self.check_references(&pin, repo, &media_type, &bytes)?;
+        pin.touch(&digest);
         if !self.store.contains(&digest) {
             self.check_quota(bytes.len() as u64)?;
         }
@@ -106,9 +112,11 @@ impl Hosted {
         Ok(resp)
     }
 
-    /// Checks what the manifest names against what `repo` holds; returns its `subject`.
+    /// Checks what the manifest names against what `repo` holds, touching each (the PUT will
+    /// reference it); returns its `subject`.
     fn check_references(
         &self,
+        pin: &Pin<'_>,
         repo: &RepositoryName,
         media_type: &str,
         bytes: &[u8],
@@ -136,6 +144,7 @@ impl Hosted {
                     ),
                 });
             }
+            pin.touch(d);
         }
         let subject = json
             .get("subject")

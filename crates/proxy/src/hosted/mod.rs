@@ -12,14 +12,20 @@
 //!   POST/PATCH/PUT/GET/DELETE .../blobs/uploads/<id>  -> upload.rs (spool, hashed as it arrives)
 //!   POST ...?mount=<d>&from=<repo>                     -> mount.rs
 //!   PUT .../manifests/<ref>                            -> manifest_put.rs
+//!   DELETE .../manifests/<ref>, .../blobs/<digest>     -> delete.rs (hosted.delete, may_delete)
 //!   GET/HEAD manifests, blobs, tags/list               -> pull.rs (never an upstream)
 //!   GET/HEAD/PUT signatures (the API extension)        -> signed.rs
 //! ```
+//!
+//! Garbage collection (gc.rs) removes stored content no repository references, online: every
+//! mutation below pins it from storing content until the content is scoped.
 //!
 //! Content is scoped as in the cache: the store keeps each digest once, and records which
 //! hosted repository holds it (`ScopeKey { upstream: "hosted", .. }`), set by a push or a
 //! mount. A digest is served only through a repository that holds it.
 
+mod delete;
+mod gc;
 mod manifest_put;
 mod mount;
 mod pull;
@@ -41,6 +47,8 @@ use crate::body::{self, Body};
 use crate::error::ProxyError;
 use crate::route::{Endpoint, ParsedPath};
 
+pub use gc::GcReport;
+
 /// The name hosted content goes by where the cache names an upstream: in store keys, logs and
 /// the metrics' `upstream` label. No upstream may be called this.
 pub const HOSTED: &str = "hosted";
@@ -55,11 +63,17 @@ pub struct HostedOptions {
     pub quota: Option<u64>,
     /// An upload that receives nothing for this long is dropped with its spool.
     pub upload_timeout: Duration,
+    /// Whether `DELETE` of manifests, tags and blobs is allowed (else 405 UNSUPPORTED).
+    pub delete: bool,
+    /// How often garbage collection runs (besides after deletes and when asked).
+    pub gc_interval: Duration,
 }
 
 impl HostedOptions {
     /// `upload_timeout` unless configured.
     pub const DEFAULT_UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// `gc_interval` unless configured.
+    pub const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(3600);
 }
 
 /// The hosted repositories: their patterns, their store and the uploads in progress.
@@ -68,6 +82,9 @@ pub struct Hosted {
     store: Arc<Store>,
     quota: Option<u64>,
     uploads: Arc<sessions::Sessions>,
+    /// `hosted.delete`.
+    delete: bool,
+    gc: Arc<gc::Gc>,
 }
 
 /// Why a pattern is not one `[hosted] repositories` accepts.
@@ -103,17 +120,19 @@ fn glob(pattern: &str, name: &str) -> bool {
 
 impl Hosted {
     /// Hosted repositories with their content in `store` (which should have no budget to
-    /// evict by: hosted content is never evicted). Starts the sweep of abandoned uploads on
-    /// the current runtime.
+    /// evict by: hosted content is never evicted). Starts the sweep of abandoned uploads and
+    /// the garbage collector on the current runtime.
     pub fn new(store: Arc<Store>, options: HostedOptions) -> Result<Hosted, String> {
         for p in &options.repositories {
             check_pattern(p)?;
         }
         Ok(Hosted {
             patterns: options.repositories,
-            store,
+            store: store.clone(),
             quota: options.quota,
             uploads: sessions::Sessions::start(options.upload_timeout),
+            delete: options.delete,
+            gc: gc::Gc::start(store.clone(), options.gc_interval),
         })
     }
 
@@ -129,6 +148,16 @@ impl Hosted {
     /// Uploads in progress.
     pub fn uploads_in_progress(&self) -> usize {
         self.uploads.len()
+    }
+
+    /// Collects garbage now (`POST /admin/gc`): after any collection under way.
+    pub async fn collect_garbage(&self) -> Result<GcReport, wharf_cache::StoreError> {
+        self.gc.collect().await
+    }
+
+    /// What garbage collection did since start-up.
+    pub fn gc_totals(&self) -> wharf_metrics::HostedGcSnapshot {
+        self.gc.totals()
     }
 
     /// The pair that says `repo` holds `digest`.
@@ -182,7 +211,15 @@ impl Proxy {
     {
         let method = req.method().clone();
         let base = parsed.client_base.as_str();
-        if !matches!(method, Method::GET | Method::HEAD) {
+        let deleting = method == Method::DELETE
+            && matches!(
+                parsed.endpoint,
+                Endpoint::Manifest { .. } | Endpoint::Blob { .. }
+            );
+        if deleting {
+            hosted.check_delete_enabled()?;
+            delete::may_delete(self.auth(), caller, &parsed.endpoint)?;
+        } else if !matches!(method, Method::GET | Method::HEAD) {
             rights::may_push(self.auth(), caller, &parsed.endpoint)?;
         }
         let head = method == Method::HEAD;
@@ -207,6 +244,10 @@ impl Proxy {
             (Endpoint::Manifest { name, reference }, Method::PUT) => {
                 hosted.put_manifest(name, reference, base, req).await
             }
+            (Endpoint::Manifest { name, reference }, Method::DELETE) => {
+                hosted.delete_manifest(name, reference)
+            }
+            (Endpoint::Blob { name, digest }, Method::DELETE) => hosted.delete_blob(name, digest),
             (Endpoint::Manifest { name, reference }, Method::GET | Method::HEAD) => {
                 hosted.manifest(name, reference, head, req.headers()).await
             }
@@ -231,7 +272,7 @@ impl Proxy {
             )),
             (_, m) => Err(unsupported(
                 &m,
-                "deleting hosted content is not supported yet",
+                "this endpoint takes GET and HEAD (manifests also PUT and DELETE, blobs DELETE)",
             )),
         }
     }

@@ -45,9 +45,12 @@ impl Proxy {
         let target = match named {
             Some(target) => target,
             None if hosted.matches(&from) => {
+                // Checked and scoped with no collection between (gc.rs).
+                let pin = hosted.gc.pin().await;
                 if !hosted.holds(&from, d) {
                     return Ok(false);
                 }
+                pin.touch(d);
                 hosted.store.add_scope(Hosted::key(repo, d));
                 return Ok(true);
             }

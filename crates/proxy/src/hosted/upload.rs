@@ -204,11 +204,14 @@ impl Hosted {
             upload.discard().await;
             return Err(e);
         }
+        // Stored, then scoped: no collection may fall between the two (gc.rs).
+        let pin = self.gc.pin().await;
         let size = self
             .store
             .finish_upload(upload, d)
             .await
             .map_err(store_error)?;
+        pin.touch(d);
         self.store.add_scope(Hosted::key(repo, d));
         Ok(size)
     }

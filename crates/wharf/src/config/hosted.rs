@@ -25,6 +25,15 @@ pub(crate) struct Hosted {
     /// An upload that receives nothing for this long is dropped with its spool. Default `1h`.
     #[serde(default = "default_upload_timeout", with = "humantime_serde")]
     pub upload_timeout: Duration,
+    /// Whether clients may `DELETE` manifests, tags and blobs of hosted repositories (with
+    /// the delete right). Off, a delete is 405 UNSUPPORTED, as distribution answers with
+    /// `storage.delete.enabled` off. Default `false`.
+    #[serde(default)]
+    pub delete: bool,
+    /// How often garbage collection of the hosted store runs (it also runs a few seconds
+    /// after deletes, and on `POST /admin/gc`). Default `1h`.
+    #[serde(default = "default_gc_interval", with = "humantime_serde")]
+    pub gc_interval: Duration,
 }
 
 impl Hosted {
@@ -36,6 +45,10 @@ impl Hosted {
 
 fn default_upload_timeout() -> Duration {
     wharf_proxy::hosted::HostedOptions::DEFAULT_UPLOAD_TIMEOUT
+}
+
+fn default_gc_interval() -> Duration {
+    wharf_proxy::hosted::HostedOptions::DEFAULT_GC_INTERVAL
 }
 
 fn optional_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
@@ -97,6 +110,9 @@ impl Config {
         }
         if h.upload_timeout.is_zero() {
             return Err(invalid("hosted.upload_timeout", "must be more than 0"));
+        }
+        if h.gc_interval.is_zero() {
+            return Err(invalid("hosted.gc_interval", "must be more than 0"));
         }
         Ok(())
     }
