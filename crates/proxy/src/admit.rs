@@ -42,7 +42,7 @@ impl Proxy {
                     "wharf serves pulls: only GET and HEAD are supported (no [hosted] repositories are configured)",
                 ));
             }
-            return self.route_upstream(req, parsed);
+            return self.route_upstream(req, parsed, &caller);
         };
         let parsed = parsed.as_ref().map_err(|e| ProxyError::Route(e.clone()))?;
         let Some(name) = parsed.endpoint.name() else {
@@ -74,6 +74,7 @@ impl Proxy {
                 ),
             ));
         }
+        self.check_mirrored_pull(&caller)?;
         Ok(Routed::To(parsed, target))
     }
 
@@ -82,6 +83,7 @@ impl Proxy {
         &self,
         req: &Request<B>,
         parsed: &'p Result<ParsedPath, RouteError>,
+        caller: &auth::Caller,
     ) -> Result<Routed<'p>, ProxyError> {
         let parsed = parsed.as_ref().map_err(|e| ProxyError::Route(e.clone()))?;
         let Some(name) = parsed.endpoint.name() else {
@@ -91,6 +93,20 @@ impl Proxy {
         let target = self
             .upstreams
             .select(ns.as_deref(), parsed.mount.as_deref(), name)?;
+        self.check_mirrored_pull(caller)?;
         Ok(Routed::To(parsed, target))
+    }
+
+    /// A pull of mirrored content without credentials passes only when `auth.anonymous_pull`
+    /// covers mirrored content (`all` or `mirrored`); every user may pull it.
+    pub(crate) fn check_mirrored_pull(&self, caller: &auth::Caller) -> Result<(), ProxyError> {
+        match (&self.auth, caller) {
+            (Some(a), auth::Caller::Anonymous) if !a.anonymous_pull().covers(false) => {
+                Err(ProxyError::Unauthenticated {
+                    message: "pulling mirrored content needs a user: log in first".to_owned(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 }

@@ -43,6 +43,7 @@
 //! `/metrics` (the families of `wharf-metrics`, counted by `observe.rs`)
 //! and the JSON API behind `wharf cache stats|ls|rm`.
 
+pub mod access;
 pub mod admin;
 mod admit;
 mod attached;

@@ -8,7 +8,7 @@
 //!   3.    a name matching a hosted pattern (`hosted.repositories`) -> here
 //!   4.    the default upstream
 //! here:
-//!   rights (rights.rs): a push needs an authenticated user
+//!   rights (rights.rs): pull, push or delete, per user and repository (`[auth]`)
 //!   POST/PATCH/PUT/GET/DELETE .../blobs/uploads/<id>  -> upload.rs (spool, hashed as it arrives)
 //!   POST ...?mount=<d>&from=<repo>                     -> mount.rs
 //!   PUT .../manifests/<ref>                            -> manifest_put.rs
@@ -86,7 +86,7 @@ pub fn check_pattern(p: &str) -> Result<(), String> {
 }
 
 /// Whether `name` matches `pattern`, where `*` matches any run of characters (`/` too).
-fn glob(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob(pattern: &str, name: &str) -> bool {
     let Some((head, rest)) = pattern.split_once('*') else {
         return pattern == name;
     };
@@ -165,8 +165,7 @@ impl Hosted {
 }
 
 impl Proxy {
-    /// Answers a request for a hosted repository. `caller` passed the pull check already; a
-    /// write is checked here (rights.rs).
+    /// Answers a request for a hosted repository, once `caller` may do what it asks (rights.rs).
     pub(crate) async fn answer_hosted<B>(
         &self,
         hosted: &Hosted,
@@ -180,9 +179,7 @@ impl Proxy {
     {
         let method = req.method().clone();
         let base = parsed.client_base.as_str();
-        if !matches!(method, Method::GET | Method::HEAD) {
-            rights::may_push(self.auth(), caller, &parsed.endpoint)?;
-        }
+        rights::check(self.auth(), caller, &method, &parsed.endpoint)?;
         let head = method == Method::HEAD;
         match (&parsed.endpoint, method) {
             (Endpoint::Uploads { name, session }, m) => {
