@@ -1,7 +1,8 @@
 //! Rights on hosted repositories (issue 16): `[[auth.rights]]` per user and repository pattern,
 //! `anonymous_pull = "mirrored"` (mirrored content without login, hosted content only with
 //! one), and the rights a mount needs on its source, spoken raw against the spec's statuses
-//! and error JSON.
+//! and error JSON; and the guide's bare-name push with podman on the default configuration's
+//! shape plus a user: hosted on the first push only when the default upstream lacks the name.
 
 #![allow(
     clippy::expect_used,
@@ -27,7 +28,9 @@ use wharf_e2e::expect;
 use wharf_e2e::http::{ACCEPT_ALL_MANIFESTS, Http};
 use wharf_e2e::process::run;
 use wharf_e2e::util::{sha256_digest, temp_dir};
-use wharf_e2e::{Upstream, UpstreamCfg, Wharf, images};
+use wharf_e2e::{Podman, Upstream, UpstreamCfg, Wharf, images};
+
+const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `htpasswd -bB FILE user password`: a further user in an existing file.
 fn add_user(file: &Path, user: &str, password: &str) {
@@ -229,4 +232,168 @@ fn anonymous_pull_hosted_only_keeps_mirrored_content_for_users() {
     assert_eq!(up.since(m).len(), 0, "a refused pull reached the upstream");
     let r = alice.send("GET", &mirrored, &[("Accept", ACCEPT_ALL_MANIFESTS)], b"");
     assert_eq!(r.status, 200, "alice pulls mirrored: {}", r.describe());
+}
+
+/// The guide's flow on the embedded default's shape (a default upstream for bare names, no
+/// `[hosted]`) plus a user: `ol7image` becomes hosted on its first push because the upstream
+/// lacks it (asked once), survives a restart, and a bare name the upstream serves is refused.
+#[test]
+fn the_guides_bare_name_push_is_hosted_only_when_the_default_upstream_lacks_it() {
+    let set = images();
+    let img = &set.oraclelinux;
+    let mut up = Upstream::plain();
+    let dir = temp_dir("bare-names");
+    let file = dir.path().join("htpasswd");
+    htpasswd(&file, "alice", "alice-pw");
+    let cache = dir.path().join("cache");
+    let start = |up: &Upstream| {
+        let builder = Wharf::builder()
+            .upstream(UpstreamCfg::oracle(up))
+            .cache_dir(&cache)
+            .extra_toml(&format!(
+                "[auth]\nhtpasswd = {:?}\nanonymous_pull = true\n",
+                file.display().to_string()
+            ));
+        SecureWharf::start(builder, "", None)
+    };
+    let wharf = start(&up);
+    let host = wharf.host_port();
+    let podman = Podman::plain(&[&host]);
+    let authfile = podman.dir().join("auth.json");
+    let authfile = authfile.to_str().expect("utf-8");
+    let mirrored = format!("{host}/oracle/{}", img.reference());
+    podman
+        .pull(&mirrored, &[])
+        .expect_ok("podman pull through wharf");
+    let mut login = podman.command();
+    login
+        .args([
+            "login",
+            "--authfile",
+            authfile,
+            "-u",
+            "alice",
+            "-p",
+            "alice-pw",
+        ])
+        .arg(&host);
+    run(&mut login, TIMEOUT).expect_ok("podman login");
+    let push = |name: &str| {
+        let mut tag = podman.command();
+        tag.args(["tag", &mirrored, name]);
+        run(&mut tag, TIMEOUT).expect_ok("podman tag");
+        let digestfile = podman.dir().join("pushed.digest");
+        let _ = std::fs::remove_file(&digestfile);
+        let mut cmd = podman.command();
+        cmd.args(["push", "--authfile", authfile, "--digestfile"])
+            .arg(&digestfile)
+            .arg(name);
+        let out = run(&mut cmd, TIMEOUT);
+        (
+            out,
+            std::fs::read_to_string(&digestfile).unwrap_or_default(),
+        )
+    };
+
+    let hosted = format!("{host}/ol7image:v1");
+    let m = up.mark();
+    let (out, digest) = push(&hosted);
+    out.expect_ok("podman push <wharf>/ol7image:v1");
+    // Before its first upload podman HEADs the blobs: still the upstream's name then (a pull).
+    let asked = up.since(m);
+    let questions: Vec<_> = asked
+        .iter()
+        .filter(|r| r.path.starts_with("/v2/ol7image/tags/list"))
+        .collect();
+    assert_eq!(questions.len(), 1, "the upstream is asked once: {asked:?}");
+    assert!(
+        asked
+            .iter()
+            .all(|r| r.method == "GET" || r.method == "HEAD"),
+        "a push reached the upstream: {asked:?}"
+    );
+    let fresh = Podman::plain(&[&host]);
+    fresh
+        .pull(&hosted, &[])
+        .expect_ok("podman pull of the pushed bare name");
+    assert_eq!(fresh.image_digest(&hosted), digest.trim());
+
+    // A bare name the default upstream serves (the test image's repository) stays its own.
+    let m = up.mark();
+    let (out, _) = push(&format!("{host}/{}:mine", img.repo));
+    assert!(
+        !out.ok(),
+        "a push shadowed the upstream's {}:\n{out}",
+        img.repo
+    );
+    assert!(out.stderr.contains("upstream oracle"), "{out}");
+    let alice = api(&wharf, "alice");
+    let r = alice.send(
+        "POST",
+        &format!("/v2/{}/blobs/uploads/", img.repo),
+        &[],
+        b"",
+    );
+    expect::oci_error(
+        &r,
+        &[403],
+        "DENIED",
+        "a push to a bare name the upstream serves",
+    );
+    assert!(
+        r.errors()[0].1.contains("upstream oracle"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(
+        up.count_since(m, |r| r.path.contains("/tags/list")),
+        1,
+        "the answer is remembered"
+    );
+    let r = alice.send(
+        "GET",
+        &format!("/v2/{}/manifests/{}", img.repo, img.tag),
+        &[("Accept", ACCEPT_ALL_MANIFESTS)],
+        b"",
+    );
+    assert_eq!(
+        sha256_digest(&r.body),
+        img.manifest.digest,
+        "still mirrored"
+    );
+
+    // A restart keeps ol7image hosted: served without asking the upstream.
+    drop(wharf);
+    let wharf = start(&up);
+    let host = wharf.host_port();
+    let m = up.mark();
+    let again = Podman::plain(&[&host]);
+    let hosted = format!("{host}/ol7image:v1");
+    again
+        .pull(&hosted, &[])
+        .expect_ok("podman pull of ol7image after a restart");
+    assert_eq!(again.image_digest(&hosted), digest.trim());
+    assert_eq!(
+        up.since(m).len(),
+        0,
+        "hosted content came from the upstream"
+    );
+
+    // An upstream that cannot be asked: refused, not guessed (503, retried by clients).
+    up.stop();
+    let alice = api(&wharf, "alice");
+    let r = alice.send("POST", "/v2/newimage/blobs/uploads/", &[], b"");
+    expect::oci_error(&r, &[503], "UNAVAILABLE", "the upstream cannot be asked");
+    assert!(
+        r.errors()[0].1.contains("upstream oracle"),
+        "{}",
+        r.describe()
+    );
+    let r = alice.send("POST", "/v2/ol7image/blobs/uploads/", &[], b"");
+    assert_eq!(
+        r.status,
+        202,
+        "a hosted bare name needs no upstream: {}",
+        r.describe()
+    );
 }

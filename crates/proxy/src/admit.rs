@@ -62,6 +62,11 @@ impl Proxy {
             {
                 Some(target) => target,
                 None if hosted.matches(name) => return Ok(Routed::Hosted(parsed, hosted, caller)),
+                None if hosted.bare_names() && claims(req.method(), &parsed.endpoint) => {
+                    hosted::rights::may_push(self.auth(), &caller, name)?;
+                    self.claim_bare(hosted, name).await?;
+                    return Ok(Routed::Hosted(parsed, hosted, caller));
+                }
                 None => self.upstreams.select_default(name)?,
             };
         if write {
@@ -109,4 +114,16 @@ impl Proxy {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether a request may make a bare name hosted (`hosted.bare_names`): what starts a push,
+/// an upload's POST or a manifest's PUT.
+fn claims(method: &Method, endpoint: &Endpoint) -> bool {
+    matches!(
+        (method, endpoint),
+        (&Method::POST, Endpoint::Uploads { session, .. }) if session.is_empty()
+    ) || matches!(
+        (method, endpoint),
+        (&Method::PUT, Endpoint::Manifest { .. })
+    )
 }

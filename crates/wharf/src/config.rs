@@ -30,7 +30,9 @@ pub(crate) struct Config {
     pub log: Log,
     #[serde(default)]
     pub upstream: Vec<UpstreamConfig>,
-    /// Repositories wharf hosts itself (push and pull). Default: none; every push is refused.
+    /// Repositories wharf hosts itself (push and pull). Default: with `[auth] htpasswd`, bare
+    /// names hosted on their first push (`hosted.bare_names`); without it, none, and every
+    /// push is refused.
     pub hosted: Option<Hosted>,
 }
 
@@ -250,10 +252,11 @@ impl Config {
     }
 
     pub(crate) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_owned(),
             message: redact_secrets(&e.to_string(), text),
         })?;
+        config.imply_hosted();
         config.validate()?;
         Ok(config)
     }

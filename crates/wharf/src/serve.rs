@@ -174,13 +174,15 @@ async fn open_hosted(
     let store = wharf_cache::Store::open_with(&dir, options)
         .await
         .map_err(|e| format!("opening the hosted store in {}: {e}", dir.display()))?;
-    tracing::info!(dir = %dir.display(), repositories = ?h.repositories, quota = ?h.quota, "hosting repositories");
+    tracing::info!(dir = %dir.display(), repositories = ?h.repositories, quota = ?h.quota,
+        bare_names = h.bare_names(&config.auth), "hosting repositories");
     wharf_proxy::hosted::Hosted::new(
         store,
         wharf_proxy::hosted::HostedOptions {
             repositories: h.repositories.clone(),
             quota: h.quota,
             upload_timeout: h.upload_timeout,
+            bare_names: h.bare_names(&config.auth),
         },
     )
     .map_err(|e| format!("hosted.repositories: {e}"))

@@ -5,8 +5,9 @@
 //! routing (lib.rs, DESIGN.md's order)
 //!   1./2. ns= / mount / first component naming an upstream  -> that upstream (a push: DENIED,
 //!         the name belongs to it: a push never shadows what an upstream serves)
-//!   3.    a name matching a hosted pattern (`hosted.repositories`) -> here
-//!   4.    the default upstream
+//!   3.    a name matching a hosted pattern (`hosted.repositories`), or a bare name hosted on
+//!         its first push (bare.rs)                    -> here
+//!   4.    the default upstream (a push with `hosted.bare_names`: bare.rs asks it first)
 //! here:
 //!   rights (rights.rs): pull, push or delete, per user and repository (`[auth]`)
 //!   POST/PATCH/PUT/GET/DELETE .../blobs/uploads/<id>  -> upload.rs (spool, hashed as it arrives)
@@ -19,6 +20,7 @@
 //! hosted repository holds it (`ScopeKey { upstream: "hosted", .. }`), set by a push or a
 //! mount. A digest is served only through a repository that holds it.
 
+mod bare;
 mod manifest_put;
 mod mount;
 mod pull;
@@ -53,6 +55,9 @@ pub struct HostedOptions {
     pub quota: Option<u64>,
     /// An upload that receives nothing for this long is dropped with its spool.
     pub upload_timeout: Duration,
+    /// A push to a name that routes to the default upstream makes it hosted when that
+    /// upstream does not serve it (bare.rs).
+    pub bare_names: bool,
 }
 
 impl HostedOptions {
@@ -66,6 +71,7 @@ pub struct Hosted {
     store: Arc<Store>,
     quota: Option<u64>,
     uploads: Arc<sessions::Sessions>,
+    bare: bare::BareNames,
 }
 
 /// Why a pattern is not one `[hosted] repositories` accepts.
@@ -107,7 +113,9 @@ impl Hosted {
         for p in &options.repositories {
             check_pattern(p)?;
         }
+        let bare = bare::BareNames::load(store.root(), options.bare_names)?;
         Ok(Hosted {
+            bare,
             patterns: options.repositories,
             store,
             quota: options.quota,
@@ -115,9 +123,15 @@ impl Hosted {
         })
     }
 
-    /// Whether `name` is a hosted repository (step 3 of the routing order).
+    /// Whether `name` is a hosted repository (step 3 of the routing order): a pattern's, or a
+    /// bare name hosted on its first push.
     pub fn matches(&self, name: &RepositoryName) -> bool {
-        self.patterns.iter().any(|p| glob(p, name.as_str()))
+        self.patterns.iter().any(|p| glob(p, name.as_str())) || self.bare.is_claimed(name)
+    }
+
+    /// Whether a push to a name of the default upstream may make it hosted (bare.rs).
+    pub fn bare_names(&self) -> bool {
+        self.bare.enabled()
     }
 
     pub fn store(&self) -> &Arc<Store> {

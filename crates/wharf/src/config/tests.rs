@@ -414,3 +414,37 @@ fn rights_and_anonymous_pull_modes() {
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].starts_with("auth.rights[0].users: \"bob\""), "{w:?}");
 }
+
+#[test]
+fn bare_names_are_hosted_by_default_once_there_are_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        "alice:$2y$05$6oDSXHgbzDv.k3jEX/jlaubEbNHKJw/l0YmbzfQnb0BG5YpVPwju2\n",
+    )
+    .unwrap();
+    let auth = format!("[auth]\nhtpasswd = {:?}\n", htpasswd.display().to_string());
+    let embedded_plus_user = format!("{auth}{EMBEDDED_DEFAULT}");
+    let c = Config::parse(&embedded_plus_user, "t").unwrap();
+    let h = c.hosted.as_ref().expect("[auth] htpasswd implies [hosted]");
+    assert!(h.repositories.is_empty());
+    assert!(h.bare_names(&c.auth));
+    assert_eq!(h.dir(&c.cache), c.cache.dir.join("hosted"));
+    let c = Config::parse(
+        &format!("{embedded_plus_user}[hosted]\nrepositories = [\"a\"]\nbare_names = false\n"),
+        "t",
+    )
+    .unwrap();
+    assert!(!c.hosted.as_ref().unwrap().bare_names(&c.auth));
+    assert!(
+        Config::embedded().unwrap().hosted.is_none(),
+        "no users: nothing hosted"
+    );
+    let e = err(&format!(
+        "{embedded_plus_user}[hosted]\nbare_names = false\n"
+    ));
+    assert!(e.starts_with("hosted.repositories"), "{e}");
+    let e = err(&format!("{EMBEDDED_DEFAULT}[hosted]\nbare_names = true\n"));
+    assert!(e.starts_with("hosted.bare_names"), "{e}");
+}
