@@ -12,6 +12,8 @@ use crate::{Proxy, ProxyError, auth, hosted, limits};
 pub(crate) enum Routed<'p> {
     /// `GET /v2/`: answered by wharf itself.
     Ping,
+    /// `GET /v2/_catalog`, and who asks (what they may pull is listed).
+    Catalog(auth::Caller),
     To(&'p ParsedPath, Target),
     /// A hosted repository, and who asks (for the write check).
     Hosted(&'p ParsedPath, &'p hosted::Hosted, auth::Caller),
@@ -49,10 +51,10 @@ impl Proxy {
             if write {
                 return Err(ProxyError::oci(
                     ErrorCode::Unsupported,
-                    "only GET and HEAD are supported on /v2/",
+                    "only GET and HEAD are supported on /v2/ and /v2/_catalog",
                 ));
             }
-            return Ok(Routed::Ping);
+            return Ok(without_name(parsed, caller));
         };
         let ns = route::query_param(req.uri().query(), "ns");
         let target =
@@ -92,7 +94,7 @@ impl Proxy {
     ) -> Result<Routed<'p>, ProxyError> {
         let parsed = parsed.as_ref().map_err(|e| ProxyError::Route(e.clone()))?;
         let Some(name) = parsed.endpoint.name() else {
-            return Ok(Routed::Ping);
+            return Ok(without_name(parsed, caller.clone()));
         };
         let ns = route::query_param(req.uri().query(), "ns");
         let target = self
@@ -113,6 +115,15 @@ impl Proxy {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The ping or the catalog: the requests without a repository name.
+fn without_name(parsed: &ParsedPath, caller: auth::Caller) -> Routed<'_> {
+    if parsed.endpoint == Endpoint::Catalog {
+        Routed::Catalog(caller)
+    } else {
+        Routed::Ping
     }
 }
 
