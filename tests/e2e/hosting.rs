@@ -398,9 +398,9 @@ fn the_push_api_uploads_mounts_scopes_and_refusals() {
         Some(r#"</v2/team/b/tags/list?last=v2&n=2>; rel="next""#)
     );
 
-    // Refused pushes: an upstream's name (prefixed, or bare and so the default upstream's),
-    // and no credentials.
-    for repo in ["oracle/os/oraclelinux", "someimage"] {
+    // Refused pushes: an upstream's name (prefixed, or bare and served by the default
+    // upstream, so never hosted on a first push), and no credentials.
+    for repo in ["oracle/os/oraclelinux", "os/oraclelinux"] {
         let r = api.send("POST", &format!("/v2/{repo}/blobs/uploads/"), &[], b"");
         expect::oci_error(&r, &[403], "DENIED", "a push to an upstream's name");
         assert!(

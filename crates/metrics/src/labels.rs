@@ -13,6 +13,8 @@ pub enum Endpoint {
     Uploads,
     /// `/extensions/v2/<name>/signatures/<digest>`: simple-signing signatures.
     Signatures,
+    /// `GET /v2/_catalog`.
+    Catalog,
     /// Refused before routing (authentication, a path that is no API path).
     Other,
 }
@@ -27,6 +29,7 @@ impl Endpoint {
             Endpoint::Referrers => "referrers",
             Endpoint::Uploads => "upload",
             Endpoint::Signatures => "signatures",
+            Endpoint::Catalog => "catalog",
             Endpoint::Other => "other",
         }
     }

@@ -16,7 +16,7 @@
 //! | label          | values                                                                  |
 //! |----------------|-------------------------------------------------------------------------|
 //! | `upstream`     | a configured upstream's name, or `none` before one is selected          |
-//! | `endpoint`     | [`Endpoint`]: `ping`, `manifest`, `blob`, `tags`, `referrers`, `upload`, `other` |
+//! | `endpoint`     | [`Endpoint`]: `ping`, `manifest`, `blob`, `tags`, `referrers`, `upload`, `signatures`, `catalog`, `other` |
 //! | `result`       | [`Outcome`]: `hit`, `miss`, `coalesced`, `stale`, `error`, `none`        |
 //! | `source`       | `cache`, `upstream`                                                     |
 //! | `method`       | `GET`, `HEAD`, `other`                                                  |

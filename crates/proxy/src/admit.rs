@@ -12,6 +12,8 @@ use crate::{Proxy, ProxyError, auth, hosted, limits};
 pub(crate) enum Routed<'p> {
     /// `GET /v2/`: answered by wharf itself.
     Ping,
+    /// `GET /v2/_catalog`, and who asks (what they may pull is listed).
+    Catalog(auth::Caller),
     To(&'p ParsedPath, Target),
     /// A hosted repository, and who asks (for the write check).
     Hosted(&'p ParsedPath, &'p hosted::Hosted, auth::Caller),
@@ -42,17 +44,17 @@ impl Proxy {
                     "wharf serves pulls: only GET and HEAD are supported (no [hosted] repositories are configured)",
                 ));
             }
-            return self.route_upstream(req, parsed);
+            return self.route_upstream(req, parsed, &caller);
         };
         let parsed = parsed.as_ref().map_err(|e| ProxyError::Route(e.clone()))?;
         let Some(name) = parsed.endpoint.name() else {
             if write {
                 return Err(ProxyError::oci(
                     ErrorCode::Unsupported,
-                    "only GET and HEAD are supported on /v2/",
+                    "only GET and HEAD are supported on /v2/ and /v2/_catalog",
                 ));
             }
-            return Ok(Routed::Ping);
+            return Ok(without_name(parsed, caller));
         };
         let ns = route::query_param(req.uri().query(), "ns");
         let target =
@@ -62,6 +64,11 @@ impl Proxy {
             {
                 Some(target) => target,
                 None if hosted.matches(name) => return Ok(Routed::Hosted(parsed, hosted, caller)),
+                None if hosted.bare_names() && claims(req.method(), &parsed.endpoint) => {
+                    hosted::rights::may_push(self.auth(), &caller, name)?;
+                    self.claim_bare(hosted, name).await?;
+                    return Ok(Routed::Hosted(parsed, hosted, caller));
+                }
                 None => self.upstreams.select_default(name)?,
             };
         if *req.method() == Method::DELETE {
@@ -84,6 +91,7 @@ impl Proxy {
                 ),
             ));
         }
+        self.check_mirrored_pull(&caller)?;
         Ok(Routed::To(parsed, target))
     }
 
@@ -92,15 +100,51 @@ impl Proxy {
         &self,
         req: &Request<B>,
         parsed: &'p Result<ParsedPath, RouteError>,
+        caller: &auth::Caller,
     ) -> Result<Routed<'p>, ProxyError> {
         let parsed = parsed.as_ref().map_err(|e| ProxyError::Route(e.clone()))?;
         let Some(name) = parsed.endpoint.name() else {
-            return Ok(Routed::Ping);
+            return Ok(without_name(parsed, caller.clone()));
         };
         let ns = route::query_param(req.uri().query(), "ns");
         let target = self
             .upstreams
             .select(ns.as_deref(), parsed.mount.as_deref(), name)?;
+        self.check_mirrored_pull(caller)?;
         Ok(Routed::To(parsed, target))
     }
+
+    /// A pull of mirrored content without credentials passes only when `auth.anonymous_pull`
+    /// covers mirrored content (`all` or `mirrored`); every user may pull it.
+    pub(crate) fn check_mirrored_pull(&self, caller: &auth::Caller) -> Result<(), ProxyError> {
+        match (&self.auth, caller) {
+            (Some(a), auth::Caller::Anonymous) if !a.anonymous_pull().covers(false) => {
+                Err(ProxyError::Unauthenticated {
+                    message: "pulling mirrored content needs a user: log in first".to_owned(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The ping or the catalog: the requests without a repository name.
+fn without_name(parsed: &ParsedPath, caller: auth::Caller) -> Routed<'_> {
+    if parsed.endpoint == Endpoint::Catalog {
+        Routed::Catalog(caller)
+    } else {
+        Routed::Ping
+    }
+}
+
+/// Whether a request may make a bare name hosted (`hosted.bare_names`): what starts a push,
+/// an upload's POST or a manifest's PUT.
+fn claims(method: &Method, endpoint: &Endpoint) -> bool {
+    matches!(
+        (method, endpoint),
+        (&Method::POST, Endpoint::Uploads { session, .. }) if session.is_empty()
+    ) || matches!(
+        (method, endpoint),
+        (&Method::PUT, Endpoint::Manifest { .. })
+    )
 }

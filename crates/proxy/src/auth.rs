@@ -5,8 +5,9 @@
 //! - no htpasswd: every request is anonymous and any `Authorization` is ignored;
 //! - htpasswd set: `/v2/` answers 401 with wharf's own challenge (`Basic realm="wharf"`) unless
 //!   valid credentials come with it, so `podman login` checks the password; credentials that
-//!   come with any request must be valid; pulls without credentials pass only when
-//!   `anonymous_pull` is true.
+//!   come with any request must be valid; pulls without credentials pass here when
+//!   `anonymous_pull` lets them pull anything, and routing then checks the kind of content it
+//!   covers (`access.rs`: all, mirrored, hosted or none).
 //!
 //! No credentials and wrong ones are told apart: an absent or empty `Authorization` (some
 //! clients send `Basic Og==`, an empty `user:password`, when they have no login) is asked to
@@ -33,6 +34,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
 
 use crate::ProxyError;
+use crate::access::{AnonymousPull, Rights};
 
 /// How long a successful check is remembered.
 pub const VERIFIED_TTL: Duration = Duration::from_secs(60);
@@ -114,6 +116,11 @@ impl Htpasswd {
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
     }
+
+    /// Whether the file lists `user`.
+    pub fn contains(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
 }
 
 /// What a request's credentials amount to.
@@ -127,7 +134,9 @@ pub enum Caller {
 pub struct ClientAuth {
     file: Option<PathBuf>,
     users: RwLock<Arc<Htpasswd>>,
-    anonymous_pull: bool,
+    anonymous_pull: AnonymousPull,
+    /// Who may pull, push and delete which hosted repository (`[[auth.rights]]`).
+    rights: Rights,
     /// sha256(user ":" password) -> when the successful check expires. moka's own expiry
     /// (`time_to_live`, on its own clock) bounds how long an entry is kept; the instant stored
     /// decides whether it still counts, on tokio's clock, so paused-time tests see it expire.
@@ -138,11 +147,12 @@ pub struct ClientAuth {
 
 impl ClientAuth {
     /// Users from `htpasswd`; `anonymous_pull` decides whether pulls need them.
-    pub fn new(users: Htpasswd, anonymous_pull: bool) -> Self {
+    pub fn new(users: Htpasswd, anonymous_pull: impl Into<AnonymousPull>) -> Self {
         ClientAuth {
             file: None,
             users: RwLock::new(Arc::new(users)),
-            anonymous_pull,
+            anonymous_pull: anonymous_pull.into(),
+            rights: Rights::default(),
             verified: moka::sync::Cache::builder()
                 .max_capacity(VERIFIED_MAX)
                 .time_to_live(VERIFIED_TTL)
@@ -152,7 +162,10 @@ impl ClientAuth {
     }
 
     /// Like [`ClientAuth::new`], remembering the file for [`ClientAuth::reload`].
-    pub fn from_file(path: &Path, anonymous_pull: bool) -> Result<Self, HtpasswdError> {
+    pub fn from_file(
+        path: &Path,
+        anonymous_pull: impl Into<AnonymousPull>,
+    ) -> Result<Self, HtpasswdError> {
         let mut auth = ClientAuth::new(Htpasswd::load(path)?, anonymous_pull);
         auth.file = Some(path.to_owned());
         Ok(auth)
@@ -171,6 +184,35 @@ impl ClientAuth {
         Ok(n)
     }
 
+    /// With `rights` in place of the default (every user may do everything).
+    pub fn with_rights(mut self, rights: Rights) -> Self {
+        self.rights = rights;
+        self
+    }
+
+    pub fn rights(&self) -> &Rights {
+        &self.rights
+    }
+
+    pub fn anonymous_pull(&self) -> AnonymousPull {
+        self.anonymous_pull
+    }
+
+    /// The users the rights name that the htpasswd file (as last loaded) does not list: their
+    /// grants do nothing until the file has them, which start-up and SIGHUP warn about.
+    pub fn unknown_users(&self) -> Vec<String> {
+        let users = self.users();
+        let mut unknown: Vec<String> = self
+            .rights
+            .users()
+            .filter(|u| !users.contains(u))
+            .map(str::to_owned)
+            .collect();
+        unknown.sort();
+        unknown.dedup();
+        unknown
+    }
+
     /// How many password checks needed bcrypt (the rest were remembered).
     pub fn bcrypt_runs(&self) -> u64 {
         self.bcrypt_runs.load(Ordering::Relaxed)
@@ -187,7 +229,7 @@ impl ClientAuth {
     /// `GET /v2/`, which always wants credentials here (that is how clients log in).
     pub async fn check(&self, headers: &HeaderMap, ping: bool) -> Result<Caller, ProxyError> {
         let Some(value) = headers.get(header::AUTHORIZATION).filter(|v| !is_empty(v)) else {
-            if self.anonymous_pull && !ping {
+            if self.anonymous_pull.any() && !ping {
                 return Ok(Caller::Anonymous);
             }
             return Err(unauthorized("authentication required"));

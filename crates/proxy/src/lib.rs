@@ -9,7 +9,8 @@
 //!   -> request id + span `request` (id, method, endpoint, upstream)
 //!   -> Proxy::admit (admit.rs): URI too long? 414; body on a pull? 413 (limits.rs); client
 //!      authentication (auth.rs): 401 with wharf's own challenge
-//!   -> route::parse_path: /v2/ ping | /[<mount>/]v2/<name>/{manifests,blobs,tags,referrers,blobs/uploads}
+//!   -> route::parse_path: /v2/ ping | /v2/_catalog (catalog.rs: hosted and cached names the
+//!      caller may pull) | /[<mount>/]v2/<name>/{manifests,blobs,tags,referrers,blobs/uploads}
 //!      (parsed from the end; name, tag and digest validated, never percent-decoded)
 //!   -> routing: ?ns=<prefix> | /<mount>/v2/ | first name component (Upstreams::select_named)
 //!      | a hosted repository (hosted/: pushes and their pulls, a store of its own)
@@ -43,12 +44,14 @@
 //! `/metrics` (the families of `wharf-metrics`, counted by `observe.rs`)
 //! and the JSON API behind `wharf cache stats|ls|rm`.
 
+pub mod access;
 pub mod admin;
 mod admit;
 mod attached;
 pub mod auth;
 mod blob;
 pub mod body;
+mod catalog;
 mod error;
 pub mod freshness;
 pub mod hosted;
@@ -314,6 +317,10 @@ impl Proxy {
         };
         match routed {
             Routed::Ping => (None, Ok(ping())),
+            Routed::Catalog(caller) => {
+                let head = *req.method() == Method::HEAD;
+                (None, self.catalog(&caller, req.uri().query(), head))
+            }
             Routed::To(parsed, target) => {
                 let name = target.upstream.name.clone();
                 tracing::Span::current().record("upstream", name.as_str());
@@ -337,7 +344,7 @@ impl Proxy {
         let head = *req.method() == Method::HEAD;
         let query = req.uri().query();
         let resp = match &parsed.endpoint {
-            Endpoint::Ping => ping(),
+            Endpoint::Ping | Endpoint::Catalog => ping(),
             Endpoint::Manifest { reference, .. } => {
                 self.manifest(target, reference, head, req.headers())
                     .await?

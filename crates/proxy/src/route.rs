@@ -18,6 +18,8 @@ use wharf_oci::{Digest, NameError, Reference, RepositoryName};
 pub enum Endpoint {
     /// `GET /v2/`
     Ping,
+    /// `GET /v2/_catalog`: the repositories the caller may pull (catalog.rs).
+    Catalog,
     Manifest {
         name: RepositoryName,
         reference: Reference,
@@ -51,7 +53,7 @@ pub enum Endpoint {
 impl Endpoint {
     pub fn name(&self) -> Option<&RepositoryName> {
         match self {
-            Endpoint::Ping => None,
+            Endpoint::Ping | Endpoint::Catalog => None,
             Endpoint::Manifest { name, .. }
             | Endpoint::Blob { name, .. }
             | Endpoint::Tags { name }
@@ -65,6 +67,7 @@ impl Endpoint {
     pub fn label(&self) -> wharf_metrics::Endpoint {
         match self {
             Endpoint::Ping => wharf_metrics::Endpoint::Ping,
+            Endpoint::Catalog => wharf_metrics::Endpoint::Catalog,
             Endpoint::Manifest { .. } => wharf_metrics::Endpoint::Manifest,
             Endpoint::Blob { .. } => wharf_metrics::Endpoint::Blob,
             Endpoint::Tags { .. } => wharf_metrics::Endpoint::Tags,
@@ -134,6 +137,13 @@ pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
         return Ok(ParsedPath {
             mount,
             endpoint: Endpoint::Ping,
+            client_base: path.to_owned(),
+        });
+    }
+    if rest == "_catalog" && mount.is_none() {
+        return Ok(ParsedPath {
+            mount,
+            endpoint: Endpoint::Catalog,
             client_base: path.to_owned(),
         });
     }
@@ -247,6 +257,11 @@ mod tests {
     fn parses_the_endpoints() {
         assert_eq!(parse_path("/v2/").unwrap().endpoint, Endpoint::Ping);
         assert_eq!(parse_path("/v2").unwrap().endpoint, Endpoint::Ping);
+        assert_eq!(
+            parse_path("/v2/_catalog").unwrap().endpoint,
+            Endpoint::Catalog
+        );
+        assert!(parse_path("/oracle/v2/_catalog").is_err());
         let p = parse_path("/v2/oracle/os/oraclelinux/manifests/7-slim").unwrap();
         assert_eq!(
             p.endpoint,

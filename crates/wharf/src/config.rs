@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use wharf_cache::StoreOptions;
 use wharf_proxy::ProxyOptions;
 use wharf_proxy::limits::Limits;
@@ -30,7 +30,9 @@ pub(crate) struct Config {
     pub log: Log,
     #[serde(default)]
     pub upstream: Vec<UpstreamConfig>,
-    /// Repositories wharf hosts itself (push and pull). Default: none; every push is refused.
+    /// Repositories wharf hosts itself (push and pull). Default: with `[auth] htpasswd`, bare
+    /// names hosted on their first push (`hosted.bare_names`); without it, none, and every
+    /// push is refused.
     pub hosted: Option<Hosted>,
 }
 
@@ -114,21 +116,6 @@ impl Default for Cache {
             max_concurrent_fills: default_max_concurrent_fills(),
             scrub_rate: default_scrub_rate(),
         }
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Auth {
-    /// Basic auth for clients: `htpasswd -B` (bcrypt) entries; re-read on SIGHUP.
-    pub htpasswd: Option<PathBuf>,
-    /// Whether pulls need no credentials. Default: true without `htpasswd`, false with it.
-    pub anonymous_pull: Option<bool>,
-}
-
-impl Auth {
-    pub(crate) fn anonymous_pull(&self) -> bool {
-        self.anonymous_pull.unwrap_or(self.htpasswd.is_none())
     }
 }
 
@@ -265,10 +252,11 @@ impl Config {
     }
 
     pub(crate) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_owned(),
             message: redact_secrets(&e.to_string(), text),
         })?;
+        config.imply_hosted();
         config.validate()?;
         Ok(config)
     }
@@ -402,7 +390,7 @@ impl Config {
 }
 
 impl Config {
-    /// TLS files and the htpasswd file: present, readable and parseable, so `check-config`
+    /// TLS files and `[auth]`: present, readable and parseable, so `check-config`
     /// finds what `serve` would trip over. Messages name the field and the file, never a key's
     /// or a hash's contents.
     fn validate_security(&self) -> Result<(), ConfigError> {
@@ -425,15 +413,7 @@ impl Config {
             }
             (None, None) => {}
         }
-        if let Some(path) = &self.auth.htpasswd {
-            wharf_proxy::auth::Htpasswd::load(path)
-                .map_err(|e| invalid("auth.htpasswd", e.to_string()))?;
-        } else if self.auth.anonymous_pull == Some(false) {
-            return Err(invalid(
-                "auth.anonymous_pull",
-                "false needs auth.htpasswd: without users nobody could pull",
-            ));
-        }
+        self.validate_auth()?;
         if self.server.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be more than 0"));
         }
@@ -474,52 +454,16 @@ fn check_lookaside(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// "50GiB", "500 MB", "1024": binary and decimal units, case-insensitive.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = (s[..split].trim(), s[split..].trim().to_ascii_lowercase());
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like \"50GiB\""))?;
-    let mult: u64 = match unit.as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        "t" | "tb" => 1_000_000_000_000,
-        "tib" => 1 << 40,
-        _ => {
-            return Err(format!(
-                "{s:?} has an unknown unit (use B, KiB, MiB, GiB, TiB or KB, MB, GB, TB)"
-            ));
-        }
-    };
-    Ok((n * mult as f64) as u64)
-}
-
-fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        N(u64),
-        S(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::N(n) => Ok(n),
-        Raw::S(s) => parse_size(&s).map_err(serde::de::Error::custom),
-    }
-}
-
+mod auth;
 mod hosted;
 mod redact;
+mod size;
 
+pub(crate) use auth::Auth;
 pub(crate) use hosted::Hosted;
+#[cfg(test)]
+use size::parse_size;
+use size::size;
 
 use redact::redact_secrets;
 

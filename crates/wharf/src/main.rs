@@ -78,16 +78,21 @@ fn main() -> ExitCode {
             }
         }
         Command::CheckConfig { file } => match Config::load(&file) {
-            Ok(c) => output::finish(
-                "wharf check-config",
-                &format!(
-                    "{}: ok ({}, store in {})\n",
-                    file.display(),
-                    count(c.upstream.len(), "upstream", "upstreams"),
-                    c.cache.dir.display()
-                ),
-                ExitCode::SUCCESS,
-            ),
+            Ok(c) => {
+                for w in c.warnings() {
+                    eprintln!("wharf: warning: {w}");
+                }
+                output::finish(
+                    "wharf check-config",
+                    &format!(
+                        "{}: ok ({}, store in {})\n",
+                        file.display(),
+                        count(c.upstream.len(), "upstream", "upstreams"),
+                        c.cache.dir.display()
+                    ),
+                    ExitCode::SUCCESS,
+                )
+            }
             Err(e) => {
                 eprintln!("wharf: {e}");
                 ExitCode::from(2)

@@ -74,7 +74,8 @@ async fn serve(config: Config) -> Result<(), String> {
     let auth = match &config.auth.htpasswd {
         Some(path) => Some(
             ClientAuth::from_file(path, config.auth.anonymous_pull())
-                .map_err(|e| format!("auth.htpasswd: {e}"))?,
+                .map_err(|e| format!("auth.htpasswd: {e}"))?
+                .with_rights(config.auth.rights()),
         ),
         None => None,
     };
@@ -117,10 +118,14 @@ async fn serve(config: Config) -> Result<(), String> {
         upstreams = config.upstream.len(),
         tls = tls.is_some(),
         client_auth = config.auth.htpasswd.is_some(),
-        anonymous_pull = config.auth.anonymous_pull(),
+        anonymous_pull = config.auth.anonymous_pull().as_str(),
+        rights = config.auth.rights.len(),
         "wharf {} serving",
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(auth) = proxy.auth() {
+        warn_unknown_users(auth);
+    }
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let admin = tokio::spawn(wharf_proxy::admin::serve(
         admin_listener,
@@ -169,7 +174,8 @@ async fn open_hosted(
     let store = wharf_cache::Store::open_with(&dir, options)
         .await
         .map_err(|e| format!("opening the hosted store in {}: {e}", dir.display()))?;
-    tracing::info!(dir = %dir.display(), repositories = ?h.repositories, quota = ?h.quota, "hosting repositories");
+    tracing::info!(dir = %dir.display(), repositories = ?h.repositories, quota = ?h.quota,
+        bare_names = h.bare_names(&config.auth), "hosting repositories");
     wharf_proxy::hosted::Hosted::new(
         store,
         wharf_proxy::hosted::HostedOptions {
@@ -178,6 +184,7 @@ async fn open_hosted(
             upload_timeout: h.upload_timeout,
             delete: h.delete,
             gc_interval: h.gc_interval,
+            bare_names: h.bare_names(&config.auth),
         },
     )
     .map_err(|e| format!("hosted.repositories: {e}"))
@@ -271,7 +278,10 @@ async fn reload_on_sighup(proxy: Arc<Proxy>, tls: Option<Arc<Tls>>) {
             }
             if let Some(auth) = proxy.auth() {
                 match auth.reload() {
-                    Ok(n) => tracing::info!(users = n, "SIGHUP: htpasswd reloaded"),
+                    Ok(n) => {
+                        tracing::info!(users = n, "SIGHUP: htpasswd reloaded");
+                        warn_unknown_users(auth);
+                    }
                     Err(e) => tracing::error!("SIGHUP: keeping the old users: auth.htpasswd: {e}"),
                 }
             }
@@ -280,6 +290,16 @@ async fn reload_on_sighup(proxy: Arc<Proxy>, tls: Option<Arc<Tls>>) {
     #[cfg(not(unix))]
     {
         let _ = (proxy, tls);
+    }
+}
+
+/// Users `[[auth.rights]]` names that the htpasswd file lacks: their rights do nothing yet.
+fn warn_unknown_users(auth: &ClientAuth) {
+    for user in auth.unknown_users() {
+        tracing::warn!(
+            user,
+            "auth.rights names a user the htpasswd file does not list: that right does nothing until it does"
+        );
     }
 }
 

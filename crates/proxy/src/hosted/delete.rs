@@ -4,7 +4,8 @@
 //! [hosted] delete = false (default)   -> 405 UNSUPPORTED, as the spec lets a registry that
 //!                                        disables deletes answer (distribution does the same
 //!                                        with storage.delete.enabled off)
-//! rights                               -> the delete right for the repository (may_delete)
+//! rights                               -> the delete right for the repository (rights.rs,
+//!                                         checked before any handler: rights::check)
 //! DELETE .../manifests/<tag>           -> the tag only: 202; an unknown tag: 404 MANIFEST_UNKNOWN
 //! DELETE .../manifests/<digest>        -> the repository no longer holds the manifest, and its
 //!                                         tags there pointing at it are gone: 202; not a
@@ -27,25 +28,9 @@ use http::{HeaderValue, Response, StatusCode, header};
 use wharf_cache::TagKey;
 use wharf_oci::{Digest, ErrorCode, Reference, RepositoryName};
 
-use super::{HOSTED, Hosted, rights};
-use crate::auth::{Caller, ClientAuth};
+use super::{HOSTED, Hosted};
 use crate::body::{self, Body};
 use crate::error::ProxyError;
-use crate::route::Endpoint;
-
-/// Whether `caller` may delete in the repository `endpoint` names.
-///
-/// MERGE(rights): per-repository rights (another branch) give rights.rs a
-/// `may_delete(auth, caller, endpoint)` of this shape; call it here. Until then deleting needs
-/// what pushing needs: an authenticated user of the htpasswd file (the design's contract:
-/// with no finer rights, every user may pull, push and delete).
-pub(super) fn may_delete(
-    auth: Option<&ClientAuth>,
-    caller: &Caller,
-    endpoint: &Endpoint,
-) -> Result<(), ProxyError> {
-    rights::may_push(auth, caller, endpoint)
-}
 
 impl Hosted {
     /// 405 UNSUPPORTED unless `hosted.delete` is on.

@@ -5,10 +5,11 @@
 //! routing (lib.rs, DESIGN.md's order)
 //!   1./2. ns= / mount / first component naming an upstream  -> that upstream (a push: DENIED,
 //!         the name belongs to it: a push never shadows what an upstream serves)
-//!   3.    a name matching a hosted pattern (`hosted.repositories`) -> here
-//!   4.    the default upstream
+//!   3.    a name matching a hosted pattern (`hosted.repositories`), or a bare name hosted on
+//!         its first push (bare.rs)                    -> here
+//!   4.    the default upstream (a push with `hosted.bare_names`: bare.rs asks it first)
 //! here:
-//!   rights (rights.rs): a push needs an authenticated user
+//!   rights (rights.rs): pull, push or delete, per user and repository (`[auth]`)
 //!   POST/PATCH/PUT/GET/DELETE .../blobs/uploads/<id>  -> upload.rs (spool, hashed as it arrives)
 //!   POST ...?mount=<d>&from=<repo>                     -> mount.rs
 //!   PUT .../manifests/<ref>                            -> manifest_put.rs
@@ -24,6 +25,7 @@
 //! hosted repository holds it (`ScopeKey { upstream: "hosted", .. }`), set by a push or a
 //! mount. A digest is served only through a repository that holds it.
 
+mod bare;
 mod delete;
 mod gc;
 mod manifest_put;
@@ -67,6 +69,9 @@ pub struct HostedOptions {
     pub delete: bool,
     /// How often garbage collection runs (besides after deletes and when asked).
     pub gc_interval: Duration,
+    /// A push to a name that routes to the default upstream makes it hosted when that
+    /// upstream does not serve it (bare.rs).
+    pub bare_names: bool,
 }
 
 impl HostedOptions {
@@ -85,6 +90,7 @@ pub struct Hosted {
     /// `hosted.delete`.
     delete: bool,
     gc: Arc<gc::Gc>,
+    bare: bare::BareNames,
 }
 
 /// Why a pattern is not one `[hosted] repositories` accepts.
@@ -105,7 +111,7 @@ pub fn check_pattern(p: &str) -> Result<(), String> {
 }
 
 /// Whether `name` matches `pattern`, where `*` matches any run of characters (`/` too).
-fn glob(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob(pattern: &str, name: &str) -> bool {
     let Some((head, rest)) = pattern.split_once('*') else {
         return pattern == name;
     };
@@ -126,7 +132,9 @@ impl Hosted {
         for p in &options.repositories {
             check_pattern(p)?;
         }
+        let bare = bare::BareNames::load(store.root(), options.bare_names)?;
         Ok(Hosted {
+            bare,
             patterns: options.repositories,
             store: store.clone(),
             quota: options.quota,
@@ -136,9 +144,15 @@ impl Hosted {
         })
     }
 
-    /// Whether `name` is a hosted repository (step 3 of the routing order).
+    /// Whether `name` is a hosted repository (step 3 of the routing order): a pattern's, or a
+    /// bare name hosted on its first push.
     pub fn matches(&self, name: &RepositoryName) -> bool {
-        self.patterns.iter().any(|p| glob(p, name.as_str()))
+        self.patterns.iter().any(|p| glob(p, name.as_str())) || self.bare.is_claimed(name)
+    }
+
+    /// Whether a push to a name of the default upstream may make it hosted (bare.rs).
+    pub fn bare_names(&self) -> bool {
+        self.bare.enabled()
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -196,8 +210,7 @@ impl Hosted {
 }
 
 impl Proxy {
-    /// Answers a request for a hosted repository. `caller` passed the pull check already; a
-    /// write is checked here (rights.rs).
+    /// Answers a request for a hosted repository, once `caller` may do what it asks (rights.rs).
     pub(crate) async fn answer_hosted<B>(
         &self,
         hosted: &Hosted,
@@ -211,17 +224,15 @@ impl Proxy {
     {
         let method = req.method().clone();
         let base = parsed.client_base.as_str();
-        let deleting = method == Method::DELETE
+        if method == Method::DELETE
             && matches!(
                 parsed.endpoint,
                 Endpoint::Manifest { .. } | Endpoint::Blob { .. }
-            );
-        if deleting {
+            )
+        {
             hosted.check_delete_enabled()?;
-            delete::may_delete(self.auth(), caller, &parsed.endpoint)?;
-        } else if !matches!(method, Method::GET | Method::HEAD) {
-            rights::may_push(self.auth(), caller, &parsed.endpoint)?;
         }
+        rights::check(self.auth(), caller, &method, &parsed.endpoint)?;
         let head = method == Method::HEAD;
         match (&parsed.endpoint, method) {
             (Endpoint::Uploads { name, session }, m) => {

@@ -7,19 +7,23 @@
 //! from is an upstream's repository known
 //!   to hold d, and the cache has d        -> d copied from the cache into the hosted store
 //!                                            (verified as any upload): 201
-//! anything else (no from, not held, ...)  -> an ordinary upload session: 202, as the spec says
+//! anything else (no from, not held, the
+//!   user may not pull from, ...)          -> an ordinary upload session: 202, as the spec says
 //! ```
 //!
-//! Whoever passed the pull check may read what they mount (pull rights are not per repository
-//! yet); a mount from a cached repository copies, since cached content may be evicted and
-//! hosted content never is.
+//! Mounting reads `from`, so the user needs pull on it, as in Distribution (its `authorized`
+//! adds a pull access record for `from`). Distribution refuses the whole request then; here it
+//! becomes the spec's fallback, an ordinary upload, which tells nothing about `from` and lets
+//! the client upload the bytes it has. A mount from a cached repository copies, since cached
+//! content may be evicted and hosted content never is.
 
 use wharf_cache::file_chunks;
 use wharf_oci::{Digest, RepositoryName};
 
-use super::Hosted;
 use super::upload::store_error;
+use super::{Hosted, rights};
 use crate::Proxy;
+use crate::auth::Caller;
 use crate::error::ProxyError;
 use crate::scope;
 
@@ -31,6 +35,7 @@ impl Proxy {
         repo: &RepositoryName,
         d: &Digest,
         from: Option<&str>,
+        user: &str,
     ) -> Result<bool, ProxyError> {
         if hosted.holds(repo, d) {
             return Ok(true);
@@ -47,7 +52,9 @@ impl Proxy {
             None if hosted.matches(&from) => {
                 // Checked and scoped with no collection between (gc.rs).
                 let pin = hosted.gc.pin().await;
-                if !hosted.holds(&from, d) {
+                let caller = Caller::User(user.to_owned());
+                if rights::may_pull(self.auth(), &caller, &from).is_err() || !hosted.holds(&from, d)
+                {
                     return Ok(false);
                 }
                 pin.touch(d);
@@ -59,6 +66,7 @@ impl Proxy {
                 Err(_) => return Ok(false),
             },
         };
+        // Mirrored content: every user may pull it (access.rs), and only users push.
         if !self.store.in_scope(scope::key(&target, d)) {
             return Ok(false);
         }

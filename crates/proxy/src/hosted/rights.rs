@@ -1,40 +1,113 @@
-//! Who may write to hosted repositories: the first cut of issue 16's rights.
+//! Who may pull, push and delete in hosted repositories (issue 16): the questions the hosted
+//! handlers ask, answered from `[auth]` (the table is `access.rs`).
 //!
 //! The configuration contract: with `[auth] htpasswd` and no finer rights configured, every
 //! user in the file may pull, push and delete (as the Distribution registry's htpasswd auth
-//! does); without `[auth]`, nobody pushes. So:
+//! does); `[[auth.rights]]` narrows that; without `[auth]`, nobody pushes or deletes. So:
 //!
 //! ```text
-//! no [auth]                      -> 403 DENIED (no user could be told apart)
-//! [auth], no credentials         -> 401 UNAUTHORIZED with wharf's Basic challenge
-//! [auth], a user of the file     -> allowed (wrong credentials were refused in admit already)
+//!                          pull                         push, delete
+//! no [auth]                allowed                      403 DENIED (no user could be told apart)
+//! [auth], no credentials   anonymous_pull all|hosted,   401 UNAUTHORIZED, wharf's Basic challenge
+//!                          else 401 UNAUTHORIZED
+//! [auth], a user           anonymous_pull all|hosted,   the rights allow it, else 403 DENIED
+//!                          or the rights allow it,
+//!                          else 403 DENIED
 //! ```
 //!
-//! Rights per user and repository pattern come later; [`may_push`] is where they will be
-//! asked, with the endpoint (and so the repository) at hand.
+//! Wrong credentials were refused in admit already. Which action a request needs: GET and
+//! HEAD pull; DELETE of a manifest, tag or blob deletes; everything else (uploads, their
+//! cancel, mounts, manifest PUT, a signature PUT) pushes. A mount also needs pull on its
+//! `from` repository ([`may_pull`], asked by mount.rs).
 
-use wharf_oci::ErrorCode;
+use http::Method;
+use wharf_oci::{ErrorCode, RepositoryName};
 
+use crate::access::Action;
 use crate::auth::{Caller, ClientAuth};
 use crate::error::ProxyError;
 use crate::route::Endpoint;
 
-/// Whether `caller` may write (push, and later delete) to the repository `endpoint` names.
+/// Whether `caller` may do to the repository `endpoint` names what `method` does.
+pub(crate) fn check(
+    auth: Option<&ClientAuth>,
+    caller: &Caller,
+    method: &Method,
+    endpoint: &Endpoint,
+) -> Result<(), ProxyError> {
+    let Some(repo) = endpoint.name() else {
+        return Ok(());
+    };
+    match (method, endpoint) {
+        (&Method::GET | &Method::HEAD, _) => may_pull(auth, caller, repo),
+        (&Method::DELETE, Endpoint::Manifest { .. } | Endpoint::Blob { .. }) => {
+            may_delete(auth, caller, repo)
+        }
+        _ => may_push(auth, caller, repo),
+    }
+}
+
+/// Whether `caller` may pull from the hosted repository `repo`.
+pub(crate) fn may_pull(
+    auth: Option<&ClientAuth>,
+    caller: &Caller,
+    repo: &RepositoryName,
+) -> Result<(), ProxyError> {
+    may(auth, caller, Action::Pull, repo)
+}
+
+/// Whether `caller` may push to the hosted repository `repo`.
 pub(crate) fn may_push(
     auth: Option<&ClientAuth>,
     caller: &Caller,
-    endpoint: &Endpoint,
+    repo: &RepositoryName,
 ) -> Result<(), ProxyError> {
-    let _repository = endpoint.name();
-    match (auth, caller) {
-        (None, _) => Err(ProxyError::oci(
+    may(auth, caller, Action::Push, repo)
+}
+
+/// Whether `caller` may delete manifests, tags and blobs of the hosted repository `repo`.
+/// [`check`] asks it for every DELETE of a manifest (by tag or digest) or a blob before the
+/// handler runs; a DELETE handler need not ask again.
+#[allow(
+    dead_code,
+    reason = "the seam for DELETE of hosted content, which calls it"
+)]
+pub(crate) fn may_delete(
+    auth: Option<&ClientAuth>,
+    caller: &Caller,
+    repo: &RepositoryName,
+) -> Result<(), ProxyError> {
+    may(auth, caller, Action::Delete, repo)
+}
+
+fn may(
+    auth: Option<&ClientAuth>,
+    caller: &Caller,
+    action: Action,
+    repo: &RepositoryName,
+) -> Result<(), ProxyError> {
+    let verb = action.as_str();
+    let Some(auth) = auth else {
+        if action == Action::Pull {
+            return Ok(());
+        }
+        return Err(ProxyError::oci(
             ErrorCode::Denied,
-            "pushing needs a user: configure [auth] htpasswd and log in",
-        )),
-        (Some(_), Caller::Anonymous) => Err(ProxyError::Unauthenticated {
-            message: "pushing needs a user: log in first (podman login)".to_owned(),
+            format!("{verb} needs a user: configure [auth] htpasswd and log in"),
+        ));
+    };
+    if action == Action::Pull && auth.anonymous_pull().covers(true) {
+        return Ok(());
+    }
+    match caller {
+        Caller::Anonymous => Err(ProxyError::Unauthenticated {
+            message: format!("{verb} of {repo} needs a user: log in first (podman login)"),
         }),
-        (Some(_), Caller::User(_)) => Ok(()),
+        Caller::User(user) if auth.rights().allows(user, action, repo.as_str()) => Ok(()),
+        Caller::User(user) => Err(ProxyError::oci(
+            ErrorCode::Denied,
+            format!("user {user} may not {verb} {repo} (auth.rights)"),
+        )),
     }
 }
 

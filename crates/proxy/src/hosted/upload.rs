@@ -171,7 +171,7 @@ impl Proxy {
         let query = req.uri().query();
         if let Some(d) = digest_param(query, "mount")? {
             let from = query_param(query, "from");
-            if self.mount(hosted, repo, &d, from.as_deref()).await? {
+            if self.mount(hosted, repo, &d, from.as_deref(), user).await? {
                 return Ok(created(&blob_location(base, &d), &d));
             }
         }

@@ -13,8 +13,15 @@ use super::{Cache, Config, ConfigError, invalid, size};
 pub(crate) struct Hosted {
     /// Names of hosted repositories, or globs where `*` stands for any run of characters, `/`
     /// included (`"team/*"`). Routing asks upstream prefixes first, then these, then the
-    /// default upstream, so a hosted name never shadows an upstream's.
+    /// default upstream, so a hosted name never shadows an upstream's. Default: none (then
+    /// `bare_names` must be on).
+    #[serde(default)]
     pub repositories: Vec<String>,
+    /// Whether a push to a name that routes to the default upstream (a bare name on the
+    /// embedded default) makes it hosted when that upstream does not serve it: asked once,
+    /// refused when it does or cannot be asked, remembered in `<dir>/bare-names`. Default:
+    /// true when `[auth] htpasswd` is set (and then `[hosted]` itself may be left out).
+    pub bare_names: Option<bool>,
     /// Where hosted content lives: a store of its own, never evicted. Default
     /// `<cache.dir>/hosted`.
     pub dir: Option<PathBuf>,
@@ -37,6 +44,26 @@ pub(crate) struct Hosted {
 }
 
 impl Hosted {
+    /// What `[auth] htpasswd` without `[hosted]` amounts to: bare names hosted on their first
+    /// push, in `<cache.dir>/hosted`, so the guide's `podman push mirror:5000/ol7image:v1` works
+    /// on the embedded default configuration plus a user.
+    fn implicit() -> Hosted {
+        Hosted {
+            repositories: Vec::new(),
+            bare_names: None,
+            dir: None,
+            quota: None,
+            upload_timeout: default_upload_timeout(),
+            delete: false,
+            gc_interval: default_gc_interval(),
+        }
+    }
+
+    /// `bare_names`, or whether there are users to push.
+    pub(crate) fn bare_names(&self, auth: &super::Auth) -> bool {
+        self.bare_names.unwrap_or(auth.htpasswd.is_some())
+    }
+
     /// `dir`, or `<cache.dir>/hosted`.
     pub(crate) fn dir(&self, cache: &Cache) -> PathBuf {
         self.dir.clone().unwrap_or_else(|| cache.dir.join("hosted"))
@@ -56,16 +83,30 @@ fn optional_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Erro
 }
 
 impl Config {
+    /// `[hosted]` when it is left out but `[auth] htpasswd` is set: [`Hosted::implicit`].
+    pub(super) fn imply_hosted(&mut self) {
+        if self.hosted.is_none() && self.auth.htpasswd.is_some() {
+            self.hosted = Some(Hosted::implicit());
+        }
+    }
+
     /// `[hosted]`: patterns that are names or globs and that no upstream prefix takes first
     /// (such a pattern could never be reached), a quota above 0, a directory of its own.
     pub(super) fn validate_hosted(&self) -> Result<(), ConfigError> {
         let Some(h) = &self.hosted else {
             return Ok(());
         };
-        if h.repositories.is_empty() {
+        let bare_names = h.bare_names(&self.auth);
+        if h.repositories.is_empty() && !bare_names {
             return Err(invalid(
                 "hosted.repositories",
-                "list at least one repository name or pattern (\"team/*\")",
+                "list at least one repository name or pattern (\"team/*\"), or turn on bare_names",
+            ));
+        }
+        if bare_names && self.auth.htpasswd.is_none() {
+            return Err(invalid(
+                "hosted.bare_names",
+                "needs auth.htpasswd: only users push, and nobody could",
             ));
         }
         for (j, p) in h.repositories.iter().enumerate() {
