@@ -17,8 +17,14 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+#[path = "security/support.rs"]
+#[allow(dead_code, reason = "shared with e2e_security, which uses all of it")]
+mod support;
+
 use std::path::Path;
 use std::time::Duration;
+
+use base64::Engine as _;
 
 use wharf_e2e::process::{CmdOut, run};
 use wharf_e2e::registry::Storage;
@@ -64,6 +70,9 @@ fn counter(w: &Wharf, family: &str, labels: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// The user of the enforcing setup's hosted repositories.
+const PUSHER: (&str, &str) = ("alice", "mount-s3cret");
 
 struct Signed {
     up: Upstream,
@@ -120,13 +129,21 @@ fn setup(enforce: bool) -> Signed {
         .prefixes(&[REGISTRY_NAME, "oracle"])
         .tag_ttl("1s")
         .extra(&lookaside_key);
+    let mut builder = Wharf::builder();
     if enforce {
         oracle = oracle.extra(&format!(
             "require_signature = {{ key = {:?} }}",
             key_file.display().to_string()
         ));
+        // A hosted repository and a user who may push, for the mount case.
+        let file = dir.path().join("htpasswd");
+        support::htpasswd(&file, PUSHER.0, PUSHER.1);
+        builder = builder.extra_toml(&format!(
+            "[auth]\nhtpasswd = {:?}\nanonymous_pull = true\n\n[hosted]\nrepositories = [\"team/*\"]\n",
+            file.display().to_string()
+        ));
     }
-    let wharf = Wharf::builder()
+    let wharf = builder
         .upstream(oracle)
         .upstream(
             UpstreamCfg::new("site", &up.url())
@@ -393,6 +410,29 @@ fn wharf_enforces_signatures_for_clients_that_cannot() {
         &[],
     );
     assert_eq!(config.status, 403, "{}", config.text());
+    // Nor is it lent to a hosted repository by a mount: the refused manifest is stored (it was
+    // fetched to be checked), but a mount of it falls back to an upload (202), and the hosted
+    // repository does not serve it.
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", PUSHER.0, PUSHER.1))
+    );
+    let refused_manifest = &unsigned_img.manifest.digest;
+    let mount = Http::new().request(
+        "POST",
+        &format!(
+            "{}/v2/team/x/blobs/uploads/?mount={refused_manifest}&from=oracle/os/unsigned",
+            s.wharf.url()
+        ),
+        &[("authorization", &auth)],
+        bytes::Bytes::new(),
+    );
+    assert_eq!(mount.status, 202, "a mount of refused content: {}", mount.text());
+    let lent = Http::new().get(
+        &format!("{}/v2/team/x/blobs/{refused_manifest}", s.wharf.url()),
+        &[],
+    );
+    assert_eq!(lent.status, 404, "{}", lent.text());
     assert!(
         counter(
             &s.wharf,

@@ -104,8 +104,9 @@ impl Wharf {
                 );
             }
             match http.try_request("GET", &url, &[], bytes::Bytes::new()) {
+                // 401: a wharf with `[auth]` asks for credentials on the ping.
                 Ok(r)
-                    if r.status == 200
+                    if (r.status == 200 || r.status == 401)
                         && r.header("Docker-Distribution-API-Version").as_deref()
                             == Some("registry/2.0") =>
                 {

@@ -70,6 +70,14 @@ impl Proxy {
         if !self.store.in_scope(scope::key(&target, d)) {
             return Ok(false);
         }
+        // An upstream under require_signature lends only what a verified manifest names
+        // (policy.rs): a refused manifest and its blobs are stored, never served, and a mount
+        // must not serve them either.
+        if let Some(policy) = &target.upstream.policy
+            && self.check_verified_blob(&target, policy, d).is_err()
+        {
+            return Ok(false);
+        }
         let Some((file, size)) = self.store.open_blob(d).await? else {
             return Ok(false);
         };
