@@ -280,6 +280,26 @@ fn signatures_are_kept_in_the_store_across_a_restart() {
     assert_eq!(sigs.len(), 1, "{body}");
     assert_eq!(sigs[0]["schemaVersion"], 2);
     assert_eq!(sigs[0]["type"], "atomic");
+    // A digest the repository is not known to hold: an empty list, the signature store not
+    // asked, nothing kept.
+    let asked = s.lookaside.requests().len();
+    let random = format!("sha256:{}", "0f".repeat(32));
+    let none = Http::new().get(
+        &format!(
+            "{}/extensions/v2/oracle/os/signed/signatures/{random}",
+            s.wharf.url()
+        ),
+        &[],
+    );
+    assert_eq!(
+        (none.status, none.text().as_str()),
+        (200, r#"{"signatures":[]}"#)
+    );
+    assert_eq!(
+        s.lookaside.requests().len(),
+        asked,
+        "the signature store was asked"
+    );
     s.lookaside.stop();
     s.wharf.restart();
     let again = Http::new().get(&url, &[]);
@@ -427,7 +447,12 @@ fn wharf_enforces_signatures_for_clients_that_cannot() {
         &[("authorization", &auth)],
         bytes::Bytes::new(),
     );
-    assert_eq!(mount.status, 202, "a mount of refused content: {}", mount.text());
+    assert_eq!(
+        mount.status,
+        202,
+        "a mount of refused content: {}",
+        mount.text()
+    );
     let lent = Http::new().get(
         &format!("{}/v2/team/x/blobs/{refused_manifest}", s.wharf.url()),
         &[],

@@ -13,6 +13,8 @@
 //! ```text
 //! signatures of (upstream, repository, digest)
 //!   upstream has no lookaside              -> none (an empty list: the image is unsigned here)
+//!   the repository is not known to hold    -> none, the lookaside not asked (a client asking
+//!   that manifest (scope.rs)                  for random digests costs nothing)
 //!   stored list fetched within tag_ttl     -> the stored list
 //!   else signature-1, -2, ... from the lookaside until its first 404
 //!     answered                             -> stored (replacing the old list), served
@@ -95,6 +97,12 @@ impl Proxy {
         let Some(lookaside) = &up.lookaside else {
             return answer(Vec::new(), Source::None);
         };
+        // Only the signatures of a manifest this repository is known to hold (wharf served it
+        // through it, scope.rs) are asked for and kept: any other digest would cost a request
+        // to the signature store and a file here for nothing, and a client could make many.
+        if !self.store.in_scope(crate::scope::key(target, digest)) {
+            return answer(Vec::new(), Source::None);
+        }
         let repo = target.repo.as_str();
         let key = SignatureKey {
             upstream: &up.name,
