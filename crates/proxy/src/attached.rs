@@ -39,8 +39,12 @@ pub(crate) const MISS_TTL: Duration = Duration::from_secs(30);
 /// The largest referrers list read; an index of thousands of descriptors fits.
 const MAX_REFERRERS: usize = 4 * 1024 * 1024;
 
-/// The most answers and misses kept (each a few hundred bytes; a list up to its size).
+/// The most misses kept (each a few hundred bytes).
 const KEPT: u64 = 10_000;
+/// The bytes of referrers lists kept, all together: the key holds the client's `artifactType`,
+/// so an upstream that ignores the filter would otherwise have one large list kept once per
+/// value a client cares to send.
+const KEPT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A referrers answer: the index and whether the upstream applied the filter.
 #[derive(Clone)]
@@ -69,7 +73,13 @@ pub(crate) struct Attached {
 impl Default for Attached {
     fn default() -> Self {
         Attached {
-            referrers: moka::sync::Cache::builder().max_capacity(KEPT).build(),
+            referrers: moka::sync::Cache::builder()
+                .max_capacity(KEPT_BYTES)
+                .weigher(|_: &Key, kept: &Arc<Kept<Listed>>| {
+                    let len = kept.answer.as_ref().map_or(0, |l| l.body.len());
+                    u32::try_from(len).unwrap_or(u32::MAX).max(1)
+                })
+                .build(),
             missing_tags: moka::sync::Cache::builder().max_capacity(KEPT).build(),
         }
     }

@@ -84,11 +84,16 @@ impl BareNames {
             .contains(name.as_str())
     }
 
-    /// Records `name` as hosted, on disk first (write, fsync, rename), so that a claim that
-    /// was answered survives a restart.
-    fn claim(&self, name: &RepositoryName) -> Result<(), ProxyError> {
-        let mut claimed = self.claimed.write().unwrap_or_else(PoisonError::into_inner);
-        let mut next = claimed.clone();
+    /// Records `name` as hosted, on disk first (write, fsync, rename, fsync the directory), so
+    /// that a claim that was answered survives a restart. The caller holds `asking` (claims
+    /// one at a time); the file is written off the runtime's threads and the set swapped in
+    /// after, so routing (`is_claimed`) never waits on a disk.
+    async fn claim(&self, name: &RepositoryName) -> Result<(), ProxyError> {
+        let mut next = self
+            .claimed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         next.insert(name.as_str().to_owned());
         let mut text =
             String::from("# bare names hosted on their first push (hosted.bare_names)\n");
@@ -96,13 +101,21 @@ impl BareNames {
             text.push_str(n);
             text.push('\n');
         }
-        let tmp = self.file.with_extension("tmp");
-        let written = (|| -> std::io::Result<()> {
+        let file = self.file.clone();
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let tmp = file.with_extension("tmp");
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(text.as_bytes())?;
             f.sync_all()?;
-            std::fs::rename(&tmp, &self.file)
-        })();
+            std::fs::rename(&tmp, &file)?;
+            if let Some(dir) = file.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
         written.map_err(|e| {
             ProxyError::oci(
                 ErrorCode::Unknown,
@@ -112,7 +125,7 @@ impl BareNames {
                 ),
             )
         })?;
-        *claimed = next;
+        *self.claimed.write().unwrap_or_else(PoisonError::into_inner) = next;
         Ok(())
     }
 }
@@ -139,7 +152,7 @@ impl Proxy {
             bare.served.insert(name.as_str().to_owned(), why.clone());
             return Err(ProxyError::oci(ErrorCode::Denied, why));
         }
-        bare.claim(name)?;
+        bare.claim(name).await?;
         tracing::info!(repo = %name, "bare name hosted on its first push: the default upstream does not serve it");
         Ok(())
     }
@@ -159,7 +172,9 @@ async fn served_by(target: &Target, name: &RepositoryName) -> Result<Option<Stri
     match up.client.tags(repo, Some("n=1")).await {
         Ok(_) => Ok(mirrored("is served by")),
         Err(e) if e.is_not_found() => Ok(None),
-        Err(e) if e.is_unauthorized() || e.is_denied() => {
+        // The registry's own refusal (not a failed token fetch: wharf's credentials for the
+        // upstream being wrong says nothing about the repository; that is the arm below).
+        Err(wharf_upstream::Error::Unauthorized { .. } | wharf_upstream::Error::Denied { .. }) => {
             // Docker Hub answers 401 for a repository that does not exist, and every
             // library/ repository (its official images) is public.
             let official = up.library_prefix && name.components().count() == 1;

@@ -249,9 +249,10 @@ impl Gc {
             if self.store.media_type(&d).is_none() {
                 continue; // a blob, or not stored
             }
-            // A manifest that cannot be read or parsed names nothing the mark can follow; it
-            // is live itself, so what it named stays until it is deleted and collected.
-            let Ok(Some((media_type, bytes))) = self.store.get_manifest(&d).await else {
+            // A manifest that cannot be parsed names nothing the mark can follow (it is live
+            // itself). One that cannot be *read* (EIO, no file descriptors) ends the collection:
+            // what it names is unknown, and sweeping on would take what it keeps alive.
+            let Some((media_type, bytes)) = self.store.get_manifest(&d).await? else {
                 continue;
             };
             let Ok(doc) = manifest::parse(&media_type, &bytes) else {

@@ -68,10 +68,6 @@ pub(crate) fn may_push(
 /// Whether `caller` may delete manifests, tags and blobs of the hosted repository `repo`.
 /// [`check`] asks it for every DELETE of a manifest (by tag or digest) or a blob before the
 /// handler runs; a DELETE handler need not ask again.
-#[allow(
-    dead_code,
-    reason = "the seam for DELETE of hosted content, which calls it"
-)]
 pub(crate) fn may_delete(
     auth: Option<&ClientAuth>,
     caller: &Caller,

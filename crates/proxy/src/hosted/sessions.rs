@@ -12,6 +12,11 @@ use wharf_oci::{Digest, ErrorCode, RepositoryName};
 
 use crate::error::ProxyError;
 
+/// The most uploads in progress at once (each holds an open file).
+const MAX_SESSIONS: usize = 256;
+/// The most uploads in progress of one user.
+const MAX_SESSIONS_PER_USER: usize = 32;
+
 /// The uploads in progress, by id.
 pub(super) struct Sessions {
     map: Mutex<HashMap<String, Arc<Session>>>,
@@ -57,6 +62,24 @@ impl Sessions {
 
     pub(super) fn len(&self) -> usize {
         self.map().len()
+    }
+
+    /// Whether `user` may start one more upload: each holds an open spool file until it ends
+    /// or expires, so they are bounded, in all and per user (429 TOOMANYREQUESTS beyond).
+    pub(super) fn admit(&self, user: &str) -> Result<(), ProxyError> {
+        let map = self.map();
+        let mine = map.values().filter(|s| s.user == user).count();
+        if map.len() >= MAX_SESSIONS || mine >= MAX_SESSIONS_PER_USER {
+            return Err(ProxyError::oci(
+                ErrorCode::TooManyRequests,
+                format!(
+                    "too many uploads in progress ({mine} of yours, {} in all; at most \
+                     {MAX_SESSIONS_PER_USER} and {MAX_SESSIONS}): finish or cancel some first",
+                    map.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub(super) fn insert(&self, repo: &RepositoryName, user: &str, upload: Upload) -> Arc<Session> {

@@ -176,11 +176,15 @@ impl Proxy {
             }
         }
         let digest = digest_param(query, "digest")?;
+        if digest.is_none() {
+            hosted.uploads.admit(user)?;
+        }
         let mut upload = hosted.store.begin_upload().await.map_err(store_error)?;
         if let Some(d) = digest {
-            if let Err(e) = upload.append(body_stream(req.into_body()), None).await {
+            let (limit, quota_binds) = hosted.limit(None, 0);
+            if let Err(e) = upload.append(body_stream(req.into_body()), limit).await {
                 upload.discard().await;
-                return Err(append_error(e));
+                return Err(hosted.append_error(e, quota_binds));
             }
             hosted.finish(upload, repo, &d).await?;
             return Ok(created(&blob_location(base, &d), &d));
@@ -249,7 +253,14 @@ impl Hosted {
         {
             return Err(out_of_order(s, base, len, range));
         }
-        let limit = range.map(|(_, end)| end + 1);
+        let ranged = match range {
+            Some((_, end)) => match end.checked_add(1) {
+                Some(limit) => Some(limit),
+                None => return Err(out_of_order(s, base, len, range)),
+            },
+            None => None,
+        };
+        let (limit, quota_binds) = self.limit(ranged, len);
         let appended = upload.append(body_stream(req.into_body()), limit).await;
         state.last_active = Instant::now();
         match appended {
@@ -261,8 +272,37 @@ impl Hosted {
                         upload.discard().await;
                     }
                 }
-                Err(append_error(e))
+                Err(self.append_error(e, quota_binds))
             }
+        }
+    }
+
+    /// How long an upload now `len` bytes long may grow: to the end its `Content-Range`
+    /// names, if any, and within the quota's room; and whether the quota is what binds.
+    fn limit(&self, ranged: Option<u64>, len: u64) -> (Option<u64>, bool) {
+        let room = self
+            .quota
+            .map(|q| len.saturating_add(q.saturating_sub(self.store.stats().size_bytes)));
+        match (ranged, room) {
+            (Some(r), Some(q)) if q < r => (Some(q), true),
+            (None, Some(q)) => (Some(q), true),
+            (r, _) => (r, false),
+        }
+    }
+
+    /// A failed append, answered; past the quota's room it says so.
+    fn append_error(&self, e: AppendError, quota_binds: bool) -> ProxyError {
+        match e {
+            AppendError::TooLarge { .. } if quota_binds => ProxyError::oci(
+                ErrorCode::Denied,
+                format!(
+                    "the hosted repositories' quota is reached while the upload arrived: {} of \
+                     {} bytes used (hosted.quota); the upload is dropped",
+                    self.store.stats().size_bytes,
+                    self.quota.unwrap_or_default()
+                ),
+            ),
+            e => append_error(e),
         }
     }
 

@@ -112,20 +112,7 @@ impl Config {
         for (j, p) in h.repositories.iter().enumerate() {
             let field = format!("hosted.repositories[{j}]");
             wharf_proxy::hosted::check_pattern(p).map_err(|m| invalid(&field, m))?;
-            let first = p.split('/').next().unwrap_or_default();
-            if p.contains('/') && !first.contains('*') {
-                for u in &self.upstream {
-                    if u.prefixes.iter().any(|x| x.eq_ignore_ascii_case(first)) {
-                        return Err(invalid(
-                            &field,
-                            format!(
-                                "{p:?} starts with {first:?}, a prefix of upstream {}: those names are the upstream's",
-                                u.name
-                            ),
-                        ));
-                    }
-                }
-            }
+            self.check_not_upstream(p, &field, "a hosted name never shadows them")?;
         }
         if let Some(u) = self
             .upstream
