@@ -104,10 +104,8 @@ impl Upstream {
     /// Hub, so that [`Upstream::library_prefix`] applies: its URL is one of Hub's hosts, or it
     /// answers to `docker.io` (a mirror of Hub configured as Hub).
     pub fn is_docker_hub(url: &str, prefixes: &[String]) -> bool {
-        let host = url
-            .split_once("://")
-            .map_or("", |(_, rest)| rest)
-            .trim_end_matches('/');
+        let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+        let host = rest.split('/').next().unwrap_or(rest);
         is_docker_hub_host(host) || prefixes.iter().any(|p| p.eq_ignore_ascii_case("docker.io"))
     }
 

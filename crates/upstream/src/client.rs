@@ -26,8 +26,10 @@ pub struct Client {
 
 struct Inner {
     name: String,
-    /// `scheme://authority`, no trailing slash.
+    /// `scheme://authority[/path]`, no trailing slash: request paths (`/v2/...`) go after it, so
+    /// `http://regional:5000/oracle` reaches that wharf's `oracle` prefix.
     base: String,
+    /// `scheme://authority` only: the origin that redirects, challenges and realms are judged by.
     base_uri: Uri,
     transport: Transport,
     auth: Auth,
@@ -218,8 +220,10 @@ fn identity_headers() -> HeaderMap {
     headers
 }
 
-/// `scheme://host[:port]` from the configured URL, or why it cannot be used. The URL itself is
-/// not echoed: it could carry user info.
+/// `scheme://host[:port][/path]` from the configured URL, and its origin, or why it cannot be
+/// used. A path is the prefix every request goes under (a regional wharf's `/oracle`, a registry
+/// mounted under a path); a query, a fragment or user info is refused. The URL itself is not
+/// echoed: it could carry user info.
 fn parse_base(url: &str) -> Result<(String, Uri), &'static str> {
     let uri: Uri = url
         .trim_end_matches('/')
@@ -237,12 +241,41 @@ fn parse_base(url: &str) -> Result<(String, Uri), &'static str> {
     if uri.host().is_none_or(str::is_empty) {
         return Err("the url has no host");
     }
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err("the url must not have a path or query");
+    if uri.query().is_some() || url.contains('#') {
+        return Err("the url must not have a query or fragment");
     }
-    let base = format!("{}://{}", uri.scheme_str().unwrap_or("https"), authority);
-    let base_uri = base.parse().map_err(|_| "the url is not a valid URL")?;
-    Ok((base, base_uri))
+    let path = uri.path().trim_end_matches('/');
+    if !valid_base_path(path) {
+        return Err("the url's path must be plain segments (letters, digits, '.', '_', '-')");
+    }
+    // wharf adds `/v2/` itself; a URL ending in it would ask for `/v2/v2/...`.
+    if path.rsplit('/').next() == Some("v2") {
+        return Err("the url must not end in /v2: wharf adds it");
+    }
+    let origin = format!("{}://{}", uri.scheme_str().unwrap_or("https"), authority);
+    let base_uri = origin.parse().map_err(|_| "the url is not a valid URL")?;
+    Ok((format!("{origin}{path}"), base_uri))
+}
+
+/// Whether `url` can be an upstream's URL (`http(s)://host[:port][/path]`), and if not, why: the
+/// rules [`Client::new`] applies, for configuration checks.
+pub fn check_url(url: &str) -> Result<(), &'static str> {
+    parse_base(url).map(drop)
+}
+
+/// Empty, or `/seg[/seg...]` with no `.`/`..` segment and nothing that percent-decodes or ends
+/// a path differently on the upstream than here.
+fn valid_base_path(path: &str) -> bool {
+    path.is_empty()
+        || path.strip_prefix('/').is_some_and(|rest| {
+            rest.split('/').all(|s| {
+                !s.is_empty()
+                    && s != "."
+                    && s != ".."
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            })
+        })
 }
 
 #[cfg(test)]
@@ -259,9 +292,29 @@ mod tests {
         );
         assert!(ok("https://user:secret@quay.io").is_err());
         assert!(ok("ftp://quay.io").is_err());
+        assert_eq!(
+            ok("http://regional:5000/oracle/").as_deref(),
+            Ok("http://regional:5000/oracle")
+        );
+        assert_eq!(
+            ok("https://registry.example.com/mirror/quay").as_deref(),
+            Ok("https://registry.example.com/mirror/quay")
+        );
         assert!(ok("https://quay.io/v2").is_err());
+        assert!(ok("https://quay.io/a/../b").is_err());
+        assert!(ok("https://quay.io/a%2fb").is_err());
+        assert!(ok("https://quay.io/a?x=1").is_err());
+        assert!(ok("https://quay.io/a#x").is_err());
         assert!(ok("quay.io").is_err());
         let err = ok("https://user:hunter2@quay.io").expect_err("user info");
         assert!(!err.contains("hunter2"));
+    }
+
+    #[test]
+    fn a_path_is_not_part_of_the_origin() {
+        let (base, origin) = parse_base("http://regional:5000/oracle").expect("parses");
+        assert_eq!(base, "http://regional:5000/oracle");
+        assert_eq!(origin.to_string(), "http://regional:5000/");
+        assert_eq!(origin.host(), Some("regional"));
     }
 }

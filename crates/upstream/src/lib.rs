@@ -40,7 +40,7 @@ mod x509;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use client::Client;
+pub use client::{Client, check_url};
 pub use error::{Error, RedirectProblem, TimeoutPhase};
 pub use hyper::body::Incoming as Body;
 pub use lookaside::Lookaside;
@@ -75,7 +75,8 @@ impl std::fmt::Display for Secret {
 pub struct Config {
     /// Short name, used in logs, errors and metric labels.
     pub name: String,
-    /// Base URL: `https://host[:port]` or `http://host[:port]`, no path.
+    /// Base URL: `http(s)://host[:port][/path]`; requests go to `<path>/v2/...` (a path is a
+    /// regional wharf's prefix, or a registry mounted under a path).
     pub url: String,
     pub username: Option<String>,
     pub password: Option<Secret>,
