@@ -1,5 +1,6 @@
 //! The regional tier (issue 17): a site wharf whose upstreams are a regional wharf's prefixes
-//! (a URL with a path), pulled through with podman; each blob crosses each tier once.
+//! (a URL with a path), pulled through with podman; each blob crosses each tier once. Chaining
+//! (errors, loops, HEAD of a cold blob) is in `regional/chain.rs`.
 
 #![allow(
     clippy::expect_used,
@@ -8,6 +9,9 @@
 
 #[path = "regional/tiers.rs"]
 mod tiers;
+
+#[path = "regional/chain.rs"]
+mod chain;
 
 use std::collections::BTreeMap;
 

@@ -159,8 +159,10 @@ impl Proxy {
         options: ProxyOptions,
         metrics: wharf_metrics::Metrics,
     ) -> Arc<Self> {
+        let run_id = run_id();
         for up in upstreams.iter() {
             metrics.init_upstream(&up.name);
+            up.client.set_via(&pseudonym(run_id));
         }
         Arc::new(Proxy {
             metrics,
@@ -168,7 +170,7 @@ impl Proxy {
             store,
             stale_served: AtomicU64::new(0),
             requests: AtomicU64::new(0),
-            run_id: run_id(),
+            run_id,
             auth: options.auth,
             fill_permits: Arc::new(tokio::sync::Semaphore::new(
                 options.max_concurrent_fills.max(1),
@@ -205,6 +207,22 @@ impl Proxy {
     /// How many tag requests were answered stale because the upstream failed.
     pub fn stale_served(&self) -> u64 {
         self.stale_served.load(Ordering::Relaxed)
+    }
+
+    /// Refuses a request whose `Via` names this run of wharf: it went out to an upstream and
+    /// came back (`Via: 1.1 wharf-<run id>`, possibly among other hops).
+    fn check_loop(&self, headers: &HeaderMap) -> Result<(), ProxyError> {
+        let me = pseudonym(self.run_id);
+        let looped = headers
+            .get_all(header::VIA)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|hop| hop.split_whitespace().nth(1) == Some(me.as_str()));
+        if looped {
+            return Err(ProxyError::Loop { pseudonym: me });
+        }
+        Ok(())
     }
 
     /// A request id unique to this process run: a per-start random-ish prefix and a counter,
@@ -372,6 +390,11 @@ fn ping() -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// How this run of wharf names itself in `Via` (`wharf-<run id>`, RFC 9110's pseudonym form).
+fn pseudonym(run_id: u32) -> String {
+    format!("wharf-{run_id:08x}")
 }
 
 /// A value that differs between runs of wharf: the start time's nanoseconds mixed with the pid.

@@ -73,6 +73,7 @@ impl Client {
             response_timeout: config.response_timeout,
             user_agent: HeaderValue::from_static(concat!("wharf/", env!("CARGO_PKG_VERSION"))),
             metrics: std::sync::OnceLock::new(),
+            via: std::sync::OnceLock::new(),
         };
         let auth = Auth::new(config.name.clone(), basic, RealmPolicy::new(&base_uri));
         Ok(Client {
@@ -98,6 +99,15 @@ impl Client {
     pub fn with_metrics(self, metrics: wharf_metrics::Metrics) -> Self {
         let _ = self.inner.transport.metrics.set(metrics);
         self
+    }
+
+    /// Sends `Via: 1.1 <pseudonym>` (RFC 9110 section 7.6.3) on every request of this client
+    /// and its clones (the first call wins), so the wharf it names can tell its own requests
+    /// coming back. A pseudonym that is no header value is ignored.
+    pub fn set_via(&self, pseudonym: &str) {
+        if let Ok(v) = HeaderValue::from_str(&format!("1.1 {pseudonym}")) {
+            let _ = self.inner.transport.via.set(v);
+        }
     }
 
     pub fn name(&self) -> &str {

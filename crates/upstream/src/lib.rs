@@ -41,7 +41,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use client::{Client, check_url};
-pub use error::{Error, RedirectProblem, TimeoutPhase};
+pub use error::{Error, MAX_REPORTED_MESSAGE, RedirectProblem, Reported, TimeoutPhase};
 pub use hyper::body::Incoming as Body;
 pub use lookaside::Lookaside;
 

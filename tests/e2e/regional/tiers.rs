@@ -27,6 +27,11 @@ impl Tiers {
             .upstream(
                 UpstreamCfg::new("regional-ol", &format!("{}/ol", region.url())).prefixes(&["ol"]),
             )
+            // A prefix the region does not have: its NAME_UNKNOWN must reach the client.
+            .upstream(
+                UpstreamCfg::new("regional-quay", &format!("{}/quay", region.url()))
+                    .prefixes(&["quay"]),
+            )
             .start();
         Tiers {
             registry,

@@ -29,7 +29,8 @@ impl Client {
         let uri: Uri = url
             .parse()
             .map_err(|e| self.invalid(format!("bad URL for {path}: {e}")))?;
-        let request = format!("{method} {path}");
+        // As sent: with the URL's path (a regional wharf's prefix), for messages and logs.
+        let request = format!("{method} {}", uri.path());
         let send = |sent| self.send(&method, &uri, &headers, &request, sent);
 
         let sent = inner.auth.proactive(&inner.transport, repo).await?;
@@ -145,16 +146,14 @@ impl Client {
         })
     }
 
-    /// Reads at most [`ERROR_BODY_LIMIT`] of an error body for its OCI error code.
-    async fn error_code(&self, body: Incoming) -> Option<String> {
+    /// Reads at most [`ERROR_BODY_LIMIT`] of an error body for its OCI error (code, message).
+    async fn error_code(&self, body: Incoming) -> Option<crate::error::Reported> {
         let (bytes, complete) = self
             .inner
             .transport
             .read_prefix(body, ERROR_BODY_LIMIT)
             .await
             .ok()?;
-        complete
-            .then(|| crate::error::oci_error_code(&bytes))
-            .flatten()
+        complete.then(|| crate::error::oci_error(&bytes)).flatten()
     }
 }
