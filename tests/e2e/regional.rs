@@ -1,6 +1,7 @@
 //! The regional tier (issue 17): a site wharf whose upstreams are a regional wharf's prefixes
 //! (a URL with a path), pulled through with podman; each blob crosses each tier once. Chaining
-//! (errors, loops, HEAD of a cold blob) is in `regional/chain.rs`.
+//! (errors, loops, HEAD of a cold blob) is in `regional/chain.rs`; a hung upstream and a stale
+//! tag in `regional/revalidate.rs`.
 
 #![allow(
     clippy::expect_used,
@@ -12,6 +13,9 @@ mod tiers;
 
 #[path = "regional/chain.rs"]
 mod chain;
+
+#[path = "regional/revalidate.rs"]
+mod revalidate;
 
 use std::collections::BTreeMap;
 

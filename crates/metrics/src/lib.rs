@@ -21,7 +21,7 @@
 //! | `source`       | `cache`, `upstream`                                                     |
 //! | `method`       | `GET`, `HEAD`, `other`                                                  |
 //! | `status_class` | `2xx`, `3xx`, `4xx`, `5xx`, `error` (no answer), `timeout`              |
-//! | `reason`       | stale serves: `upstream_failed`, `rate_limited`, `backing_off`; cache write failures: `no_space` |
+//! | `reason`       | stale serves: `upstream_failed`, `rate_limited`, `backing_off`, `revalidation_slow`; cache write failures: `no_space` |
 //!
 //! Never a repository, a tag, a digest, a user or an error text: those are unbounded, and some
 //! are secrets.

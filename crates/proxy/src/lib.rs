@@ -58,6 +58,7 @@ mod observe;
 pub mod policy;
 mod preface;
 pub mod range;
+mod revalidate;
 pub mod route;
 mod scope;
 mod sendfile;
@@ -111,6 +112,11 @@ pub struct Proxy {
     verified: policy::Verified,
     /// Hosted repositories, if configured (`[hosted]`).
     hosted: Option<hosted::Hosted>,
+    /// Tags (`upstream\0repo\0tag`) whose revalidation overran its deadline and still runs:
+    /// served stale at once meanwhile (revalidate.rs).
+    revalidating: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// This proxy, for the tasks that outlive a request (a revalidation in the background).
+    me: std::sync::Weak<Proxy>,
 }
 
 /// What a [`Proxy`] is built with besides its upstreams and store.
@@ -164,7 +170,9 @@ impl Proxy {
             metrics.init_upstream(&up.name);
             up.client.set_via(&pseudonym(run_id));
         }
-        Arc::new(Proxy {
+        Arc::new_cyclic(|me| Proxy {
+            me: me.clone(),
+            revalidating: Default::default(),
             metrics,
             upstreams,
             store,

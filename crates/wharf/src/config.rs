@@ -92,6 +92,10 @@ pub(crate) struct Cache {
     /// Default tag TTL for every upstream. Default `5m`.
     #[serde(default = "default_tag_ttl", with = "humantime_serde")]
     pub tag_ttl: Duration,
+    /// Default `revalidate_timeout` of every upstream: how long a tag past its TTL waits for the
+    /// upstream's answer before its last known digest is served. Default `3s`.
+    #[serde(default = "default_revalidate_timeout", with = "humantime_serde")]
+    pub revalidate_timeout: Duration,
     /// A fill whose upstream sends nothing for this long fails. Default `30s`.
     #[serde(default = "default_inactivity", with = "humantime_serde")]
     pub fill_inactivity_timeout: Duration,
@@ -110,6 +114,7 @@ impl Default for Cache {
             dir: default_dir(),
             max_size: default_max_size(),
             tag_ttl: default_tag_ttl(),
+            revalidate_timeout: default_revalidate_timeout(),
             fill_inactivity_timeout: default_inactivity(),
             max_concurrent_fills: default_max_concurrent_fills(),
             scrub_rate: default_scrub_rate(),
@@ -150,6 +155,9 @@ fn default_scrub_rate() -> u64 {
 }
 fn default_tag_ttl() -> Duration {
     wharf_proxy::Upstream::DEFAULT_TAG_TTL
+}
+fn default_revalidate_timeout() -> Duration {
+    wharf_proxy::Upstream::DEFAULT_REVALIDATE_TIMEOUT
 }
 fn default_inactivity() -> Duration {
     StoreOptions::default().fill_inactivity_timeout

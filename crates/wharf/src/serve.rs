@@ -222,6 +222,9 @@ fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstrea
         is_default: u.default,
         library_prefix: Upstream::is_docker_hub(&u.url, &u.prefixes),
         tag_ttl: u.tag_ttl.unwrap_or(config.cache.tag_ttl),
+        revalidate_timeout: u
+            .revalidate_timeout
+            .unwrap_or(config.cache.revalidate_timeout),
         immutable_tags: u
             .immutable_set()
             .map_err(|(j, m)| format!("immutable_tags[{j}]: {m}"))?,

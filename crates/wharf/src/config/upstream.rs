@@ -39,6 +39,10 @@ pub(crate) struct UpstreamConfig {
     /// Time allowed until the upstream's response headers arrive.
     #[serde(default = "default_response_timeout", with = "humantime_serde")]
     pub response_timeout: Duration,
+    /// How long a tag past its TTL waits for its revalidation before the last known digest is
+    /// served (the revalidation then finishes in the background). Default: `cache.revalidate_timeout`.
+    #[serde(default, with = "humantime_serde")]
+    pub revalidate_timeout: Option<Duration>,
     /// Hosts besides the upstream's own domain that may receive its credentials as a token realm.
     #[serde(default)]
     pub realm_hosts: Vec<String>,
