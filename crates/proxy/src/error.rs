@@ -129,6 +129,12 @@ pub enum ProxyError {
     /// before is lost.
     #[error("{message}")]
     InsufficientStorage { message: String },
+    /// `Cache-Control: only-if-cached` for content wharf does not hold: 504 (RFC 9111 section
+    /// 5.2.1.7), the upstream not asked.
+    #[error(
+        "blob {digest} is not cached here, and the request asked for a cached answer only (Cache-Control: only-if-cached)"
+    )]
+    NotCached { digest: wharf_oci::Digest },
     /// The request's `Via` names this wharf: one of its upstream URLs leads back to it. 508
     /// Loop Detected (RFC 5842) at once, rather than a chain of requests that ends in timeouts.
     #[error(
@@ -229,6 +235,7 @@ impl ProxyError {
                 | ProxyError::UploadRange { .. }
                 | ProxyError::ManifestBlobUnknown { .. }
                 | ProxyError::ManifestTooLarge { .. }
+                | ProxyError::NotCached { .. }
         )
     }
 
@@ -301,6 +308,9 @@ impl ProxyError {
                 Answer::new(StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unknown)
             }
             ProxyError::Loop { .. } => Answer::new(StatusCode::LOOP_DETECTED, ErrorCode::Unknown),
+            ProxyError::NotCached { .. } => {
+                Answer::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::BlobUnknown)
+            }
         }
     }
 

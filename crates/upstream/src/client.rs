@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use http::header::{ACCEPT, ACCEPT_ENCODING, RANGE};
+use http::header::{ACCEPT, ACCEPT_ENCODING, CACHE_CONTROL, RANGE};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
 use crate::auth::{Auth, basic_header};
@@ -151,6 +151,22 @@ impl Client {
         }
         let path = format!("/v2/{repo}/blobs/{digest}");
         self.execute(method, repo, path, None, headers).await
+    }
+
+    /// `HEAD /v2/<repo>/blobs/<digest>` with `Cache-Control: only-if-cached` (RFC 9111 section
+    /// 5.2.1.7): a cache in front of the registry (wharf) answers from what it holds, or 504
+    /// ([`Error::Status`]) without asking its own upstream; a registry ignores the directive.
+    pub async fn blob_if_cached(
+        &self,
+        repo: &str,
+        digest: &wharf_oci::Digest,
+    ) -> Result<Response, Error> {
+        let digest = digest.to_string();
+        self.check(&Method::HEAD, repo, &digest)?;
+        let mut headers = identity_headers();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("only-if-cached"));
+        let path = format!("/v2/{repo}/blobs/{digest}");
+        self.execute(Method::HEAD, repo, path, None, headers).await
     }
 
     /// `GET /v2/<repo>/tags/list` with the given raw query string (e.g. "n=10&last=foo"), passed

@@ -183,6 +183,15 @@ async fn an_upstream_error_passes_through_with_the_upstream_name() {
         (StatusCode::NOT_FOUND, &"BLOB_UNKNOWN".into())
     );
 
+    let (s, _, b) = parts(ProxyError::NotCached {
+        digest: wharf_oci::Digest::sha256_of(b"x"),
+    })
+    .await;
+    assert_eq!(
+        (s, &b["errors"][0]["code"]),
+        (StatusCode::GATEWAY_TIMEOUT, &"BLOB_UNKNOWN".into())
+    );
+
     let (s, _, b) = parts(ProxyError::Loop {
         pseudonym: "wharf-0000abcd".into(),
     })
