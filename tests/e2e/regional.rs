@@ -1,7 +1,7 @@
 //! The regional tier (issue 17): a site wharf whose upstreams are a regional wharf's prefixes
 //! (a URL with a path), pulled through with podman; each blob crosses each tier once. Chaining
 //! (errors, loops, HEAD of a cold blob) is in `regional/chain.rs`; a hung upstream and a stale
-//! tag in `regional/revalidate.rs`.
+//! tag in `regional/revalidate.rs`; an upstream with a mirror in `regional/mirrors.rs`.
 
 #![allow(
     clippy::expect_used,
@@ -16,6 +16,9 @@ mod chain;
 
 #[path = "regional/revalidate.rs"]
 mod revalidate;
+
+#[path = "regional/mirrors.rs"]
+mod mirrors;
 
 use std::collections::BTreeMap;
 

@@ -220,10 +220,14 @@ fn opener(
                 return Err(Arc::new(ResumeRefused) as SourceError);
             }
             let len = content_length(&resp.headers);
+            // A body that breaks sends the fill's resume (from the byte on disk) to another of
+            // the upstream's URLs, if it has mirrors.
+            let url = resp.url;
             let body = resp
                 .body
                 .into_data_stream()
                 .inspect_ok(move |chunk| received.inc_by(chunk.len() as u64))
+                .inspect_err(move |_| client.url_failed(&url))
                 .map_err(|e| Arc::new(e) as SourceError)
                 .boxed();
             Ok(FillSource { len, body })

@@ -81,6 +81,7 @@ impl Upstream {
         let client = wharf_upstream::Client::new(wharf_upstream::Config {
             name: name.into(),
             url: url.into(),
+            mirrors: Vec::new(),
             username: None,
             password: None,
             ca_file: None,

@@ -99,6 +99,7 @@ async fn setup(mode: Mode, immutable: &[&str]) -> Setup {
     let client = wharf_upstream::Client::new(wharf_upstream::Config {
         name: "fake".into(),
         url: fake.url(),
+        mirrors: Vec::new(),
         username: None,
         password: None,
         ca_file: None,

@@ -11,6 +11,7 @@ use http::header::{ACCEPT, ACCEPT_ENCODING, CACHE_CONTROL, RANGE};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
 use crate::auth::{Auth, basic_header};
+use crate::endpoints::{Endpoint, Endpoints};
 use crate::realm::RealmPolicy;
 use crate::transport::Transport;
 use crate::{Config, Error, Response, tls};
@@ -26,11 +27,8 @@ pub struct Client {
 
 struct Inner {
     name: String,
-    /// `scheme://authority[/path]`, no trailing slash: request paths (`/v2/...`) go after it, so
-    /// `http://regional:5000/oracle` reaches that wharf's `oracle` prefix.
-    base: String,
-    /// `scheme://authority` only: the origin that redirects, challenges and realms are judged by.
-    base_uri: Uri,
+    /// Its `url` and `mirrors` (endpoints.rs): where each request goes, by health and latency.
+    endpoints: Endpoints,
     transport: Transport,
     auth: Auth,
 }
@@ -39,7 +37,15 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("name", &self.inner.name)
-            .field("url", &self.inner.base)
+            .field(
+                "urls",
+                &self
+                    .inner
+                    .endpoints
+                    .iter()
+                    .map(|e| e.base.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -50,7 +56,15 @@ impl Client {
             upstream: config.name.clone(),
             reason: reason.to_owned(),
         };
-        let (base, base_uri) = parse_base(&config.url).map_err(invalid)?;
+        let mut endpoints = Vec::new();
+        for url in std::iter::once(&config.url).chain(&config.mirrors) {
+            let (base, origin) = parse_base(url).map_err(invalid)?;
+            if endpoints.iter().any(|e: &Endpoint| e.base == base) {
+                return Err(invalid("the same URL is listed twice (url and mirrors)"));
+            }
+            endpoints.push(Endpoint::new(base, origin));
+        }
+        let endpoints = Endpoints::new(endpoints);
         if config.connect_timeout.is_zero() || config.response_timeout.is_zero() {
             return Err(invalid("timeouts must be greater than zero"));
         }
@@ -75,12 +89,12 @@ impl Client {
             metrics: std::sync::OnceLock::new(),
             via: std::sync::OnceLock::new(),
         };
-        let auth = Auth::new(config.name.clone(), basic, RealmPolicy::new(&base_uri));
+        let policy = RealmPolicy::new(endpoints.iter().map(|e| &e.origin));
+        let auth = Auth::new(config.name.clone(), basic, policy);
         Ok(Client {
             inner: Arc::new(Inner {
                 name: config.name,
-                base,
-                base_uri,
+                endpoints,
                 transport,
                 auth,
             }),
@@ -97,6 +111,15 @@ impl Client {
     /// Counts this client's requests, token fetches and rate limit into `metrics` (applies to
     /// all clones; the first call wins).
     pub fn with_metrics(self, metrics: wharf_metrics::Metrics) -> Self {
+        for e in self.inner.endpoints.iter() {
+            for result in ["ok", "failed"] {
+                metrics.upstream_url_requests.with_label_values(&[
+                    self.inner.name.as_str(),
+                    e.label.as_str(),
+                    result,
+                ]);
+            }
+        }
         let _ = self.inner.transport.metrics.set(metrics);
         self
     }
@@ -112,6 +135,28 @@ impl Client {
 
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// `host[:port]` of each configured URL (`url`, then `mirrors`): the values of the `url`
+    /// label in metrics and logs.
+    pub fn url_labels(&self) -> Vec<String> {
+        self.inner
+            .endpoints
+            .iter()
+            .map(|e| e.label.clone())
+            .collect()
+    }
+
+    /// A response body from the URL labelled `url` ([`Response::url`]) broke: that URL is left
+    /// alone for its back-off, so the request that resumes goes to another.
+    pub fn url_failed(&self, url: &str) {
+        if let Some(e) = self.inner.endpoints.by_label(url)
+            && self.inner.endpoints.iter().count() > 1
+        {
+            let backoff = e.failed();
+            tracing::warn!(upstream = %self.inner.name, url, backoff_ms = backoff.as_millis() as u64,
+                "a response body from this url broke; trying the upstream's other urls first");
+        }
     }
 
     /// `GET` or `HEAD /v2/<repo>/manifests/<reference>`, always with the full Accept set

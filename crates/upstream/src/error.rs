@@ -291,6 +291,21 @@ impl Error {
         matches!(self, Error::Timeout { .. })
     }
 
+    /// Another URL of the upstream (a mirror) might answer: the URL could not be reached, timed
+    /// out, broke the connection, failed (5xx) or is rate-limiting (429). A token realm's
+    /// failure is not the URL's.
+    pub fn is_failover(&self) -> bool {
+        match self {
+            Error::Connect { .. }
+            | Error::Tls { .. }
+            | Error::Timeout { .. }
+            | Error::Transport { .. }
+            | Error::RateLimited { .. } => true,
+            Error::Status { status, .. } => *status >= 500 && *status != 508,
+            _ => false,
+        }
+    }
+
     /// The upstream is down or failing (connect, TLS, timeout, broken connection, 5xx, or a token
     /// realm answering 5xx): a caller may serve what it has instead.
     pub fn is_unreachable(&self) -> bool {

@@ -111,6 +111,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
     let client = match wharf_upstream::Client::new(wharf_upstream::Config {
         name: "wharf".to_owned(),
         url: mirror.url(),
+        mirrors: Vec::new(),
         username: None,
         password: None,
         ca_file: args.ca.clone(),

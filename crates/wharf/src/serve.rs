@@ -199,6 +199,7 @@ fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstrea
     let client_config = wharf_upstream::Config {
         name: u.name.clone(),
         url: u.url.trim_end_matches('/').to_owned(),
+        mirrors: u.mirrors.clone(),
         username: u.username.clone(),
         password,
         ca_file: u.ca_file.clone(),

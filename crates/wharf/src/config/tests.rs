@@ -344,3 +344,27 @@ fn the_shipped_hosted_example_parses() {
         Some(vec!["ol7image".to_owned(), "team/*".to_owned()])
     );
 }
+
+#[test]
+fn mirrors_beside_url() {
+    let up = |mirrors: &str| {
+        format!(
+            "[[upstream]]\nname = \"a\"\nurl = \"https://a.example\"\nmirrors = {mirrors}\ndefault = true\n"
+        )
+    };
+    let config = Config::parse(
+        &up(r#"["https://b.example", "http://regional:5000/oracle"]"#),
+        "t",
+    )
+    .expect("mirrors");
+    assert_eq!(config.upstream[0].mirrors.len(), 2);
+    assert!(err(&up(r#"["ftp://b.example"]"#)).contains("upstream[0].mirrors[0]"));
+    assert!(
+        err(&up(r#"["https://b.example", "https://a.example/"]"#))
+            .contains("upstream[0].mirrors[1]")
+    );
+    assert!(
+        err(&up(r#"["https://b.example", "https://b.example"]"#))
+            .contains("upstream[0].mirrors[1]")
+    );
+}

@@ -17,6 +17,11 @@ pub(crate) struct UpstreamConfig {
     /// `https://host[:port][/path]` or `http://host[:port][/path]`. A path is the prefix every
     /// request goes under: `http://regional:5000/oracle` is that wharf's `oracle` prefix.
     pub url: String,
+    /// More URLs with the same content (Oracle's regional mirrors, a second regional wharf),
+    /// same forms as `url`, same credentials; each request goes to the healthiest and fastest
+    /// and fails over to the next. Default: none.
+    #[serde(default)]
+    pub mirrors: Vec<String>,
     /// Names that select this upstream: an `ns` value or a first path segment.
     #[serde(default)]
     pub prefixes: Vec<String>,
@@ -100,6 +105,16 @@ impl UpstreamConfig {
             return Err(invalid(f("name"), format!("{:?} is used twice", self.name)));
         }
         check_url(&self.url).map_err(|m| invalid(f("url"), m))?;
+        for (j, m) in self.mirrors.iter().enumerate() {
+            check_url(m).map_err(|e| invalid(f(&format!("mirrors[{j}]")), e))?;
+            let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+            if same(m, &self.url) || self.mirrors[..j].iter().any(|o| same(o, m)) {
+                return Err(invalid(
+                    f(&format!("mirrors[{j}]")),
+                    "the same URL is listed twice (url and mirrors)",
+                ));
+            }
+        }
         if let Some(l) = &self.lookaside {
             check_lookaside(l).map_err(|m| invalid(f("lookaside"), m))?;
         }
