@@ -7,8 +7,9 @@
 //!   HTTP request get a 400 with error JSON, preface.rs)
 //!   -> hyper http1, or http2 (h2 by ALPN, or the h2c preface) -> Proxy::handle
 //!   -> request id + span `request` (id, method, endpoint, upstream)
-//!   -> Proxy::admit (admit.rs): URI too long? 414; body on a pull? 413 (limits.rs); client
-//!      authentication (auth.rs): 401 with wharf's own challenge
+//!   -> Proxy::admit (admit.rs): a Via naming this wharf (a loop)? 508; URI too long? 414;
+//!      body on a pull? 413 (limits.rs); client authentication (auth.rs): 401 with wharf's own
+//!      challenge
 //!   -> route::parse_path: /v2/ ping | /[<mount>/]v2/<name>/{manifests,blobs,tags,referrers,blobs/uploads}
 //!      (parsed from the end; name, tag and digest validated, never percent-decoded)
 //!   -> routing: ?ns=<prefix> | /<mount>/v2/ | first name component (Upstreams::select_named)
@@ -17,7 +18,8 @@
 //!      not GET/HEAD: only to a hosted repository (DENIED when the name is an upstream's;
 //!      UNSUPPORTED when nothing is hosted)
 //!   -> manifest: by digest from the store, else one GET, verified, stored byte-exact
-//!      by tag: fresh record (tag_ttl, immutable_tags) -> its digest; else one HEAD upstream;
+//!      by tag: fresh record (tag_ttl, immutable_tags) -> its digest; else one HEAD upstream,
+//!      waited for at most revalidate_timeout, then finished in the background (revalidate.rs);
 //!      upstream unreachable / 5xx / 429 / timeout -> last known digest (freshness.rs)
 //!   -> blob: stored file (Range honoured; sendfile(2) on plain HTTP/1.1, sendfile.rs)
 //!      | the digest's fill, tailed while it grows
