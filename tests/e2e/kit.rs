@@ -184,6 +184,14 @@ fn prefetch_warms_what_a_podman_pull_then_needs() {
     assert_eq!(summary(&first, "already cached"), (0, 0), "{first}");
     let reqs = expect::upstream_requests(&up, m, "first prefetch");
     expect::each_blob_fetched_once(&reqs, &img.blobs(), "first prefetch");
+    // One upstream request per cold blob: the GET, no HEAD before it.
+    for b in img.blobs() {
+        let asked: Vec<_> = reqs
+            .iter()
+            .filter(|r| r.kind() == Kind::Blob && r.path.contains(&b.digest))
+            .collect();
+        assert_eq!(asked.len(), 1, "blob {}: {asked:#?}", b.digest);
+    }
     assert_eq!(
         cache_header(&w, "oracle/os/oraclelinux", layer).as_deref(),
         Some("hit")

@@ -19,9 +19,10 @@
 //! | `endpoint`     | [`Endpoint`]: `ping`, `manifest`, `blob`, `tags`, `referrers`, `upload`, `signatures`, `catalog`, `other` |
 //! | `result`       | [`Outcome`]: `hit`, `miss`, `coalesced`, `stale`, `error`, `none`        |
 //! | `source`       | `cache`, `upstream`                                                     |
+//! | `url`          | `host[:port]` of an upstream's configured `url` or `mirrors`             |
 //! | `method`       | `GET`, `HEAD`, `other`                                                  |
 //! | `status_class` | `2xx`, `3xx`, `4xx`, `5xx`, `error` (no answer), `timeout`              |
-//! | `reason`       | stale serves: `upstream_failed`, `rate_limited`, `backing_off`; cache write failures: `no_space` |
+//! | `reason`       | stale serves: `upstream_failed`, `rate_limited`, `backing_off`, `revalidation_slow`; cache write failures: `no_space` |
 //!
 //! Never a repository, a tag, a digest, a user or an error text: those are unbounded, and some
 //! are secrets.
@@ -62,6 +63,10 @@ pub struct Metrics {
 
     /// `wharf_upstream_requests_total{upstream,method,status_class}`.
     pub upstream_requests: IntCounterVec,
+    /// `wharf_upstream_url_requests_total{upstream,url,result}`: requests by the configured URL
+    /// (`url` or one of `mirrors`, as `host[:port]`) that answered (`ok`) or failed over
+    /// (`failed`).
+    pub upstream_url_requests: IntCounterVec,
     /// `wharf_upstream_request_duration_seconds{upstream,method}`: until the response head.
     pub upstream_duration: HistogramVec,
     /// `wharf_upstream_received_bytes_total{upstream}`: blob bytes read from upstreams by fills.
@@ -238,6 +243,12 @@ impl Metrics {
                 "wharf_upstream_requests_total",
                 "Requests to upstream registries, by method and status class.",
                 &["upstream", "method", "status_class"],
+            )?,
+            upstream_url_requests: counter_vec(
+                r,
+                "wharf_upstream_url_requests_total",
+                "Requests to each configured URL of an upstream (url and mirrors), answered or failed over.",
+                &["upstream", "url", "result"],
             )?,
             upstream_duration: histogram_vec(
                 r,

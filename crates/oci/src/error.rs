@@ -54,6 +54,34 @@ impl ErrorCode {
         }
     }
 
+    /// The code named `s` (`"NAME_UNKNOWN"`), if it is one of these.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        [
+            BlobUnknown,
+            BlobUploadInvalid,
+            BlobUploadUnknown,
+            DigestInvalid,
+            ManifestBlobUnknown,
+            ManifestInvalid,
+            ManifestUnknown,
+            NameInvalid,
+            NameUnknown,
+            SizeInvalid,
+            TagInvalid,
+            Unauthorized,
+            Denied,
+            Unsupported,
+            TooManyRequests,
+            RangeInvalid,
+            PaginationNumberInvalid,
+            Unavailable,
+            Unknown,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+
     /// The status distribution answers with. `Unavailable` defaults to 503; callers that know
     /// better (a gateway timeout, a bad upstream answer) choose 504 or 502 themselves.
     pub fn status(self) -> u16 {
@@ -118,5 +146,19 @@ mod tests {
         assert_eq!(v["errors"][0]["message"], "no upstream \"x\"");
         assert_eq!(ErrorCode::NameUnknown.status(), 404);
         assert_eq!(ErrorCode::TooManyRequests.status(), 429);
+    }
+
+    #[test]
+    fn parses_its_own_names() {
+        assert_eq!(
+            ErrorCode::parse("NAME_UNKNOWN"),
+            Some(ErrorCode::NameUnknown)
+        );
+        assert_eq!(
+            ErrorCode::parse("TOOMANYREQUESTS"),
+            Some(ErrorCode::TooManyRequests)
+        );
+        assert_eq!(ErrorCode::parse("name_unknown"), None);
+        assert_eq!(ErrorCode::parse("MANIFEST_UNVERIFIED"), None);
     }
 }

@@ -20,13 +20,14 @@ pub(crate) enum Routed<'p> {
 }
 
 impl Proxy {
-    /// The checks before any work, in order: URI length, body, client authentication, method,
-    /// path; then the upstream the name routes to.
+    /// The checks before any work, in order: a loop (`Via` naming this wharf), URI length,
+    /// body, client authentication, method, path; then the upstream the name routes to.
     pub(crate) async fn admit<'p, B: http_body::Body>(
         &'p self,
         req: &Request<B>,
         parsed: &'p Result<ParsedPath, RouteError>,
     ) -> Result<Routed<'p>, ProxyError> {
+        self.check_loop(req.headers())?;
         limits::check_uri(req)?;
         limits::check_body(req)?;
         let caller = match &self.auth {

@@ -3,7 +3,9 @@
 //! A stored blob is streamed from its file (with `sendfile(2)` on plain HTTP/1.1). A missing one joins (or starts) the fill for its
 //! digest and tails the spool as it grows; the upstream sees one GET however many clients ask.
 //! `HEAD` of a missing blob asks the upstream with `HEAD` and answers with its size: never a 404
-//! that would break chained caches. Stored bytes, and a fill started through another
+//! that would break chained caches. A request with `Cache-Control: only-if-cached` (RFC 9111
+//! section 5.2.1.7; `wharf prefetch` sends it) is answered from the store or a fill in flight,
+//! else 504, never by asking the upstream. Stored bytes, and a fill started through another
 //! repository, are served only through a repository known to hold the digest (`scope.rs`).
 
 use std::sync::Arc;
@@ -67,6 +69,7 @@ impl Proxy {
                 let resp = blob_response(StatusCode::OK, digest, size, None, body::empty());
                 return Ok(answered(outcome, cache_status(cache, resp)));
             }
+            only_if_cached(req_headers, digest)?;
             ProxyError::backing_off(up)?;
             let resp = up
                 .client
@@ -94,6 +97,7 @@ impl Proxy {
             Some(fill) => fill,
             None => {
                 // Joining a download in flight asks nothing; starting one waits for the window.
+                only_if_cached(req_headers, digest)?;
                 ProxyError::backing_off(up)?;
                 let permit = self.fill_permits.clone().acquire_owned().await.ok();
                 let open = opener(
@@ -216,10 +220,14 @@ fn opener(
                 return Err(Arc::new(ResumeRefused) as SourceError);
             }
             let len = content_length(&resp.headers);
+            // A body that breaks sends the fill's resume (from the byte on disk) to another of
+            // the upstream's URLs, if it has mirrors.
+            let url = resp.url;
             let body = resp
                 .body
                 .into_data_stream()
                 .inspect_ok(move |chunk| received.inc_by(chunk.len() as u64))
+                .inspect_err(move |_| client.url_failed(&url))
                 .map_err(|e| Arc::new(e) as SourceError)
                 .boxed();
             Ok(FillSource { len, body })
@@ -292,4 +300,20 @@ fn blob_response(
         h.insert(header::CONTENT_RANGE, v);
     }
     resp
+}
+
+/// `Cache-Control: only-if-cached`: what is not held is answered 504 at once, not asked for.
+fn only_if_cached(req_headers: &HeaderMap, digest: &Digest) -> Result<(), ProxyError> {
+    let asked = req_headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("only-if-cached"));
+    if asked {
+        return Err(ProxyError::NotCached {
+            digest: digest.clone(),
+        });
+    }
+    Ok(())
 }

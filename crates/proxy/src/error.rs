@@ -19,7 +19,6 @@
 //! messages are written for the client already and never hold a secret.
 
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
-use hyper::ext::ReasonPhrase;
 use wharf_oci::{ErrorCode, NameError, error_json};
 
 use crate::body::{self, Body};
@@ -130,6 +129,18 @@ pub enum ProxyError {
     /// before is lost.
     #[error("{message}")]
     InsufficientStorage { message: String },
+    /// `Cache-Control: only-if-cached` for content wharf does not hold: 504 (RFC 9111 section
+    /// 5.2.1.7), the upstream not asked.
+    #[error(
+        "blob {digest} is not cached here, and the request asked for a cached answer only (Cache-Control: only-if-cached)"
+    )]
+    NotCached { digest: wharf_oci::Digest },
+    /// The request's `Via` names this wharf: one of its upstream URLs leads back to it. 508
+    /// Loop Detected (RFC 5842) at once, rather than a chain of requests that ends in timeouts.
+    #[error(
+        "request loop: this wharf ({pseudonym}) already forwarded this request; an upstream url leads back to it"
+    )]
+    Loop { pseudonym: String },
 }
 
 impl From<RouteError> for ProxyError {
@@ -224,6 +235,7 @@ impl ProxyError {
                 | ProxyError::UploadRange { .. }
                 | ProxyError::ManifestBlobUnknown { .. }
                 | ProxyError::ManifestTooLarge { .. }
+                | ProxyError::NotCached { .. }
         )
     }
 
@@ -295,6 +307,10 @@ impl ProxyError {
             ProxyError::InsufficientStorage { .. } => {
                 Answer::new(StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unknown)
             }
+            ProxyError::Loop { .. } => Answer::new(StatusCode::LOOP_DETECTED, ErrorCode::Unknown),
+            ProxyError::NotCached { .. } => {
+                Answer::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::BlobUnknown)
+            }
         }
     }
 
@@ -340,7 +356,7 @@ impl ProxyError {
     /// carry the status and headers only.
     pub fn into_response(self, head: bool) -> Response<Body> {
         let answer = self.answer();
-        let message = self.to_string();
+        let message = self.client_message();
         let detail = match &self {
             ProxyError::ManifestBlobUnknown { digest, .. } => {
                 Some(serde_json::json!({ "digest": digest.to_string() }))
@@ -372,79 +388,12 @@ impl ProxyError {
     }
 }
 
-/// `message` as one line of printable ASCII of at most [`MAX_REASON_LEN`] bytes: control
-/// characters and runs of spaces become one space, other characters `?`.
-fn one_line(message: &str) -> String {
-    let mut out = String::with_capacity(message.len().min(MAX_REASON_LEN));
-    for c in message.trim().chars() {
-        let c = match c {
-            ' '..='~' => c,
-            c if c.is_whitespace() || c.is_control() => ' ',
-            _ => '?',
-        };
-        if c == ' ' && out.ends_with(' ') {
-            continue;
-        }
-        if out.len() == MAX_REASON_LEN {
-            out.truncate(MAX_REASON_LEN - 3);
-            out.push_str("...");
-            break;
-        }
-        out.push(c);
-    }
-    out
-}
+mod upstream;
+mod wire;
 
-/// The status line's reason phrase: the status's own (`Bad Gateway`), then the message.
-fn reason_phrase(status: StatusCode, message: &str) -> Option<ReasonPhrase> {
-    let message = one_line(message);
-    let phrase = match status.canonical_reason() {
-        Some(canonical) if !message.is_empty() => format!("{canonical}: {message}"),
-        Some(canonical) => canonical.to_owned(),
-        None => message,
-    };
-    ReasonPhrase::try_from(phrase).ok()
-}
-
-/// `Warning: 299 - "<text>"` (RFC 7234 section 5.5, as distribution-spec allows it: code 299,
-/// no agent, no date), `text` made one line and quoted: `"` and `\` are escaped.
-pub(crate) fn warning(text: &str) -> Option<HeaderValue> {
-    let mut value = String::from("299 - \"");
-    for c in one_line(text).chars() {
-        if c == '"' || c == '\\' {
-            value.push('\\');
-        }
-        value.push(c);
-    }
-    value.push('"');
-    HeaderValue::from_str(&value).ok()
-}
-
-fn answer_upstream(missing: Missing, e: &wharf_upstream::Error) -> Answer {
-    if e.is_not_found() {
-        let code = match missing {
-            Missing::Manifest => ErrorCode::ManifestUnknown,
-            Missing::Blob => ErrorCode::BlobUnknown,
-            Missing::Name => ErrorCode::NameUnknown,
-        };
-        Answer::new(StatusCode::NOT_FOUND, code)
-    } else if e.is_unauthorized() {
-        Answer::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized)
-    } else if e.is_denied() {
-        Answer::new(StatusCode::FORBIDDEN, ErrorCode::Denied)
-    } else if e.is_rate_limited() {
-        Answer {
-            retry_after: Some(e.retry_after().unwrap_or(60)),
-            ..Answer::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests)
-        }
-    } else if e.is_timeout() {
-        Answer::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::Unavailable)
-    } else if e.status().is_some_and(|s| s == 503) {
-        Answer::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
-    } else {
-        Answer::new(StatusCode::BAD_GATEWAY, ErrorCode::Unavailable)
-    }
-}
+use upstream::answer_upstream;
+use wire::reason_phrase;
+pub(crate) use wire::warning;
 
 #[cfg(test)]
 mod tests;

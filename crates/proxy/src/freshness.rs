@@ -4,7 +4,9 @@
 //! tag matches the upstream's immutable_tags        -> serve the record, never revalidate
 //! validated less than tag_ttl ago                  -> serve the record
 //! the upstream failed within its back-off window   -> serve the record (stale), do not ask
-//! otherwise                                        -> one HEAD upstream
+//! otherwise                                        -> one HEAD upstream, waited for at
+//!                                                     most revalidate_timeout (revalidate.rs)
+//!   no answer by then      -> record served (stale); the HEAD goes on in the background
 //!   same digest            -> record revalidated, served
 //!   new digest             -> GET by digest, record replaced
 //!   404                    -> record dropped, 404
@@ -130,6 +132,9 @@ pub enum Stale {
     RateLimited,
     /// The upstream failed a moment ago; its back-off window is open.
     BackingOff,
+    /// The upstream has not answered within `revalidate_timeout`; the revalidation goes on in
+    /// the background.
+    Slow,
 }
 
 impl Stale {
@@ -146,6 +151,7 @@ impl Stale {
             Stale::Failed => "upstream_failed",
             Stale::RateLimited => "rate_limited",
             Stale::BackingOff => "backing_off",
+            Stale::Slow => "revalidation_slow",
         }
     }
 }

@@ -7,8 +7,9 @@
 //!   HTTP request get a 400 with error JSON, preface.rs)
 //!   -> hyper http1, or http2 (h2 by ALPN, or the h2c preface) -> Proxy::handle
 //!   -> request id + span `request` (id, method, endpoint, upstream)
-//!   -> Proxy::admit (admit.rs): URI too long? 414; body on a pull? 413 (limits.rs); client
-//!      authentication (auth.rs): 401 with wharf's own challenge
+//!   -> Proxy::admit (admit.rs): a Via naming this wharf (a loop)? 508; URI too long? 414;
+//!      body on a pull? 413 (limits.rs); client authentication (auth.rs): 401 with wharf's own
+//!      challenge
 //!   -> route::parse_path: /v2/ ping | /v2/_catalog (catalog.rs: hosted and cached names the
 //!      caller may pull) | /[<mount>/]v2/<name>/{manifests,blobs,tags,referrers,blobs/uploads}
 //!      (parsed from the end; name, tag and digest validated, never percent-decoded)
@@ -18,7 +19,8 @@
 //!      not GET/HEAD: only to a hosted repository (DENIED when the name is an upstream's;
 //!      UNSUPPORTED when nothing is hosted)
 //!   -> manifest: by digest from the store, else one GET, verified, stored byte-exact
-//!      by tag: fresh record (tag_ttl, immutable_tags) -> its digest; else one HEAD upstream;
+//!      by tag: fresh record (tag_ttl, immutable_tags) -> its digest; else one HEAD upstream,
+//!      waited for at most revalidate_timeout, then finished in the background (revalidate.rs);
 //!      upstream unreachable / 5xx / 429 / timeout -> last known digest (freshness.rs)
 //!   -> blob: stored file (Range honoured; sendfile(2) on plain HTTP/1.1, sendfile.rs)
 //!      | the digest's fill, tailed while it grows
@@ -61,6 +63,7 @@ mod observe;
 pub mod policy;
 mod preface;
 pub mod range;
+mod revalidate;
 pub mod route;
 mod scope;
 mod sendfile;
@@ -114,6 +117,11 @@ pub struct Proxy {
     verified: policy::Verified,
     /// Hosted repositories, if configured (`[hosted]`).
     hosted: Option<hosted::Hosted>,
+    /// Tags (`upstream\0repo\0tag`) whose revalidation overran its deadline and still runs:
+    /// served stale at once meanwhile (revalidate.rs).
+    revalidating: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// This proxy, for the tasks that outlive a request (a revalidation in the background).
+    me: std::sync::Weak<Proxy>,
 }
 
 /// What a [`Proxy`] is built with besides its upstreams and store.
@@ -162,16 +170,20 @@ impl Proxy {
         options: ProxyOptions,
         metrics: wharf_metrics::Metrics,
     ) -> Arc<Self> {
+        let run_id = run_id();
         for up in upstreams.iter() {
             metrics.init_upstream(&up.name);
+            up.client.set_via(&pseudonym(run_id));
         }
-        Arc::new(Proxy {
+        Arc::new_cyclic(|me| Proxy {
+            me: me.clone(),
+            revalidating: Default::default(),
             metrics,
             upstreams,
             store,
             stale_served: AtomicU64::new(0),
             requests: AtomicU64::new(0),
-            run_id: run_id(),
+            run_id,
             auth: options.auth,
             fill_permits: Arc::new(tokio::sync::Semaphore::new(
                 options.max_concurrent_fills.max(1),
@@ -208,6 +220,22 @@ impl Proxy {
     /// How many tag requests were answered stale because the upstream failed.
     pub fn stale_served(&self) -> u64 {
         self.stale_served.load(Ordering::Relaxed)
+    }
+
+    /// Refuses a request whose `Via` names this run of wharf: it went out to an upstream and
+    /// came back (`Via: 1.1 wharf-<run id>`, possibly among other hops).
+    fn check_loop(&self, headers: &HeaderMap) -> Result<(), ProxyError> {
+        let me = pseudonym(self.run_id);
+        let looped = headers
+            .get_all(header::VIA)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|hop| hop.split_whitespace().nth(1) == Some(me.as_str()));
+        if looped {
+            return Err(ProxyError::Loop { pseudonym: me });
+        }
+        Ok(())
     }
 
     /// A request id unique to this process run: a per-start random-ish prefix and a counter,
@@ -379,6 +407,11 @@ fn ping() -> Response<Body> {
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// How this run of wharf names itself in `Via` (`wharf-<run id>`, RFC 9110's pseudonym form).
+fn pseudonym(run_id: u32) -> String {
+    format!("wharf-{run_id:08x}")
 }
 
 /// A value that differs between runs of wharf: the start time's nanoseconds mixed with the pid.

@@ -20,7 +20,7 @@ use wharf_oci::{Digest, ErrorCode, Reference, media::AcceptSet};
 
 use crate::body::{self, Body};
 use crate::error::{Missing, ProxyError};
-use crate::freshness::{Stale, backoff_for};
+use crate::freshness::Stale;
 use crate::upstreams::Target;
 use crate::{Proxy, header_digest, scope};
 
@@ -28,6 +28,7 @@ use crate::{Proxy, header_digest, scope};
 const MAX_MANIFEST: usize = 8 * 1024 * 1024;
 
 /// A manifest ready to serve.
+#[derive(Clone)]
 pub(crate) struct Manifest {
     pub(crate) digest: Digest,
     pub(crate) media_type: String,
@@ -44,8 +45,8 @@ impl Proxy {
         head: bool,
         req_headers: &HeaderMap,
     ) -> Result<Response<Body>, ProxyError> {
-        let m = match reference {
-            Reference::Digest(d) => self.manifest_by_digest(target, d).await?,
+        let (m, stale) = match reference {
+            Reference::Digest(d) => (self.manifest_by_digest(target, d).await?, None),
             Reference::Tag(tag) => {
                 // A sigstore tag the upstream said it lacks a moment ago: not asked again.
                 if self.known_missing_tag(target, tag) {
@@ -91,7 +92,6 @@ impl Proxy {
                 ),
             ));
         }
-        let stale = (m.outcome == Outcome::Stale).then(|| stale_warning(target, reference));
         Ok(serve(m, head, req_headers, stale))
     }
 
@@ -124,7 +124,7 @@ impl Proxy {
     }
 
     /// See `freshness.rs` for the decision drawn out.
-    async fn manifest_by_tag(&self, target: &Target, tag: &str) -> Result<Manifest, ProxyError> {
+    async fn manifest_by_tag(&self, target: &Target, tag: &str) -> Result<Tagged, ProxyError> {
         let up = &target.upstream;
         let repo = target.repo.as_str();
         let key = TagKey {
@@ -148,76 +148,20 @@ impl Proxy {
         };
         let (Some(rec), Some(cached)) = (record, cached) else {
             // Nothing usable (never seen, or its manifest was evicted): fetch it.
-            return self.fetch_tag(target, tag).await;
+            return Ok((self.fetch_tag(target, tag).await?, None));
         };
         if up.is_immutable(tag) || rec.validated_at.elapsed() < up.tag_ttl {
-            return Ok(cached);
+            return Ok((cached, None));
         }
         if up.backoff.remaining().is_some() {
             self.served_stale(target, tag, Stale::BackingOff, None);
-            return Ok(Manifest {
-                outcome: Outcome::Stale,
-                ..cached
-            });
+            return Ok(stale(target, tag, cached, backoff_reason(target)));
         }
-        let head = up.client.manifest(Method::HEAD, repo, tag).await;
-        let fresh = match head {
-            Ok(resp) => {
-                up.backoff.clear();
-                match header_digest(&resp.headers) {
-                    Some(d) if d == rec.digest => {
-                        self.store.put_tag(
-                            key,
-                            TagRecord {
-                                validated_at: Instant::now(),
-                                ..rec
-                            },
-                        );
-                        self.revalidated(target, "unchanged");
-                        return Ok(cached);
-                    }
-                    Some(d) => self
-                        .fetch_manifest(target, &d.to_string(), Some(&d))
-                        .await
-                        .inspect(|_| self.revalidated(target, "changed"))
-                        .inspect(|m| self.remember_tag(target, tag, m)),
-                    // No digest on the HEAD: the only way to know is a GET.
-                    None => self.fetch_tag(target, tag).await,
-                }
-            }
-            Err(e) if e.is_not_found() => {
-                self.store.remove_tag(key);
-                return Err(ProxyError::upstream(Missing::Manifest)(e));
-            }
-            Err(e) => Err(ProxyError::upstream(Missing::Manifest)(e)),
-        };
-        // The HEAD, or the GET after it, failed in a way that stale-if-error covers: serve
-        // the last known digest and leave the upstream alone for a while.
-        match fresh {
-            Err(ProxyError::Upstream { missing, source }) => match backoff_for(&source) {
-                Some(_) => {
-                    up.backoff.trip_for(&source);
-                    self.served_stale(target, tag, Stale::of(&source), Some(&source));
-                    self.revalidated(target, "failed_served_stale");
-                    Ok(Manifest {
-                        outcome: Outcome::Stale,
-                        ..cached
-                    })
-                }
-                None => {
-                    self.revalidated(target, "failed");
-                    Err(ProxyError::Upstream { missing, source })
-                }
-            },
-            Err(e) => {
-                self.revalidated(target, "failed");
-                Err(e)
-            }
-            ok => ok,
-        }
+        self.revalidate_within_deadline(target, tag, rec, cached)
+            .await
     }
 
-    fn revalidated(&self, target: &Target, result: &'static str) {
+    pub(crate) fn revalidated(&self, target: &Target, result: &'static str) {
         self.metrics
             .tag_revalidations
             .with_label_values(&[target.upstream.name.as_str(), result])
@@ -226,7 +170,7 @@ impl Proxy {
 
     /// Every stale answer goes through here: the log line, and the counter the admin API
     /// reports. It also counts `wharf_tag_stale_served_total{upstream,reason}`.
-    fn served_stale(
+    pub(crate) fn served_stale(
         &self,
         target: &Target,
         tag: &str,
@@ -250,6 +194,10 @@ impl Proxy {
             Some(e) => tracing::warn!(upstream = %up.name, repo = target.repo.as_str(), tag,
                 reason = why.as_str(), error = %e, suppressed,
                 "upstream failed; serving the last known digest (stale)"),
+            None if why == Stale::Slow => tracing::warn!(upstream = %up.name,
+                repo = target.repo.as_str(), tag, reason = why.as_str(), suppressed,
+                revalidate_timeout_ms = up.revalidate_timeout.as_millis() as u64,
+                "upstream has not answered in time; serving the last known digest (stale) while revalidating in the background"),
             None => tracing::warn!(upstream = %up.name, repo = target.repo.as_str(), tag,
                 reason = why.as_str(), suppressed,
                 backoff_left_ms = up.backoff.remaining().map_or(0, |d| d.as_millis() as u64),
@@ -257,13 +205,17 @@ impl Proxy {
         }
     }
 
-    async fn fetch_tag(&self, target: &Target, tag: &str) -> Result<Manifest, ProxyError> {
+    pub(crate) async fn fetch_tag(
+        &self,
+        target: &Target,
+        tag: &str,
+    ) -> Result<Manifest, ProxyError> {
         let m = self.fetch_manifest(target, tag, None).await?;
         self.remember_tag(target, tag, &m);
         Ok(m)
     }
 
-    fn remember_tag(&self, target: &Target, tag: &str, m: &Manifest) {
+    pub(crate) fn remember_tag(&self, target: &Target, tag: &str, m: &Manifest) {
         let rec = TagRecord {
             digest: m.digest.clone(),
             media_type: m.media_type.clone(),
@@ -280,7 +232,7 @@ impl Proxy {
 
     /// One upstream GET; the body is verified against `expected` (or the upstream's
     /// `Docker-Content-Digest`) and stored before it is served.
-    async fn fetch_manifest(
+    pub(crate) async fn fetch_manifest(
         &self,
         target: &Target,
         reference: &str,
@@ -340,18 +292,33 @@ impl Proxy {
     }
 }
 
-/// Why a tag was served stale, for its `Warning`. Both stale paths of `manifest_by_tag` serve
-/// with the upstream's back-off window open (the failure just opened it, or it was open
-/// already), so the window holds the failure; it may have closed since, hence the fallback.
-fn stale_warning(target: &Target, reference: &Reference) -> String {
+/// A tag's manifest, and the `Warning` text when it is served stale (why the upstream did not
+/// confirm it).
+pub(crate) type Tagged = (Manifest, Option<String>);
+
+/// `cached`, answered as stale: `{repo}:{tag} is served from the cache without revalidation:
+/// {reason}`.
+pub(crate) fn stale(target: &Target, tag: &str, cached: Manifest, reason: String) -> Tagged {
+    let warning = format!(
+        "{}:{tag} is served from the cache without revalidation: {reason}",
+        target.repo.as_str()
+    );
+    (
+        Manifest {
+            outcome: Outcome::Stale,
+            ..cached
+        },
+        Some(warning),
+    )
+}
+
+/// Why the upstream was not asked: the failure that opened its back-off window (it may have
+/// closed since, hence the fallback).
+pub(crate) fn backoff_reason(target: &Target) -> String {
     let up = &target.upstream;
-    let reason = up.backoff.open().and_then(|w| w.reason).map_or_else(
+    up.backoff.open().and_then(|w| w.reason).map_or_else(
         || format!("upstream {} failed recently", up.name),
         |r| r.to_string(),
-    );
-    format!(
-        "{}:{reference} is served from the cache without revalidation: {reason}",
-        target.repo.as_str()
     )
 }
 

@@ -24,6 +24,9 @@ pub struct Upstream {
     pub library_prefix: bool,
     /// Within this time since the last validation, a tag is served without asking upstream.
     pub tag_ttl: Duration,
+    /// A tag past its TTL waits this long for its revalidation; then the last known digest is
+    /// served and the revalidation finishes in the background (`revalidate.rs`).
+    pub revalidate_timeout: Duration,
     /// Tags matching any of these are never revalidated once recorded (`immutable_tags`).
     pub immutable_tags: regex::RegexSet,
     /// While open, tag records are served without asking this upstream (it failed just now).
@@ -61,6 +64,9 @@ impl Upstream {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     /// The time until response headers arrive unless configured (`response_timeout`).
     pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+    /// How long a tag past its TTL waits for its revalidation unless configured
+    /// (`revalidate_timeout`): a healthy upstream answers a HEAD well within it.
+    pub const DEFAULT_REVALIDATE_TIMEOUT: Duration = Duration::from_secs(3);
 
     /// An upstream reached without credentials, with the configuration's defaults
     /// ([`Self::DEFAULT_CONNECT_TIMEOUT`], [`Self::DEFAULT_RESPONSE_TIMEOUT`],
@@ -75,6 +81,7 @@ impl Upstream {
         let client = wharf_upstream::Client::new(wharf_upstream::Config {
             name: name.into(),
             url: url.into(),
+            mirrors: Vec::new(),
             username: None,
             password: None,
             ca_file: None,
@@ -88,13 +95,13 @@ impl Upstream {
             is_default,
             library_prefix: false,
             tag_ttl: Self::DEFAULT_TAG_TTL,
+            revalidate_timeout: Self::DEFAULT_REVALIDATE_TIMEOUT,
             immutable_tags: regex::RegexSet::empty(),
             backoff: Backoff::default(),
-            registry: url
-                .split_once("://")
-                .map_or(url, |(_, rest)| rest)
-                .trim_end_matches('/')
-                .to_ascii_lowercase(),
+            registry: {
+                let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+                rest.split('/').next().unwrap_or(rest).to_ascii_lowercase()
+            },
             lookaside: None,
             policy: None,
         })
@@ -104,10 +111,8 @@ impl Upstream {
     /// Hub, so that [`Upstream::library_prefix`] applies: its URL is one of Hub's hosts, or it
     /// answers to `docker.io` (a mirror of Hub configured as Hub).
     pub fn is_docker_hub(url: &str, prefixes: &[String]) -> bool {
-        let host = url
-            .split_once("://")
-            .map_or("", |(_, rest)| rest)
-            .trim_end_matches('/');
+        let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+        let host = rest.split('/').next().unwrap_or(rest);
         is_docker_hub_host(host) || prefixes.iter().any(|p| p.eq_ignore_ascii_case("docker.io"))
     }
 
@@ -122,6 +127,7 @@ impl Upstream {
 }
 
 /// Where a request goes: the upstream and the repository name in the upstream's namespace.
+#[derive(Clone)]
 pub struct Target {
     pub upstream: Arc<Upstream>,
     pub repo: RepositoryName,

@@ -30,6 +30,7 @@ use wharf_testkit::{FakeRegistry, Reply};
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const TTL: Duration = Duration::from_secs(300);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+const REVALIDATE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the fake upstream does.
 #[derive(Clone)]
@@ -98,6 +99,7 @@ async fn setup(mode: Mode, immutable: &[&str]) -> Setup {
     let client = wharf_upstream::Client::new(wharf_upstream::Config {
         name: "fake".into(),
         url: fake.url(),
+        mirrors: Vec::new(),
         username: None,
         password: None,
         ca_file: None,
@@ -112,6 +114,7 @@ async fn setup(mode: Mode, immutable: &[&str]) -> Setup {
         is_default: true,
         library_prefix: false,
         tag_ttl: TTL,
+        revalidate_timeout: REVALIDATE_TIMEOUT,
         immutable_tags: regex::RegexSet::new(immutable).expect("patterns"),
         backoff: Backoff::default(),
         registry: "fake".into(),
@@ -347,6 +350,63 @@ async fn a_hung_upstream_gets_the_stale_digest_served_after_its_timeout() {
     let (_, digest, _, _) = get_tag(&s.proxy, "latest").await;
     assert_eq!(digest, digest_of(1));
     assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+/// Revalidation never holds a client for long: a hung upstream costs the first request past
+/// the TTL `revalidate_timeout`, not `response_timeout`, and the requests while the HEAD still
+/// hangs in the background nothing; the stale answer says why. A tag never seen still waits
+/// for the upstream (there is nothing to serve), bounded by `response_timeout`.
+#[tokio::test(start_paused = true)]
+async fn a_hung_upstream_costs_a_stale_tag_only_the_revalidate_timeout() {
+    let s = setup(tags(&[("latest", 1)]), &[]).await;
+    still(get_tag(&s.proxy, "latest")).await;
+    s.take();
+    s.set(Mode::Hang);
+    tokio::time::advance(TTL).await;
+    let started = Instant::now();
+    let req = Request::get("/v2/app/manifests/latest")
+        .header("accept", OCI_MANIFEST)
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("request");
+    let resp = s.proxy.clone().handle(req).await;
+    let waited = started.elapsed();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        digest_of(1)
+    );
+    assert!(
+        waited >= REVALIDATE_TIMEOUT && waited < REVALIDATE_TIMEOUT + Duration::from_millis(100),
+        "answered after {waited:?} of (paused) time"
+    );
+    let warnings: Vec<&str> = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains("revalidate_timeout")),
+        "{warnings:?}"
+    );
+    // While the HEAD hangs in the background, the next request does not wait at all.
+    let started = Instant::now();
+    let (status, digest, _, _) = get_tag(&s.proxy, "latest").await;
+    assert_eq!((status, digest), (200, digest_of(1)));
+    assert_eq!(started.elapsed(), Duration::ZERO);
+
+    // A tag never seen: nothing to serve, so the request waits for the upstream.
+    let started = Instant::now();
+    let (status, _, _, _) = get_tag(&s.proxy, "never-seen").await;
+    assert!(status >= 500, "{status}");
+    assert!(
+        started.elapsed() >= RESPONSE_TIMEOUT,
+        "waited {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]

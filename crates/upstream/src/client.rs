@@ -7,10 +7,11 @@
 
 use std::sync::Arc;
 
-use http::header::{ACCEPT, ACCEPT_ENCODING, RANGE};
+use http::header::{ACCEPT, ACCEPT_ENCODING, CACHE_CONTROL, RANGE};
 use http::{HeaderMap, HeaderValue, Method, Uri};
 
 use crate::auth::{Auth, basic_header};
+use crate::endpoints::{Endpoint, Endpoints};
 use crate::realm::RealmPolicy;
 use crate::transport::Transport;
 use crate::{Config, Error, Response, tls};
@@ -26,9 +27,8 @@ pub struct Client {
 
 struct Inner {
     name: String,
-    /// `scheme://authority`, no trailing slash.
-    base: String,
-    base_uri: Uri,
+    /// Its `url` and `mirrors` (endpoints.rs): where each request goes, by health and latency.
+    endpoints: Endpoints,
     transport: Transport,
     auth: Auth,
 }
@@ -37,7 +37,15 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("name", &self.inner.name)
-            .field("url", &self.inner.base)
+            .field(
+                "urls",
+                &self
+                    .inner
+                    .endpoints
+                    .iter()
+                    .map(|e| e.base.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -48,7 +56,15 @@ impl Client {
             upstream: config.name.clone(),
             reason: reason.to_owned(),
         };
-        let (base, base_uri) = parse_base(&config.url).map_err(invalid)?;
+        let mut endpoints = Vec::new();
+        for url in std::iter::once(&config.url).chain(&config.mirrors) {
+            let (base, origin) = parse_base(url).map_err(invalid)?;
+            if endpoints.iter().any(|e: &Endpoint| e.base == base) {
+                return Err(invalid("the same URL is listed twice (url and mirrors)"));
+            }
+            endpoints.push(Endpoint::new(base, origin));
+        }
+        let endpoints = Endpoints::new(endpoints);
         if config.connect_timeout.is_zero() || config.response_timeout.is_zero() {
             return Err(invalid("timeouts must be greater than zero"));
         }
@@ -71,13 +87,14 @@ impl Client {
             response_timeout: config.response_timeout,
             user_agent: HeaderValue::from_static(concat!("wharf/", env!("CARGO_PKG_VERSION"))),
             metrics: std::sync::OnceLock::new(),
+            via: std::sync::OnceLock::new(),
         };
-        let auth = Auth::new(config.name.clone(), basic, RealmPolicy::new(&base_uri));
+        let policy = RealmPolicy::new(endpoints.iter().map(|e| &e.origin));
+        let auth = Auth::new(config.name.clone(), basic, policy);
         Ok(Client {
             inner: Arc::new(Inner {
                 name: config.name,
-                base,
-                base_uri,
+                endpoints,
                 transport,
                 auth,
             }),
@@ -94,12 +111,52 @@ impl Client {
     /// Counts this client's requests, token fetches and rate limit into `metrics` (applies to
     /// all clones; the first call wins).
     pub fn with_metrics(self, metrics: wharf_metrics::Metrics) -> Self {
+        for e in self.inner.endpoints.iter() {
+            for result in ["ok", "failed"] {
+                metrics.upstream_url_requests.with_label_values(&[
+                    self.inner.name.as_str(),
+                    e.label.as_str(),
+                    result,
+                ]);
+            }
+        }
         let _ = self.inner.transport.metrics.set(metrics);
         self
     }
 
+    /// Sends `Via: 1.1 <pseudonym>` (RFC 9110 section 7.6.3) on every request of this client
+    /// and its clones (the first call wins), so the wharf it names can tell its own requests
+    /// coming back. A pseudonym that is no header value is ignored.
+    pub fn set_via(&self, pseudonym: &str) {
+        if let Ok(v) = HeaderValue::from_str(&format!("1.1 {pseudonym}")) {
+            let _ = self.inner.transport.via.set(v);
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// `host[:port]` of each configured URL (`url`, then `mirrors`): the values of the `url`
+    /// label in metrics and logs.
+    pub fn url_labels(&self) -> Vec<String> {
+        self.inner
+            .endpoints
+            .iter()
+            .map(|e| e.label.clone())
+            .collect()
+    }
+
+    /// A response body from the URL labelled `url` ([`Response::url`]) broke: that URL is left
+    /// alone for its back-off, so the request that resumes goes to another.
+    pub fn url_failed(&self, url: &str) {
+        if let Some(e) = self.inner.endpoints.by_label(url)
+            && self.inner.endpoints.iter().count() > 1
+        {
+            let backoff = e.failed();
+            tracing::warn!(upstream = %self.inner.name, url, backoff_ms = backoff.as_millis() as u64,
+                "a response body from this url broke; trying the upstream's other urls first");
+        }
     }
 
     /// `GET` or `HEAD /v2/<repo>/manifests/<reference>`, always with the full Accept set
@@ -139,6 +196,22 @@ impl Client {
         }
         let path = format!("/v2/{repo}/blobs/{digest}");
         self.execute(method, repo, path, None, headers).await
+    }
+
+    /// `HEAD /v2/<repo>/blobs/<digest>` with `Cache-Control: only-if-cached` (RFC 9111 section
+    /// 5.2.1.7): a cache in front of the registry (wharf) answers from what it holds, or 504
+    /// ([`Error::Status`]) without asking its own upstream; a registry ignores the directive.
+    pub async fn blob_if_cached(
+        &self,
+        repo: &str,
+        digest: &wharf_oci::Digest,
+    ) -> Result<Response, Error> {
+        let digest = digest.to_string();
+        self.check(&Method::HEAD, repo, &digest)?;
+        let mut headers = identity_headers();
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("only-if-cached"));
+        let path = format!("/v2/{repo}/blobs/{digest}");
+        self.execute(Method::HEAD, repo, path, None, headers).await
     }
 
     /// `GET /v2/<repo>/tags/list` with the given raw query string (e.g. "n=10&last=foo"), passed
@@ -218,8 +291,10 @@ fn identity_headers() -> HeaderMap {
     headers
 }
 
-/// `scheme://host[:port]` from the configured URL, or why it cannot be used. The URL itself is
-/// not echoed: it could carry user info.
+/// `scheme://host[:port][/path]` from the configured URL, and its origin, or why it cannot be
+/// used. A path is the prefix every request goes under (a regional wharf's `/oracle`, a registry
+/// mounted under a path); a query, a fragment or user info is refused. The URL itself is not
+/// echoed: it could carry user info.
 fn parse_base(url: &str) -> Result<(String, Uri), &'static str> {
     let uri: Uri = url
         .trim_end_matches('/')
@@ -237,12 +312,41 @@ fn parse_base(url: &str) -> Result<(String, Uri), &'static str> {
     if uri.host().is_none_or(str::is_empty) {
         return Err("the url has no host");
     }
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        return Err("the url must not have a path or query");
+    if uri.query().is_some() || url.contains('#') {
+        return Err("the url must not have a query or fragment");
     }
-    let base = format!("{}://{}", uri.scheme_str().unwrap_or("https"), authority);
-    let base_uri = base.parse().map_err(|_| "the url is not a valid URL")?;
-    Ok((base, base_uri))
+    let path = uri.path().trim_end_matches('/');
+    if !valid_base_path(path) {
+        return Err("the url's path must be plain segments (letters, digits, '.', '_', '-')");
+    }
+    // wharf adds `/v2/` itself; a URL ending in it would ask for `/v2/v2/...`.
+    if path.rsplit('/').next() == Some("v2") {
+        return Err("the url must not end in /v2: wharf adds it");
+    }
+    let origin = format!("{}://{}", uri.scheme_str().unwrap_or("https"), authority);
+    let base_uri = origin.parse().map_err(|_| "the url is not a valid URL")?;
+    Ok((format!("{origin}{path}"), base_uri))
+}
+
+/// Whether `url` can be an upstream's URL (`http(s)://host[:port][/path]`), and if not, why: the
+/// rules [`Client::new`] applies, for configuration checks.
+pub fn check_url(url: &str) -> Result<(), &'static str> {
+    parse_base(url).map(drop)
+}
+
+/// Empty, or `/seg[/seg...]` with no `.`/`..` segment and nothing that percent-decodes or ends
+/// a path differently on the upstream than here.
+fn valid_base_path(path: &str) -> bool {
+    path.is_empty()
+        || path.strip_prefix('/').is_some_and(|rest| {
+            rest.split('/').all(|s| {
+                !s.is_empty()
+                    && s != "."
+                    && s != ".."
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            })
+        })
 }
 
 #[cfg(test)]
@@ -259,9 +363,29 @@ mod tests {
         );
         assert!(ok("https://user:secret@quay.io").is_err());
         assert!(ok("ftp://quay.io").is_err());
+        assert_eq!(
+            ok("http://regional:5000/oracle/").as_deref(),
+            Ok("http://regional:5000/oracle")
+        );
+        assert_eq!(
+            ok("https://registry.example.com/mirror/quay").as_deref(),
+            Ok("https://registry.example.com/mirror/quay")
+        );
         assert!(ok("https://quay.io/v2").is_err());
+        assert!(ok("https://quay.io/a/../b").is_err());
+        assert!(ok("https://quay.io/a%2fb").is_err());
+        assert!(ok("https://quay.io/a?x=1").is_err());
+        assert!(ok("https://quay.io/a#x").is_err());
         assert!(ok("quay.io").is_err());
         let err = ok("https://user:hunter2@quay.io").expect_err("user info");
         assert!(!err.contains("hunter2"));
+    }
+
+    #[test]
+    fn a_path_is_not_part_of_the_origin() {
+        let (base, origin) = parse_base("http://regional:5000/oracle").expect("parses");
+        assert_eq!(base, "http://regional:5000/oracle");
+        assert_eq!(origin.to_string(), "http://regional:5000/");
+        assert_eq!(origin.host(), Some("regional"));
     }
 }

@@ -41,6 +41,19 @@ pub enum RedirectProblem {
     BadLocation(String),
 }
 
+/// What the upstream said in its OCI error body: the first entry's `code` and `message`,
+/// vetted (`oci_error`), so a registry or a wharf behind this one can be quoted to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported {
+    /// `MANIFEST_UNKNOWN`, ...: uppercase letters, digits and `_`, at most 64 characters.
+    pub code: String,
+    /// One line of printable ASCII, at most [`MAX_REPORTED_MESSAGE`] bytes; empty if none.
+    pub message: String,
+}
+
+/// The most of an upstream's error message that is kept (bytes); a longer one ends in `...`.
+pub const MAX_REPORTED_MESSAGE: usize = 512;
+
 /// Why an upstream request failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
@@ -95,7 +108,7 @@ pub enum Error {
         upstream: String,
         request: String,
         reason: String,
-        code: Option<String>,
+        code: Option<Reported>,
     },
 
     #[error(
@@ -105,14 +118,14 @@ pub enum Error {
     Denied {
         upstream: String,
         request: String,
-        code: Option<String>,
+        code: Option<Reported>,
     },
 
     #[error("upstream {upstream}: {request}: not found (404){}", code_suffix(code))]
     NotFound {
         upstream: String,
         request: String,
-        code: Option<String>,
+        code: Option<Reported>,
     },
 
     #[error(
@@ -124,7 +137,7 @@ pub enum Error {
         upstream: String,
         request: String,
         retry_after: Option<u64>,
-        code: Option<String>,
+        code: Option<Reported>,
     },
 
     #[error("upstream {upstream}: {request}: status {status}{}", code_suffix(code))]
@@ -132,7 +145,7 @@ pub enum Error {
         upstream: String,
         request: String,
         status: u16,
-        code: Option<String>,
+        code: Option<Reported>,
     },
 
     /// The realm answered, but not with a usable token.
@@ -160,8 +173,12 @@ pub enum Error {
     },
 }
 
-fn code_suffix(code: &Option<String>) -> String {
-    code.as_deref().map(|c| format!(" {c}")).unwrap_or_default()
+fn code_suffix(code: &Option<Reported>) -> String {
+    match code {
+        Some(r) if r.message.is_empty() => format!(" {}", r.code),
+        Some(r) => format!(" {}: {}", r.code, r.message),
+        None => String::new(),
+    }
 }
 
 fn retry_suffix(retry_after: Option<u64>) -> String {
@@ -206,12 +223,17 @@ impl Error {
 
     /// The OCI error `code` from the upstream's JSON body (`MANIFEST_UNKNOWN`, ...), if it sent one.
     pub fn code(&self) -> Option<&str> {
+        self.reported().map(|r| r.code.as_str())
+    }
+
+    /// The upstream's own OCI error (code and message), if its answer carried one.
+    pub fn reported(&self) -> Option<&Reported> {
         match self {
             Error::Unauthorized { code, .. }
             | Error::Denied { code, .. }
             | Error::NotFound { code, .. }
             | Error::RateLimited { code, .. }
-            | Error::Status { code, .. } => code.as_deref(),
+            | Error::Status { code, .. } => code.as_ref(),
             _ => None,
         }
     }
@@ -269,6 +291,21 @@ impl Error {
         matches!(self, Error::Timeout { .. })
     }
 
+    /// Another URL of the upstream (a mirror) might answer: the URL could not be reached, timed
+    /// out, broke the connection, failed (5xx) or is rate-limiting (429). A token realm's
+    /// failure is not the URL's.
+    pub fn is_failover(&self) -> bool {
+        match self {
+            Error::Connect { .. }
+            | Error::Tls { .. }
+            | Error::Timeout { .. }
+            | Error::Transport { .. }
+            | Error::RateLimited { .. } => true,
+            Error::Status { status, .. } => *status >= 500 && *status != 508,
+            _ => false,
+        }
+    }
+
     /// The upstream is down or failing (connect, TLS, timeout, broken connection, 5xx, or a token
     /// realm answering 5xx): a caller may serve what it has instead.
     pub fn is_unreachable(&self) -> bool {
@@ -277,7 +314,9 @@ impl Error {
             | Error::Tls { .. }
             | Error::Timeout { .. }
             | Error::Transport { .. } => true,
-            Error::Status { status, .. } => *status >= 500,
+            // 508: a loop (another wharf saw its own Via) is a configuration error, not an
+            // outage: no back-off and no stale answer hide it.
+            Error::Status { status, .. } => *status >= 500 && *status != 508,
             Error::TokenFetch {
                 status: Some(status),
                 ..
@@ -287,11 +326,13 @@ impl Error {
     }
 }
 
-/// The first OCI error code in a JSON error body (`{"errors":[{"code":"..."}]}`).
+/// The first OCI error in a JSON error body (`{"errors":[{"code":"...","message":"..."}]}`).
 ///
 /// Only codes of the spec's shape (uppercase letters, digits, underscores, at most 64 characters)
-/// are kept: the code ends up in messages and logs, and the body is the upstream's to choose.
-pub(crate) fn oci_error_code(body: &[u8]) -> Option<String> {
+/// are kept, and the message is made one line of printable ASCII and cut at
+/// [`MAX_REPORTED_MESSAGE`]: both end up in messages, logs and status lines, and the body is the
+/// upstream's to choose.
+pub(crate) fn oci_error(body: &[u8]) -> Option<Reported> {
     #[derive(serde::Deserialize)]
     struct Body {
         errors: Vec<Entry>,
@@ -299,15 +340,45 @@ pub(crate) fn oci_error_code(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Entry {
         code: Option<String>,
+        message: Option<String>,
     }
     let body: Body = serde_json::from_slice(body).ok()?;
-    let code = body.errors.into_iter().find_map(|e| e.code)?;
+    let (code, message) = body
+        .errors
+        .into_iter()
+        .find_map(|e| Some((e.code?, e.message)))?;
     let plausible = !code.is_empty()
         && code.len() <= 64
         && code
             .bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-    plausible.then_some(code)
+    plausible.then(|| Reported {
+        code,
+        message: printable(message.as_deref().unwrap_or_default()),
+    })
+}
+
+/// One line of printable ASCII: control characters and runs of spaces become one space, other
+/// characters `?`; at most [`MAX_REPORTED_MESSAGE`] bytes.
+fn printable(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.trim().chars() {
+        let c = match c {
+            ' '..='~' => c,
+            c if c.is_whitespace() || c.is_control() => ' ',
+            _ => '?',
+        };
+        if c == ' ' && out.ends_with(' ') {
+            continue;
+        }
+        if out.len() == MAX_REPORTED_MESSAGE {
+            out.truncate(MAX_REPORTED_MESSAGE - 3);
+            out.push_str("...");
+            break;
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -317,10 +388,30 @@ mod tests {
     #[test]
     fn codes_are_parsed_and_vetted() {
         let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
-        assert_eq!(oci_error_code(body).as_deref(), Some("MANIFEST_UNKNOWN"));
-        assert_eq!(oci_error_code(br#"{"errors":[{"code":"<script>"}]}"#), None);
-        assert_eq!(oci_error_code(b"not json"), None);
-        assert_eq!(oci_error_code(br#"{"errors":[]}"#), None);
+        assert_eq!(
+            oci_error(body),
+            Some(Reported {
+                code: "MANIFEST_UNKNOWN".into(),
+                message: "manifest unknown".into()
+            })
+        );
+        assert_eq!(oci_error(br#"{"errors":[{"code":"<script>"}]}"#), None);
+        assert_eq!(oci_error(b"not json"), None);
+        assert_eq!(oci_error(br#"{"errors":[]}"#), None);
+        let no_message = oci_error(br#"{"errors":[{"code":"DENIED"}]}"#).expect("code");
+        assert_eq!(no_message.message, "");
+    }
+
+    #[test]
+    fn messages_are_one_bounded_line() {
+        let body = format!(
+            r#"{{"errors":[{{"code":"UNKNOWN","message":"a\r\nforged: line\u00e9 {}"}}]}}"#,
+            "x".repeat(2 * MAX_REPORTED_MESSAGE)
+        );
+        let r = oci_error(body.as_bytes()).expect("parses");
+        assert!(r.message.starts_with("a forged: line? x"), "{}", r.message);
+        assert_eq!(r.message.len(), MAX_REPORTED_MESSAGE);
+        assert!(r.message.ends_with("..."));
     }
 
     #[test]
@@ -337,7 +428,10 @@ mod tests {
             upstream: "u".into(),
             request: "GET /v2/x/manifests/y".into(),
             retry_after: Some(7),
-            code: Some("TOOMANYREQUESTS".into()),
+            code: Some(Reported {
+                code: "TOOMANYREQUESTS".into(),
+                message: String::new(),
+            }),
         };
         assert!(e.is_rate_limited() && !e.is_unreachable());
         assert_eq!(e.retry_after(), Some(7));

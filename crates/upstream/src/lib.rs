@@ -12,6 +12,9 @@
 //!
 //! ```text
 //! Client::{manifest, blob, tags}  (client.rs; the flow itself is client/flow.rs)
+//!   -> endpoints::Endpoints::order  which URL (`url`, then `mirrors`): not in back-off, fastest;
+//!                                 a connect error, timeout, broken connection, 5xx or 429
+//!                                 there sends the request once more to the next URL
 //!   -> auth::Auth::proactive      Basic if this upstream asked for it before, or a cached
 //!                                 Bearer token for the repository's scope
 //!   -> transport::Transport::send one hop per redirect (at most 5), each bounded by
@@ -27,6 +30,7 @@
 mod auth;
 pub mod challenge;
 mod client;
+mod endpoints;
 mod error;
 mod lookaside;
 mod pin;
@@ -40,8 +44,8 @@ mod x509;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use client::Client;
-pub use error::{Error, RedirectProblem, TimeoutPhase};
+pub use client::{Client, check_url};
+pub use error::{Error, MAX_REPORTED_MESSAGE, RedirectProblem, Reported, TimeoutPhase};
 pub use hyper::body::Incoming as Body;
 pub use lookaside::Lookaside;
 
@@ -75,8 +79,12 @@ impl std::fmt::Display for Secret {
 pub struct Config {
     /// Short name, used in logs, errors and metric labels.
     pub name: String,
-    /// Base URL: `https://host[:port]` or `http://host[:port]`, no path.
+    /// Base URL: `http(s)://host[:port][/path]`; requests go to `<path>/v2/...` (a path is a
+    /// regional wharf's prefix, or a registry mounted under a path).
     pub url: String,
+    /// More URLs with the same content (its mirrors), same forms as `url`: a request goes to
+    /// the healthiest, fastest one and fails over to the next (`endpoints.rs`).
+    pub mirrors: Vec<String>,
     pub username: Option<String>,
     pub password: Option<Secret>,
     /// Extra trusted CA certificates (PEM) for this upstream, on top of the system roots. A server
@@ -92,6 +100,8 @@ pub struct Config {
 ///
 /// The body has not been read; reading it (and bounding that in time) is the caller's business.
 pub struct Response {
+    /// `host[:port]` of the configured URL that answered (for [`Client::url_failed`]).
+    pub url: String,
     pub status: http::StatusCode,
     pub headers: http::HeaderMap,
     pub body: Body,

@@ -70,6 +70,8 @@ impl Lookaside {
             response_timeout: config.response_timeout,
             user_agent: HeaderValue::from_static(concat!("wharf/", env!("CARGO_PKG_VERSION"))),
             metrics: std::sync::OnceLock::new(),
+            // A signature store is a plain web server, never a wharf: no loop to detect.
+            via: std::sync::OnceLock::new(),
         };
         Ok(Lookaside {
             base: base.to_owned(),

@@ -3,8 +3,9 @@
 //! The realm URL comes from the upstream's `WWW-Authenticate` header, so whoever controls a
 //! response (or a redirect target) chooses where wharf sends its Basic credentials. Sending them to
 //! any realm is how CVE-2026-33540 leaked registry passwords. Credentials go only to the upstream's
-//! own host, a host sharing its registrable domain (`auth.docker.io` for `registry-1.docker.io`),
-//! or a host the operator allowed; any other realm gets an anonymous token request.
+//! own hosts (its `url` and every one of its `mirrors`), a host sharing a registrable domain with
+//! one of them (`auth.docker.io` for `registry-1.docker.io`), or a host the operator allowed; any
+//! other realm gets an anonymous token request.
 
 use std::net::IpAddr;
 
@@ -20,16 +21,22 @@ const SHARED_SECOND_LEVEL: &[&str] = &[
 
 #[derive(Debug, Clone)]
 pub(crate) struct RealmPolicy {
-    upstream_host: String,
+    upstream_hosts: Vec<String>,
+    /// Any of the upstream's URLs is https: its password must not cross the network in clear.
     upstream_https: bool,
     allowed: Vec<String>,
 }
 
 impl RealmPolicy {
-    pub(crate) fn new(upstream: &Uri) -> Self {
+    /// The policy for an upstream reached at `urls` (its `url` and its `mirrors`).
+    pub(crate) fn new<'a>(urls: impl IntoIterator<Item = &'a Uri>) -> Self {
+        let urls: Vec<&Uri> = urls.into_iter().collect();
         RealmPolicy {
-            upstream_host: normalize(upstream.host().unwrap_or_default()),
-            upstream_https: upstream.scheme_str() == Some("https"),
+            upstream_hosts: urls
+                .iter()
+                .map(|u| normalize(u.host().unwrap_or_default()))
+                .collect(),
+            upstream_https: urls.iter().any(|u| u.scheme_str() == Some("https")),
             allowed: Vec::new(),
         }
     }
@@ -48,9 +55,11 @@ impl RealmPolicy {
         if self.upstream_https && realm.scheme_str() != Some("https") {
             return false;
         }
-        host == self.upstream_host
-            || self.allowed.contains(&host)
-            || same_registrable_domain(&host, &self.upstream_host)
+        self.allowed.contains(&host)
+            || self
+                .upstream_hosts
+                .iter()
+                .any(|u| host == *u || same_registrable_domain(&host, u))
     }
 }
 
@@ -88,7 +97,7 @@ mod tests {
     use super::*;
 
     fn policy(upstream: &str) -> RealmPolicy {
-        RealmPolicy::new(&upstream.parse().expect("test URL"))
+        RealmPolicy::new([&upstream.parse().expect("test URL")])
     }
 
     fn may(p: &RealmPolicy, realm: &str) -> bool {
@@ -133,5 +142,24 @@ mod tests {
         assert!(!may(&p, "https://sso.example.net/token"));
         p.allow(vec!["SSO.example.net".into()]);
         assert!(may(&p, "https://sso.example.net/token"));
+    }
+
+    #[test]
+    fn every_mirror_host_counts_as_the_upstreams_own() {
+        let urls: Vec<Uri> = [
+            "https://container-registry.oracle.com",
+            "http://10.0.0.5:5000",
+        ]
+        .iter()
+        .map(|u| u.parse().expect("test URL"))
+        .collect();
+        let p = RealmPolicy::new(&urls);
+        assert!(may(&p, "https://auth.oracle.com/token"));
+        assert!(
+            !may(&p, "http://10.0.0.5:5000/token"),
+            "an https url: no clear text"
+        );
+        assert!(may(&p, "https://10.0.0.5/token"));
+        assert!(!may(&p, "https://evil.example/token"));
     }
 }

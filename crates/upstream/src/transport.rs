@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{AUTHORIZATION, LOCATION, USER_AGENT};
+use http::header::{AUTHORIZATION, LOCATION, USER_AGENT, VIA};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
@@ -34,6 +34,9 @@ pub(crate) struct Transport {
     pub user_agent: HeaderValue,
     /// Set once by [`crate::Client::with_metrics`]; unset, nothing is counted.
     pub metrics: std::sync::OnceLock<wharf_metrics::Metrics>,
+    /// `Via: 1.1 <pseudonym>` on every request, set once by [`crate::Client::set_via`]: a
+    /// wharf that receives its own pseudonym refuses the request (a loop).
+    pub via: std::sync::OnceLock<HeaderValue>,
 }
 
 /// A request to send, re-built for every hop and every auth attempt.
@@ -118,6 +121,9 @@ impl Transport {
         let h = request.headers_mut();
         h.clone_from(headers);
         h.insert(USER_AGENT, self.user_agent.clone());
+        if let Some(via) = self.via.get() {
+            h.append(VIA, via.clone());
+        }
         if let Some(value) = authorization {
             h.insert(AUTHORIZATION, value.clone());
         }

@@ -94,6 +94,10 @@ pub(crate) struct Cache {
     /// Default tag TTL for every upstream. Default `5m`.
     #[serde(default = "default_tag_ttl", with = "humantime_serde")]
     pub tag_ttl: Duration,
+    /// Default `revalidate_timeout` of every upstream: how long a tag past its TTL waits for the
+    /// upstream's answer before its last known digest is served. Default `3s`.
+    #[serde(default = "default_revalidate_timeout", with = "humantime_serde")]
+    pub revalidate_timeout: Duration,
     /// A fill whose upstream sends nothing for this long fails. Default `30s`.
     #[serde(default = "default_inactivity", with = "humantime_serde")]
     pub fill_inactivity_timeout: Duration,
@@ -112,73 +116,11 @@ impl Default for Cache {
             dir: default_dir(),
             max_size: default_max_size(),
             tag_ttl: default_tag_ttl(),
+            revalidate_timeout: default_revalidate_timeout(),
             fill_inactivity_timeout: default_inactivity(),
             max_concurrent_fills: default_max_concurrent_fills(),
             scrub_rate: default_scrub_rate(),
         }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct UpstreamConfig {
-    /// Short name for logs and metric labels: `[a-z0-9_-]+`.
-    pub name: String,
-    /// `https://host[:port]` or `http://host[:port]`.
-    pub url: String,
-    /// Names that select this upstream: an `ns` value or a first path segment.
-    #[serde(default)]
-    pub prefixes: Vec<String>,
-    /// Bare names go here. At most one upstream is the default.
-    #[serde(default)]
-    pub default: bool,
-    pub username: Option<String>,
-    pub password_file: Option<PathBuf>,
-    /// Name of an environment variable holding the password.
-    pub password_env: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    #[serde(default, with = "humantime_serde")]
-    pub tag_ttl: Option<Duration>,
-    /// Tags matching any of these regular expressions (searched, so anchor them with `^...$`)
-    /// are never revalidated once recorded. Default: none.
-    #[serde(default)]
-    pub immutable_tags: Vec<String>,
-    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// Time allowed until the upstream's response headers arrive.
-    #[serde(default = "default_response_timeout", with = "humantime_serde")]
-    pub response_timeout: Duration,
-    /// Hosts besides the upstream's own domain that may receive its credentials as a token realm.
-    #[serde(default)]
-    pub realm_hosts: Vec<String>,
-    /// Its simple-signing signature store (the `sigstore:`/`lookaside:` of containers'
-    /// `registries.d`): `http(s)://host[:port][/path]`. wharf fetches and keeps the signatures
-    /// and serves them to clients itself.
-    pub lookaside: Option<String>,
-    /// Serve this upstream's manifests only with a simple signature that verifies with `key`
-    /// and names the image (its blobs only when such a manifest names them).
-    pub require_signature: Option<RequireSignature>,
-}
-
-/// `require_signature = { key = "/etc/wharf/GPG-KEY-oracle" }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RequireSignature {
-    /// The public key(s) whose signatures are accepted: `gpg --export [--armor]` output.
-    pub key: PathBuf,
-    /// The registry host the signatures name images by; default: the upstream's registry
-    /// (its first host-like prefix, else its URL's host).
-    pub identity: Option<String>,
-}
-
-impl UpstreamConfig {
-    /// `immutable_tags` compiled into one set; the error names the bad pattern.
-    pub(crate) fn immutable_set(&self) -> Result<regex::RegexSet, (usize, String)> {
-        for (j, p) in self.immutable_tags.iter().enumerate() {
-            regex::Regex::new(p)
-                .map_err(|e| (j, format!("{p:?} is not a valid regular expression: {e}")))?;
-        }
-        regex::RegexSet::new(&self.immutable_tags).map_err(|e| (0, e.to_string()))
     }
 }
 
@@ -201,6 +143,9 @@ fn default_scrub_rate() -> u64 {
 fn default_tag_ttl() -> Duration {
     wharf_proxy::Upstream::DEFAULT_TAG_TTL
 }
+fn default_revalidate_timeout() -> Duration {
+    wharf_proxy::Upstream::DEFAULT_REVALIDATE_TIMEOUT
+}
 fn default_inactivity() -> Duration {
     StoreOptions::default().fill_inactivity_timeout
 }
@@ -210,13 +155,6 @@ fn default_max_connections() -> usize {
 fn default_max_concurrent_fills() -> usize {
     ProxyOptions::default().max_concurrent_fills
 }
-fn default_connect_timeout() -> Duration {
-    wharf_proxy::Upstream::DEFAULT_CONNECT_TIMEOUT
-}
-fn default_response_timeout() -> Duration {
-    wharf_proxy::Upstream::DEFAULT_RESPONSE_TIMEOUT
-}
-
 /// A bad configuration, naming the field.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
@@ -280,110 +218,7 @@ impl Config {
         let mut prefixes = HashSet::new();
         let mut defaults = 0;
         for (i, u) in self.upstream.iter().enumerate() {
-            let f = |key: &str| format!("upstream[{i}].{key}");
-            if u.name.is_empty()
-                || !u
-                    .name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-            {
-                return Err(invalid(
-                    f("name"),
-                    "must be non-empty lowercase letters, digits, '-' or '_'",
-                ));
-            }
-            if !names.insert(u.name.as_str()) {
-                return Err(invalid(f("name"), format!("{:?} is used twice", u.name)));
-            }
-            check_url(&u.url).map_err(|m| invalid(f("url"), m))?;
-            if let Some(l) = &u.lookaside {
-                check_lookaside(l).map_err(|m| invalid(f("lookaside"), m))?;
-            }
-            if let Some(r) = &u.require_signature {
-                // Read now, so that `check-config` and start-up say what is wrong with it.
-                wharf_sign::Keyring::load(&r.key)
-                    .map_err(|e| invalid(f("require_signature.key"), e.to_string()))?;
-                if u.lookaside.is_none() {
-                    return Err(invalid(
-                        f("require_signature"),
-                        "needs a lookaside: the signatures come from there",
-                    ));
-                }
-            }
-            for p in &u.prefixes {
-                if p.is_empty() || p.contains('/') || p.contains('%') {
-                    return Err(invalid(
-                        f("prefixes"),
-                        format!("{p:?} must be one path segment or a host name"),
-                    ));
-                }
-                if !prefixes.insert(p.to_ascii_lowercase()) {
-                    return Err(invalid(
-                        f("prefixes"),
-                        format!("{p:?} selects two upstreams"),
-                    ));
-                }
-            }
-            if u.default {
-                defaults += 1;
-                if defaults > 1 {
-                    return Err(invalid(
-                        f("default"),
-                        "only one upstream may be the default",
-                    ));
-                }
-            }
-            if !u.default && u.prefixes.is_empty() {
-                return Err(invalid(
-                    f("prefixes"),
-                    "an upstream that is not the default needs at least one prefix",
-                ));
-            }
-            match (&u.username, &u.password_file, &u.password_env) {
-                (_, Some(_), Some(_)) => {
-                    return Err(invalid(
-                        f("password_env"),
-                        "give password_file or password_env, not both",
-                    ));
-                }
-                (None, Some(_), _) | (None, _, Some(_)) => {
-                    return Err(invalid(f("username"), "a password needs a username"));
-                }
-                (Some(_), None, None) => {
-                    return Err(invalid(
-                        f("password_file"),
-                        "a username needs password_file or password_env",
-                    ));
-                }
-                _ => {}
-            }
-            if let Some(var) = &u.password_env
-                && std::env::var_os(var).is_none()
-            {
-                return Err(invalid(
-                    f("password_env"),
-                    format!("environment variable {var} is not set"),
-                ));
-            }
-            if let Some(p) = &u.password_file
-                && !p.is_file()
-            {
-                return Err(invalid(
-                    f("password_file"),
-                    format!("{} is not a readable file", p.display()),
-                ));
-            }
-            if let Some(p) = &u.ca_file
-                && !p.is_file()
-            {
-                return Err(invalid(
-                    f("ca_file"),
-                    format!("{} is not a readable file", p.display()),
-                ));
-            }
-            if let Err((j, m)) = u.immutable_set() {
-                return Err(invalid(f(&format!("immutable_tags[{j}]")), m));
-            }
+            u.validate(i, &mut names, &mut prefixes, &mut defaults)?;
         }
         self.validate_hosted()
     }
@@ -424,46 +259,18 @@ impl Config {
     }
 }
 
-fn check_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("{url:?} must start with https:// or http://"))?;
-    let host = rest.trim_end_matches('/');
-    if host.is_empty() || host.contains('/') || host.contains('?') || host.contains('@') {
-        return Err(format!(
-            "{url:?} must be scheme://host[:port] with no path, query or user"
-        ));
-    }
-    Ok(())
-}
-
-/// A signature store's URL: a path is allowed (Oracle's is `/podman`), user info and a query
-/// are not.
-fn check_lookaside(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| format!("{url:?} must start with https:// or http://"))?;
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() || rest.contains('?') || rest.contains('#') || host.contains('@') {
-        return Err(format!(
-            "{url:?} must be scheme://host[:port][/path] with no query or user"
-        ));
-    }
-    Ok(())
-}
-
 mod auth;
 mod hosted;
 mod redact;
 mod size;
+mod upstream;
 
 pub(crate) use auth::Auth;
 pub(crate) use hosted::Hosted;
 #[cfg(test)]
 use size::parse_size;
 use size::size;
+pub(crate) use upstream::UpstreamConfig;
 
 use redact::redact_secrets;
 

@@ -46,11 +46,10 @@ fn read(p: &Path) -> Result<String, String> {
     std::fs::read_to_string(p).map_err(|e| format!("reading {}: {e}", p.display()))
 }
 
-/// `host[:port]` of an `http(s)://host[:port]` URL.
+/// `host[:port]` of an `http(s)://host[:port][/path]` URL.
 pub(crate) fn url_host(url: &str) -> &str {
-    url.split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .trim_end_matches('/')
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
 }
 
 /// The registry clients name for this upstream: its first prefix that looks like a host, else

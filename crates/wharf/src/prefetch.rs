@@ -7,8 +7,10 @@
 //!   -> read by wharf_oci::manifest; an index? pick the platform child(ren) (platform.rs)
 //!      -> GET each by digest, verified
 //!   -> per config and layer blob (a few at a time, each digest once per run):
-//!        HEAD: X-Wharf-Cache: hit -> already cached, no GET
-//!        else GET, hashed while it streams and discarded; a digest mismatch fails
+//!        HEAD with Cache-Control: only-if-cached: X-Wharf-Cache: hit -> already cached, no GET
+//!        (wharf answers it from its store, or 504, never asking the upstream)
+//!        else GET (the upstream's one request), hashed while it streams and discarded; a
+//!        digest mismatch fails
 //!   -> totals of bytes fetched and already cached (report.rs); exit 1 if anything failed
 //! ```
 
@@ -109,6 +111,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
     let client = match wharf_upstream::Client::new(wharf_upstream::Config {
         name: "wharf".to_owned(),
         url: mirror.url(),
+        mirrors: Vec::new(),
         username: None,
         password: None,
         ca_file: args.ca.clone(),
@@ -317,18 +320,21 @@ impl Prefetch {
     }
 
     /// Makes sure wharf holds one blob: skipped if wharf says it has it, else fetched through
-    /// wharf, hashed while it streams, and dropped.
+    /// wharf, hashed while it streams, and dropped. The question "do you have it?" is a HEAD
+    /// with `Cache-Control: only-if-cached`, which wharf answers from its store (or 504) without
+    /// asking the upstream: a cold blob costs the upstream one GET, not a HEAD and a GET.
     async fn blob(&self, repo: &str, b: &Blob) -> Result<(), String> {
-        let head = self
-            .client
-            .blob(Method::HEAD, repo, &b.digest, None)
-            .await
-            .map_err(|e| self.explain(e))?;
-        if cache_state(&head.headers) == Some(true) {
-            let size = content_length(&head.headers).or(b.size).unwrap_or(0);
-            self.report
-                .blob(&b.digest, b.kind.as_str(), size, Source::Cached, None);
-            return Ok(());
+        match self.client.blob_if_cached(repo, &b.digest).await {
+            Ok(head) if cache_state(&head.headers) == Some(true) => {
+                let size = content_length(&head.headers).or(b.size).unwrap_or(0);
+                self.report
+                    .blob(&b.digest, b.kind.as_str(), size, Source::Cached, None);
+                return Ok(());
+            }
+            // Not held (504), or held only as a download in flight: the GET below joins it.
+            Ok(_) => {}
+            Err(e) if e.status() == Some(504) => {}
+            Err(e) => return Err(self.explain(e)),
         }
         let resp = self
             .client

@@ -208,6 +208,7 @@ fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstrea
     let client_config = wharf_upstream::Config {
         name: u.name.clone(),
         url: u.url.trim_end_matches('/').to_owned(),
+        mirrors: u.mirrors.clone(),
         username: u.username.clone(),
         password,
         ca_file: u.ca_file.clone(),
@@ -231,6 +232,9 @@ fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstrea
         is_default: u.default,
         library_prefix: Upstream::is_docker_hub(&u.url, &u.prefixes),
         tag_ttl: u.tag_ttl.unwrap_or(config.cache.tag_ttl),
+        revalidate_timeout: u
+            .revalidate_timeout
+            .unwrap_or(config.cache.revalidate_timeout),
         immutable_tags: u
             .immutable_set()
             .map_err(|(j, m)| format!("immutable_tags[{j}]: {m}"))?,

@@ -1,6 +1,7 @@
 //! Each variant's status, headers and error JSON, as a client receives them.
 
 use super::*;
+use hyper::ext::ReasonPhrase;
 
 async fn parts(e: ProxyError) -> (StatusCode, HeaderMap, serde_json::Value) {
     use http_body_util::BodyExt as _;
@@ -112,4 +113,94 @@ fn head_answers_carry_no_body() {
     let resp = ProxyError::BodyTooLarge.into_response(true);
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(http_body::Body::is_end_stream(resp.body()));
+}
+
+fn reported(code: &str, message: &str) -> Option<wharf_upstream::Reported> {
+    Some(wharf_upstream::Reported {
+        code: code.into(),
+        message: message.into(),
+    })
+}
+
+/// Behind another wharf (or any registry), the far end's code and message reach the client
+/// unchanged, prefixed with the upstream's name; its status too, for answers about the request.
+#[tokio::test]
+async fn an_upstream_error_passes_through_with_the_upstream_name() {
+    let not_found = ProxyError::upstream(Missing::Manifest)(wharf_upstream::Error::NotFound {
+        upstream: "regional".into(),
+        request: "GET /oracle/v2/os/x/manifests/7".into(),
+        code: reported("NAME_UNKNOWN", r#"no upstream is configured for "os/x""#),
+    });
+    assert!(
+        not_found
+            .to_string()
+            .contains("GET /oracle/v2/os/x/manifests/7")
+    );
+    let (s, h, b) = parts(not_found).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(b["errors"][0]["code"], "NAME_UNKNOWN");
+    let message = r#"upstream regional: no upstream is configured for "os/x""#;
+    assert_eq!(b["errors"][0]["message"], message);
+    assert_eq!(
+        h[header::WARNING],
+        r#"299 - "upstream regional: no upstream is configured for \"os/x\"""#
+    );
+
+    let status = |status: u16, code: &str| {
+        ProxyError::upstream(Missing::Blob)(wharf_upstream::Error::Status {
+            upstream: "regional".into(),
+            request: "GET /oracle/v2/os/x/blobs/sha256:00".into(),
+            status,
+            code: reported(code, "said the region"),
+        })
+    };
+    let (s, _, b) = parts(status(400, "TAG_INVALID")).await;
+    assert_eq!(
+        (s, &b["errors"][0]["code"]),
+        (StatusCode::BAD_REQUEST, &"TAG_INVALID".into())
+    );
+    let (s, _, b) = parts(status(508, "UNKNOWN")).await;
+    assert_eq!(
+        (s, &b["errors"][0]["code"]),
+        (StatusCode::LOOP_DETECTED, &"UNKNOWN".into())
+    );
+    // A failing upstream stays the gateway's answer, with the far end's words.
+    let (s, _, b) = parts(status(500, "UNKNOWN")).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        b["errors"][0]["message"],
+        "upstream regional: said the region"
+    );
+    // A code wharf does not know keeps wharf's own.
+    let harbor = ProxyError::upstream(Missing::Blob)(wharf_upstream::Error::NotFound {
+        upstream: "harbor".into(),
+        request: "GET /v2/x/blobs/sha256:00".into(),
+        code: reported("NOT_FOUND", "not found"),
+    });
+    let (s, _, b) = parts(harbor).await;
+    assert_eq!(
+        (s, &b["errors"][0]["code"]),
+        (StatusCode::NOT_FOUND, &"BLOB_UNKNOWN".into())
+    );
+
+    let (s, _, b) = parts(ProxyError::NotCached {
+        digest: wharf_oci::Digest::sha256_of(b"x"),
+    })
+    .await;
+    assert_eq!(
+        (s, &b["errors"][0]["code"]),
+        (StatusCode::GATEWAY_TIMEOUT, &"BLOB_UNKNOWN".into())
+    );
+
+    let (s, _, b) = parts(ProxyError::Loop {
+        pseudonym: "wharf-0000abcd".into(),
+    })
+    .await;
+    assert_eq!(s, StatusCode::LOOP_DETECTED);
+    assert!(
+        b["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("wharf-0000abcd") && m.contains("loop")),
+        "{b}"
+    );
 }

@@ -30,6 +30,7 @@ pub(crate) fn config(url: &str, credentials: bool) -> Config {
     Config {
         name: "fake".into(),
         url: url.into(),
+        mirrors: Vec::new(),
         username: credentials.then(|| USER.to_owned()),
         password: credentials.then(|| Secret::new(PASSWORD)),
         ca_file: None,

@@ -79,6 +79,34 @@ fn names_the_bad_field() {
     );
 }
 
+/// A URL may carry a path (a regional wharf's prefix); a query, user info, a `..` segment or a
+/// trailing `/v2` may not, and the message names the field without echoing a password.
+#[test]
+fn upstream_url_with_a_path() {
+    let up = |url: &str| format!("[[upstream]]\nname = \"a\"\nurl = \"{url}\"\ndefault = true\n");
+    for ok in [
+        "http://regional:5000/oracle",
+        "http://regional:5000/oracle/",
+        "https://registry.example.com/mirror/quay",
+    ] {
+        let config = Config::parse(&up(ok), "t").unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert_eq!(config.upstream[0].url, ok);
+    }
+    for bad in [
+        "http://regional:5000/oracle?x=1",
+        "http://regional:5000/a/../b",
+        "http://regional:5000/oracle/v2",
+        "http://regional:5000/a b",
+    ] {
+        assert!(err(&up(bad)).contains("upstream[0].url"), "{bad}");
+    }
+    let secret = err(&up("https://u:hunter2@regional/oracle"));
+    assert!(
+        secret.contains("upstream[0].url") && !secret.contains("hunter2"),
+        "{secret}"
+    );
+}
+
 #[test]
 fn tls_and_htpasswd_are_checked_at_load() {
     let dir = tempfile::tempdir().unwrap();
@@ -447,4 +475,28 @@ fn bare_names_are_hosted_by_default_once_there_are_users() {
     assert!(e.starts_with("hosted.repositories"), "{e}");
     let e = err(&format!("{EMBEDDED_DEFAULT}[hosted]\nbare_names = true\n"));
     assert!(e.starts_with("hosted.bare_names"), "{e}");
+}
+
+#[test]
+fn mirrors_beside_url() {
+    let up = |mirrors: &str| {
+        format!(
+            "[[upstream]]\nname = \"a\"\nurl = \"https://a.example\"\nmirrors = {mirrors}\ndefault = true\n"
+        )
+    };
+    let config = Config::parse(
+        &up(r#"["https://b.example", "http://regional:5000/oracle"]"#),
+        "t",
+    )
+    .expect("mirrors");
+    assert_eq!(config.upstream[0].mirrors.len(), 2);
+    assert!(err(&up(r#"["ftp://b.example"]"#)).contains("upstream[0].mirrors[0]"));
+    assert!(
+        err(&up(r#"["https://b.example", "https://a.example/"]"#))
+            .contains("upstream[0].mirrors[1]")
+    );
+    assert!(
+        err(&up(r#"["https://b.example", "https://b.example"]"#))
+            .contains("upstream[0].mirrors[1]")
+    );
 }
