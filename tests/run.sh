@@ -14,7 +14,7 @@ sudo=""
 # prometheus (and promtool) to scrape wharf and check the alert rules; nginx and wrk for the
 # benchmark suite (cargo bench -p wharf-e2e --bench suite); gnupg for the signing keys of
 # crates/sign's tests (skopeo signs through it).
-packages=(docker-registry skopeo podman containerd docker.io apache2-utils openssl curl uidmap ca-certificates gcc prometheus nginx wrk gnupg)
+packages=(docker-registry skopeo podman buildah containerd docker.io apache2-utils openssl curl uidmap ca-certificates gcc prometheus nginx wrk gnupg)
 echo "== installing test dependencies: ${packages[*]}"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null

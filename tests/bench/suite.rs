@@ -31,6 +31,12 @@
 //! Then (also skipped by `SUITE_COLD=0`) 16 and 64 clients at once on the cold 100 MiB blob,
 //! through a fresh wharf and a fresh Distribution proxy each time: upstream GETs and MiB for
 //! the blob, and the time until the last client is done (`bench/herd.rs` has more on herds).
+//!
+//! Last, hosting (`suite/hosting.rs`): a push and a pull of `java/serverjre:latest` with skopeo
+//! from a local `dir:` layout to a hosted repository of a fresh wharf and to a fresh plain
+//! Distribution registry: time, server CPU per GiB, peak RSS. `SUITE_ONLY=hosting` runs only
+//! these rows.
+//!
 //! Criterion micro-benchmarks of the hot paths: `cargo bench -p wharf-oci -p wharf-proxy
 //! -p wharf-cache --bench hot_paths`. Everything listens on 127.0.0.1 on free ports; every loop is bounded by a
 //! count and every client by a timeout.
@@ -39,6 +45,9 @@
     clippy::expect_used,
     reason = "test code: a failed expectation is a failed test"
 )]
+
+#[path = "suite/hosting.rs"]
+mod hosting;
 
 use std::time::Duration;
 
@@ -71,6 +80,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "hosting") {
+        let up = Upstream::plain();
+        let h = hosting::measure(&up, repeats);
+        print_header(&wharf_bin, repeats, "");
+        hosting::print(&h);
+        return;
+    }
     let images = wharf_e2e::images();
     let big = images
         .serverjre
@@ -217,18 +233,31 @@ fn main() {
     let cold_res = cold.then(|| cold_pulls(&up, repeats));
     let herd_res = cold.then(|| cold_herds(&rt, &up, &big, repeats));
 
+    let hosting_res = hosting::measure(&up, repeats);
+
+    print_header(
+        &wharf_bin,
+        repeats,
+        &format!(
+            "nginx `{}` (sendfile, worker_processes auto); ",
+            bench::NGINX_BIN
+        ),
+    );
+    print_table(&res, cold_res.as_ref(), herd_res.as_deref());
+    hosting::print(&hosting_res);
+}
+
+fn print_header(wharf_bin: &std::path::Path, repeats: usize, nginx: &str) {
     let load = loadavg();
     println!(
-        "# wharf benchmark suite\n\nwharf `{}`; Distribution `{}` (proxy mode, the anchor); \
-         nginx `{}` (sendfile, worker_processes auto); upstream Distribution with the test images. \
+        "# wharf benchmark suite\n\nwharf `{}`; Distribution `{}` (proxy mode, the anchor; \
+         a plain registry for hosting); {nginx}upstream Distribution with the test images. \
          {} CPUs, kernel {}; load average at the end {load}. {repeats} repeats, alternating; medians.\n",
         wharf_bin.display(),
         bench::REGISTRY_BIN,
-        bench::NGINX_BIN,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         kernel(),
     );
-    print_table(&res, cold_res.as_ref(), herd_res.as_deref());
 }
 
 enum Server<'a> {

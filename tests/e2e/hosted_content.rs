@@ -240,3 +240,126 @@ fn garbage_collection_keeps_what_is_referenced_and_removes_the_rest() {
     gc::collections_race_pushes_mounts_and_pulls(&a, w.admin, &hosted);
     gc::a_pull_streams_on_while_its_blob_is_collected(&a, w.admin, &hosted, w.port);
 }
+
+/// The referrers API for hosted content: an artifact pushed with a `subject` is listed under
+/// it (`OCI-Subject` on its PUT), with and without an `artifactType` filter, in its
+/// repository only; a deleted one leaves, and a restart rebuilds the same list.
+#[test]
+fn referrers_list_the_manifests_naming_a_subject() {
+    let up = Upstream::plain();
+    let (mut w, _dir) = wharf(&up, "delete = true");
+    let a = api(&w);
+    let (image, _, image_body) = push_image(&a, "team/a", "v1", b"an image with referrers");
+    let referrers = |repo: &str, query: &str| {
+        let r = a.send(
+            "GET",
+            &format!("/v2/{repo}/referrers/{image}{query}"),
+            &[("Accept", "application/vnd.oci.image.index.v1+json")],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.describe());
+        assert_eq!(
+            r.header("content-type").as_deref(),
+            Some("application/vnd.oci.image.index.v1+json")
+        );
+        let index = r.json();
+        assert_eq!(index["schemaVersion"], 2, "{index}");
+        assert_eq!(
+            index["mediaType"],
+            "application/vnd.oci.image.index.v1+json"
+        );
+        (r.header("oci-filters-applied"), index["manifests"].clone())
+    };
+    assert_eq!(
+        referrers("team/a", ""),
+        (None, serde_json::json!([])),
+        "none yet: an empty index, never a 404"
+    );
+
+    // An SBOM with its own artifactType and annotations, pushed by digest; a signature whose
+    // type is its config's media type, pushed by tag.
+    let subject = format!(
+        r#","subject":{{"mediaType":"{OCI_MANIFEST}","digest":"{image}","size":{}}}"#,
+        image_body.len()
+    );
+    let empty = a.push_blob("team/a", b"{}");
+    let sbom_layer = a.push_blob("team/a", b"{\"packages\":[]}");
+    let sbom = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/vnd.example.sbom.v1","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},"layers":[{{"mediaType":"application/json","digest":"{sbom_layer}","size":15}}],"annotations":{{"org.example.sbom.format":"json"}}{subject}}}"#
+    );
+    let sbom_digest = sha256_digest(sbom.as_bytes());
+    let sig_config = br#"{"signed":true}"#;
+    let sig_config_digest = a.push_blob("team/a", sig_config);
+    let sig = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.example.sig.config.v1+json","digest":"{sig_config_digest}","size":{}}},"layers":[]{subject}}}"#,
+        sig_config.len()
+    );
+    let sig_digest = sha256_digest(sig.as_bytes());
+    for (reference, body) in [(&sbom_digest, &sbom), (&"sig".to_owned(), &sig)] {
+        let r = a.send(
+            "PUT",
+            &format!("/v2/team/a/manifests/{reference}"),
+            &[("Content-Type", OCI_MANIFEST)],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.describe());
+        assert_eq!(r.header("oci-subject"), Some(image.clone()), "OCI-Subject");
+    }
+    let sbom_listed = serde_json::json!({
+        "mediaType": OCI_MANIFEST,
+        "digest": sbom_digest,
+        "size": sbom.len(),
+        "artifactType": "application/vnd.example.sbom.v1",
+        "annotations": {"org.example.sbom.format": "json"},
+    });
+    let sig_listed = serde_json::json!({
+        "mediaType": OCI_MANIFEST,
+        "digest": sig_digest,
+        "size": sig.len(),
+        "artifactType": "application/vnd.example.sig.config.v1+json",
+    });
+    let mut both = vec![sbom_listed.clone(), sig_listed.clone()];
+    both.sort_by_key(|d| d["digest"].as_str().map(str::to_owned));
+    assert_eq!(referrers("team/a", ""), (None, serde_json::json!(both)));
+    assert_eq!(
+        referrers("team/a", "?artifactType=application/vnd.example.sbom.v1"),
+        (
+            Some("artifactType".to_owned()),
+            serde_json::json!([sbom_listed])
+        )
+    );
+    assert_eq!(
+        referrers(
+            "team/a",
+            "?artifactType=application%2Fvnd.example.sig.config.v1%2Bjson"
+        ),
+        (
+            Some("artifactType".to_owned()),
+            serde_json::json!([sig_listed])
+        )
+    );
+    assert_eq!(
+        referrers("team/a", "?artifactType=application/none"),
+        (Some("artifactType".to_owned()), serde_json::json!([]))
+    );
+    assert_eq!(
+        referrers("team/b", "").1,
+        serde_json::json!([]),
+        "another repository's referrers"
+    );
+
+    // Deleted, the SBOM leaves; a restart rebuilds the list from the store.
+    let r = a.send(
+        "DELETE",
+        &format!("/v2/team/a/manifests/{sbom_digest}"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 202, "{}", r.describe());
+    assert_eq!(
+        referrers("team/a", "").1,
+        serde_json::json!([sig_listed.clone()])
+    );
+    w.restart();
+    assert_eq!(referrers("team/a", "").1, serde_json::json!([sig_listed]));
+}

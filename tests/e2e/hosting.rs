@@ -3,7 +3,8 @@
 //! multi-arch index into a hosted repository and back, and the push API spoken raw: chunked
 //! uploads and their 416, upload status and cancel, digests that do not match, mounts, content
 //! scoped to the repository that holds it, manifests naming what is not there, and pushes that
-//! are refused (an upstream's name, no credentials).
+//! are refused (an upstream's name, no credentials). `hosting/clients.rs`: buildah's push,
+//! and a push past the quota.
 
 #![allow(
     clippy::expect_used,
@@ -12,6 +13,8 @@
 
 #[path = "hosting/api.rs"]
 mod api;
+#[path = "hosting/clients.rs"]
+mod clients;
 #[path = "security/support.rs"]
 #[allow(dead_code, reason = "shared with e2e_security, which uses all of it")]
 mod support;

@@ -286,6 +286,11 @@ impl Upstream {
         self.proc.is_some()
     }
 
+    /// The registry's process id while it runs (benchmarks read its CPU time and memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().and_then(Proc::pid)
+    }
+
     /// A client that trusts this upstream's certificate (plain for HTTP).
     pub fn http(&self) -> Http {
         match &self.tls {

@@ -103,10 +103,13 @@ impl Wharf {
                     tail(&self.log, 100)
                 );
             }
+            // 401 with wharf's Basic challenge: up, with `[auth]` asking for a login on `/v2/`.
             match http.try_request("GET", &url, &[], bytes::Bytes::new()) {
-                // 401: a wharf with `[auth]` asks for credentials on the ping.
                 Ok(r)
-                    if (r.status == 200 || r.status == 401)
+                    if (r.status == 200
+                        || (r.status == 401
+                            && r.header("WWW-Authenticate").as_deref()
+                                == Some("Basic realm=\"wharf\"")))
                         && r.header("Docker-Distribution-API-Version").as_deref()
                             == Some("registry/2.0") =>
                 {

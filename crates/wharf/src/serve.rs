@@ -187,7 +187,7 @@ async fn open_hosted(
             bare_names: h.bare_names(&config.auth),
         },
     )
-    .map_err(|e| format!("hosted.repositories: {e}"))
+    .await
 }
 
 fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstream, String> {

@@ -41,7 +41,10 @@ pub(crate) struct SecureWharf {
     pub config: PathBuf,
     log: PathBuf,
     proc: Option<Proc>,
-    tls: bool,
+    /// The environment the config needs (the builder's).
+    env: Vec<(String, String)>,
+    /// The CA of wharf's certificate when it speaks TLS.
+    ca: Option<PathBuf>,
 }
 
 impl SecureWharf {
@@ -58,21 +61,36 @@ impl SecureWharf {
         let text = text.replacen("[server]\n", &format!("[server]\n{server_extra}\n"), 1);
         write_file(&config, text);
         let log = dir.path().join("wharf.log");
+        let mut w = SecureWharf {
+            _dir: dir,
+            port,
+            admin,
+            config,
+            log,
+            proc: None,
+            env,
+            ca: ca.map(Path::to_path_buf),
+        };
+        w.spawn();
+        w
+    }
+
+    /// Runs `wharf serve` on the config and waits until `/v2/` answers.
+    fn spawn(&mut self) {
         let mut cmd = Command::new(wharf_bin());
-        cmd.arg("serve").arg("--config").arg(&config);
-        cmd.envs(env);
-        let mut proc = Proc::spawn("wharf", cmd, &log, &log);
-        let tls = ca.is_some();
-        let scheme = if tls { "https" } else { "http" };
-        let url = format!("{scheme}://127.0.0.1:{port}/v2/");
-        let http = match ca {
+        cmd.arg("serve").arg("--config").arg(&self.config);
+        cmd.envs(self.env.clone());
+        let mut proc = Proc::spawn("wharf", cmd, &self.log, &self.log);
+        let log = &self.log;
+        let url = format!("{}/v2/", self.url());
+        let http = match &self.ca {
             Some(ca) => Http::with_ca(ca),
             None => Http::new(),
         }
         .timeout(Duration::from_secs(5));
         let ready = wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
             if let Some(st) = proc.exited() {
-                panic!("wharf exited ({st}) during start-up:\n{}", tail(&log, 100));
+                panic!("wharf exited ({st}) during start-up:\n{}", tail(log, 100));
             }
             match http.try_request("GET", &url, &[], Bytes::new()) {
                 Ok(r)
@@ -85,21 +103,23 @@ impl SecureWharf {
             }
         });
         if ready.is_none() {
-            panic!("wharf not ready at {url}:\n{}", tail(&log, 100));
+            panic!("wharf not ready at {url}:\n{}", tail(log, 100));
         }
-        SecureWharf {
-            _dir: dir,
-            port,
-            admin,
-            config,
-            log,
-            proc: Some(proc),
-            tls,
+        self.proc = Some(proc);
+    }
+
+    /// Stops wharf (SIGTERM, as a service manager does) and starts it again on the same
+    /// config, ports and directories.
+    #[allow(dead_code, reason = "e2e_hosted_content restarts it")]
+    pub(crate) fn restart(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            p.stop(Duration::from_secs(10));
         }
+        self.spawn();
     }
 
     pub(crate) fn url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 

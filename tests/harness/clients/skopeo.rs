@@ -116,6 +116,22 @@ impl Skopeo {
         self.copy(None, &format!("{host_port}/{image}"), extra)
     }
 
+    /// `skopeo copy --dest-tls-verify=false EXTRA dir:SRC docker://DEST`: a push of a local
+    /// layout (e.g. one [`Skopeo::copy`] wrote), so every registry is sent the same bytes by
+    /// the same client.
+    pub fn push_dir(&self, src: &Path, dest: &str, extra: &[&str]) -> CmdOut {
+        let mut cmd = Command::new("skopeo");
+        cmd.arg("--policy")
+            .arg(self.dir.path().join("policy.json"))
+            .arg("--registries.d")
+            .arg(self.dir.path().join("registries.d"))
+            .args(["copy", "--dest-tls-verify=false"])
+            .args(extra)
+            .arg(format!("dir:{}", src.display()))
+            .arg(format!("docker://{dest}"));
+        run(&mut cmd, TIMEOUT)
+    }
+
     /// `skopeo inspect --raw` of `docker://<src>`: the manifest bytes as served.
     pub fn inspect_raw(&self, src: &str, extra: &[&str]) -> CmdOut {
         let mut cmd = Command::new("skopeo");

@@ -8,7 +8,8 @@
 //!                                         checked before any handler: rights::check)
 //! DELETE .../manifests/<tag>           -> the tag only: 202; an unknown tag: 404 MANIFEST_UNKNOWN
 //! DELETE .../manifests/<digest>        -> the repository no longer holds the manifest, and its
-//!                                         tags there pointing at it are gone: 202; not a
+//!                                         tags there pointing at it are gone, and it leaves
+//!                                         its subject's referrers (referrers.rs): 202; not a
 //!                                         manifest this repository holds: 404 MANIFEST_UNKNOWN
 //! DELETE .../blobs/<digest>            -> the repository no longer holds the blob: 202; not
 //!                                         held here (or a manifest): 404 BLOB_UNKNOWN
@@ -75,6 +76,7 @@ impl Hosted {
                 format!("manifest unknown: {repo} does not hold a manifest {digest}"),
             ));
         }
+        self.referrers.remove(repo.as_str(), digest);
         let tags = self.untag(repo, digest);
         self.deleted(repo, digest);
         tracing::info!(repo = %repo, %digest, tags, "manifest deleted");

@@ -12,6 +12,7 @@
 //! by digest       the bytes must hash to it: 400 DIGEST_INVALID
 //! stored          byte-exact with its Content-Type; a tag records it (checked, stored and
 //!                 recorded under one garbage collection pin: gc.rs)
+//! referrers       a manifest with a `subject` joins its referrers (referrers.rs)
 //! answer          201, Location .../manifests/<digest>, Docker-Content-Digest,
 //!                 OCI-Subject: <digest> when it has a subject
 //! ```
@@ -25,6 +26,7 @@ use wharf_oci::manifest::{self, Manifest};
 use wharf_oci::{Digest, ErrorCode, Reference, RepositoryName};
 
 use super::gc::Pin;
+use super::referrers;
 use super::upload::{body_stream, store_error};
 use super::{HOSTED, Hosted, created};
 use crate::body::Body;
@@ -87,6 +89,10 @@ impl Hosted {
             .await
             .map_err(store_error)?;
         self.store.add_scope(Hosted::key(repo, &digest));
+        if let Some((subject, listed)) = referrers::describe(&media_type, &bytes) {
+            self.referrers
+                .add(repo.as_str(), subject, digest.clone(), listed);
+        }
         if let Reference::Tag(tag) = reference {
             self.store.put_tag(
                 TagKey {

@@ -15,6 +15,7 @@
 //!   PUT .../manifests/<ref>                            -> manifest_put.rs
 //!   DELETE .../manifests/<ref>, .../blobs/<digest>     -> delete.rs (hosted.delete, may_delete)
 //!   GET/HEAD manifests, blobs, tags/list               -> pull.rs (never an upstream)
+//!   GET/HEAD .../referrers/<digest>                    -> referrers.rs (an index kept in memory)
 //!   GET/HEAD/PUT signatures (the API extension)        -> signed.rs
 //! ```
 //!
@@ -31,6 +32,7 @@ mod gc;
 mod manifest_put;
 mod mount;
 mod pull;
+mod referrers;
 pub(crate) mod rights;
 mod sessions;
 mod signed;
@@ -91,6 +93,8 @@ pub struct Hosted {
     delete: bool,
     gc: Arc<gc::Gc>,
     bare: bare::BareNames,
+    /// (repository, subject) -> the manifests held there with that subject.
+    referrers: referrers::Referrers,
 }
 
 /// Why a pattern is not one `[hosted] repositories` accepts.
@@ -126,14 +130,19 @@ pub(crate) fn glob(pattern: &str, name: &str) -> bool {
 
 impl Hosted {
     /// Hosted repositories with their content in `store` (which should have no budget to
-    /// evict by: hosted content is never evicted). Starts the sweep of abandoned uploads and
-    /// the garbage collector on the current runtime.
-    pub fn new(store: Arc<Store>, options: HostedOptions) -> Result<Hosted, String> {
+    /// evict by: hosted content is never evicted), with the referrers index rebuilt from what
+    /// it holds. Starts the sweep of abandoned uploads and the garbage collector on the
+    /// current runtime.
+    pub async fn new(store: Arc<Store>, options: HostedOptions) -> Result<Hosted, String> {
         for p in &options.repositories {
-            check_pattern(p)?;
+            check_pattern(p).map_err(|e| format!("hosted.repositories: {e}"))?;
         }
         let bare = bare::BareNames::load(store.root(), options.bare_names)?;
+        let referrers = referrers::Referrers::rebuild(&store)
+            .await
+            .map_err(|e| format!("indexing the referrers of hosted manifests: {e}"))?;
         Ok(Hosted {
+            referrers,
             bare,
             patterns: options.repositories,
             store: store.clone(),
@@ -277,10 +286,10 @@ impl Proxy {
             (Endpoint::Signatures { name, digest }, Method::PUT) => {
                 hosted.put_signature(name, digest, req).await
             }
-            (Endpoint::Referrers { .. }, Method::GET | Method::HEAD) => Err(ProxyError::oci(
-                ErrorCode::NameUnknown,
-                "wharf does not list the referrers of hosted content yet",
-            )),
+            (Endpoint::Referrers { name, digest }, Method::GET | Method::HEAD) => {
+                let artifact_type = crate::route::query_param(req.uri().query(), "artifactType");
+                Ok(hosted.referrers(name, digest, artifact_type.as_deref(), head))
+            }
             (_, m) => Err(unsupported(
                 &m,
                 "this endpoint takes GET and HEAD (manifests also PUT and DELETE, blobs DELETE)",

@@ -121,6 +121,23 @@ fn out_of_order(s: &Session, base: &str, len: u64, got: Option<(u64, u64)>) -> P
     }
 }
 
+/// Reads and drops the rest of a body the quota refused, so that the client, still sending,
+/// reads the refusal instead of a broken pipe; bounded, in bytes and time, past which the
+/// connection is closed anyway.
+async fn drain(mut body: impl Stream<Item = io::Result<Bytes>> + Unpin) {
+    const MAX: u64 = 1 << 30;
+    let mut seen = 0u64;
+    let read = async {
+        while let Ok(Some(chunk)) = body.try_next().await {
+            seen += chunk.len() as u64;
+            if seen > MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(60), read).await;
+}
+
 /// A failed append or completion, answered.
 fn append_error(e: AppendError) -> ProxyError {
     match e {
@@ -182,8 +199,12 @@ impl Proxy {
         let mut upload = hosted.store.begin_upload().await.map_err(store_error)?;
         if let Some(d) = digest {
             let (limit, quota_binds) = hosted.limit(None, 0);
-            if let Err(e) = upload.append(body_stream(req.into_body()), limit).await {
+            let mut body = body_stream(req.into_body());
+            if let Err(e) = upload.append(&mut body, limit).await {
                 upload.discard().await;
+                if quota_binds {
+                    drain(body).await;
+                }
                 return Err(hosted.append_error(e, quota_binds));
             }
             hosted.finish(upload, repo, &d).await?;
@@ -261,7 +282,11 @@ impl Hosted {
             None => None,
         };
         let (limit, quota_binds) = self.limit(ranged, len);
-        let appended = upload.append(body_stream(req.into_body()), limit).await;
+        let mut body = body_stream(req.into_body());
+        let appended = upload.append(&mut body, limit).await;
+        if quota_binds && matches!(appended, Err(AppendError::TooLarge { .. })) {
+            drain(body).await;
+        }
         state.last_active = Instant::now();
         match appended {
             Ok(_) => Ok(state.upload.as_ref().map_or(0, Upload::len)),
