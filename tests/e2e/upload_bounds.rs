@@ -91,3 +91,60 @@ fn quota_sessions_and_ranges_bound_uploads() {
     expect::oci_error(&refused, &[429], "TOOMANYREQUESTS", "one upload too many");
     assert!(started >= 30, "{started} uploads then refused");
 }
+
+/// A full disk under the hosted store: the upload fails with a clear error (507), nothing of it
+/// is kept, and what was stored before is still served byte-exact; once there is room again,
+/// pushes work.
+#[test]
+fn a_full_disk_fails_the_upload_and_loses_nothing() {
+    let Some(disk) = wharf_testkit::disk::Tmpfs::mount("4m") else {
+        return;
+    };
+    let up = Upstream::plain();
+    let dir = temp_dir("upload-full-disk");
+    let file = dir.path().join("htpasswd");
+    htpasswd(&file, "alice", "disk-s3cret");
+    let builder = Wharf::builder()
+        .upstream(UpstreamCfg::oracle(&up))
+        .extra_toml(&format!(
+            "[auth]\nhtpasswd = {:?}\n\n[hosted]\nrepositories = [\"team/*\"]\ndir = {:?}\n",
+            file.display().to_string(),
+            disk.path.join("hosted").display().to_string()
+        ));
+    let wharf = SecureWharf::start(builder, "", None);
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:disk-s3cret");
+    let api = Api {
+        http: Http::new(),
+        base: wharf.url(),
+        auth: format!("Basic {auth}"),
+    };
+    let kept = vec![3u8; 256 * 1024];
+    let kept_digest = api.push_blob("team/a", &kept);
+
+    wharf_testkit::disk::fill_the_disk(&disk.path);
+    let more = vec![5u8; 512 * 1024];
+    let d = sha256_digest(&more);
+    let r = api.send(
+        "POST",
+        &format!("/v2/team/a/blobs/uploads/?digest={d}"),
+        &[("Content-Type", "application/octet-stream")],
+        &more,
+    );
+    assert_eq!(r.status, 507, "{}", r.describe());
+    assert!(
+        !r.errors().is_empty(),
+        "the spec's error JSON: {}",
+        r.text()
+    );
+    assert_eq!(api.blob_status("team/a", &d), 404, "nothing of it is kept");
+    let back = api.send("GET", &format!("/v2/team/a/blobs/{kept_digest}"), &[], b"");
+    assert_eq!(back.status, 200);
+    assert_eq!(
+        sha256_digest(&back.body),
+        kept_digest,
+        "what was stored is intact"
+    );
+
+    std::fs::remove_file(disk.path.join("filler")).expect("free the disk");
+    api.push_blob("team/a", &more);
+}
