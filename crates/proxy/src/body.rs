@@ -19,6 +19,25 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
+/// A document answer (`content_type`, `Content-Length`): the bytes for a GET, the length
+/// alone for a HEAD. The JSON answers of the API (tags, catalog, referrers, signatures) use it.
+pub fn document(
+    bytes: impl Into<Bytes>,
+    content_type: &'static str,
+    head: bool,
+) -> http::Response<Body> {
+    let bytes = bytes.into();
+    let len = bytes.len();
+    let mut resp = http::Response::new(if head { empty() } else { full(bytes) });
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    resp
+}
+
 pub fn stream<S>(s: S) -> Body
 where
     S: Stream<Item = io::Result<Bytes>> + Send + 'static,

@@ -18,7 +18,6 @@
 
 use std::collections::BTreeSet;
 
-use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 use wharf_oci::RepositoryName;
 
@@ -62,19 +61,8 @@ impl Proxy {
         }
         let (repos, next) = apply_page(names.into_iter().collect(), &page);
         let json = serde_json::json!({ "repositories": repos }).to_string();
-        let bytes = Bytes::from(json);
-        let len = bytes.len();
-        let mut resp = Response::new(if head {
-            body::empty()
-        } else {
-            body::full(bytes)
-        });
+        let mut resp = body::document(json, "application/json", head);
         let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         if let Some((last, _)) = next {
             let q = form_urlencoded::Serializer::new(String::new())
                 .append_pair("last", &last)

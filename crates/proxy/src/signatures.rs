@@ -31,7 +31,7 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{HeaderValue, Response, header};
+use http::Response;
 use sha2::{Digest as _, Sha256};
 use wharf_cache::{MAX_SIGNATURES, SignatureKey, SignatureList};
 use wharf_oci::Digest;
@@ -185,19 +185,7 @@ pub(crate) fn render(digest: &Digest, list: &[Bytes], head: bool) -> Response<Bo
         })
         .collect();
     let json = serde_json::json!({ "signatures": entries }).to_string();
-    let len = json.len();
-    let mut resp = Response::new(if head {
-        body::empty()
-    } else {
-        body::full(json)
-    });
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    resp
+    body::document(json, "application/json", head)
 }
 
 /// How long a signature store that failed is left alone when its failure has no back-off of

@@ -5,7 +5,6 @@
 //! HEAD with its length; `blob::stored_blob`: Range, sendfile), and only through a repository
 //! that holds the digest: a push or a mount put it there. Anything else is the spec's 404.
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Response, header};
 use wharf_cache::TagKey;
 use wharf_metrics::Outcome;
@@ -110,26 +109,10 @@ impl Hosted {
         let (tags, next) = apply_page(tags, &page);
         let link = next.map(|(last, n)| next_link(base, &last, n, None));
         let json = serde_json::json!({ "name": repo.as_str(), "tags": tags }).to_string();
-        let mut resp = json_response(Bytes::from(json), head);
+        let mut resp = body::document(json, "application/json", head);
         if let Some(v) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
             resp.headers_mut().insert(header::LINK, v);
         }
         Ok(resp)
     }
-}
-
-fn json_response(bytes: Bytes, head: bool) -> Response<Body> {
-    let len = bytes.len();
-    let mut resp = Response::new(if head {
-        body::empty()
-    } else {
-        body::full(bytes)
-    });
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    resp
 }

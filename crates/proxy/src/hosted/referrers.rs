@@ -29,7 +29,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Response};
 use serde_json::{Map, Value, json};
 use wharf_cache::{Store, StoreError};
 use wharf_oci::media::OCI_INDEX;
@@ -181,17 +181,8 @@ impl Hosted {
             "mediaType": OCI_INDEX,
             "manifests": manifests,
         });
-        let bytes = index.to_string();
-        let len = bytes.len();
-        let mut resp = Response::new(if head {
-            body::empty()
-        } else {
-            body::full(bytes)
-        });
-        *resp.status_mut() = StatusCode::OK;
+        let mut resp = body::document(index.to_string(), OCI_INDEX, head);
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCI_INDEX));
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
         if artifact_type.is_some() {
             h.insert(
                 "oci-filters-applied",
