@@ -134,6 +134,31 @@ pub fn error_json(code: ErrorCode, message: &str, detail: Option<&serde_json::Va
         .unwrap_or_else(|_| format!(r#"{{"errors":[{{"code":"{}"}}]}}"#, code.as_str()))
 }
 
+/// `text` as one line of printable ASCII of at most `max` bytes (`max` at least 3): control
+/// characters and runs of spaces become one space, other characters `?`, and a longer line ends
+/// in `...`. What a message from elsewhere must be before it goes into a status line, a header,
+/// a log field or an error the client reads.
+pub fn one_line(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.trim().chars() {
+        let c = match c {
+            ' '..='~' => c,
+            c if c.is_whitespace() || c.is_control() => ' ',
+            _ => '?',
+        };
+        if c == ' ' && out.ends_with(' ') {
+            continue;
+        }
+        if out.len() == max {
+            out.truncate(max.saturating_sub(3));
+            out.push_str("...");
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

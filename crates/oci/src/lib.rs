@@ -17,7 +17,7 @@ pub mod media;
 mod name;
 
 pub use digest::{Algorithm, Digest, DigestError, Verifier};
-pub use error::{ErrorCode, error_json};
+pub use error::{ErrorCode, error_json, one_line};
 pub use image_reference::{
     DEFAULT_TAG, DOCKER_HUB_HOSTS, ImageReference, ImageReferenceError, is_docker_hub_host,
     looks_like_host,

@@ -354,31 +354,8 @@ pub(crate) fn oci_error(body: &[u8]) -> Option<Reported> {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
     plausible.then(|| Reported {
         code,
-        message: printable(message.as_deref().unwrap_or_default()),
+        message: wharf_oci::one_line(message.as_deref().unwrap_or_default(), MAX_REPORTED_MESSAGE),
     })
-}
-
-/// One line of printable ASCII: control characters and runs of spaces become one space, other
-/// characters `?`; at most [`MAX_REPORTED_MESSAGE`] bytes.
-fn printable(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.trim().chars() {
-        let c = match c {
-            ' '..='~' => c,
-            c if c.is_whitespace() || c.is_control() => ' ',
-            _ => '?',
-        };
-        if c == ' ' && out.ends_with(' ') {
-            continue;
-        }
-        if out.len() == MAX_REPORTED_MESSAGE {
-            out.truncate(MAX_REPORTED_MESSAGE - 3);
-            out.push_str("...");
-            break;
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -6,27 +6,10 @@ use hyper::ext::ReasonPhrase;
 
 use super::MAX_REASON_LEN;
 
-/// `message` as one line of printable ASCII of at most [`MAX_REASON_LEN`] bytes: control
-/// characters and runs of spaces become one space, other characters `?`.
+/// `message` as one line of printable ASCII of at most [`MAX_REASON_LEN`] bytes
+/// ([`wharf_oci::one_line`]).
 pub(super) fn one_line(message: &str) -> String {
-    let mut out = String::with_capacity(message.len().min(MAX_REASON_LEN));
-    for c in message.trim().chars() {
-        let c = match c {
-            ' '..='~' => c,
-            c if c.is_whitespace() || c.is_control() => ' ',
-            _ => '?',
-        };
-        if c == ' ' && out.ends_with(' ') {
-            continue;
-        }
-        if out.len() == MAX_REASON_LEN {
-            out.truncate(MAX_REASON_LEN - 3);
-            out.push_str("...");
-            break;
-        }
-        out.push(c);
-    }
-    out
+    wharf_oci::one_line(message, MAX_REASON_LEN)
 }
 
 /// The status line's reason phrase: the status's own (`Bad Gateway`), then the message.

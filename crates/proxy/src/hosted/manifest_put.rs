@@ -17,8 +17,7 @@
 //!                 OCI-Subject: <digest> when it has a subject
 //! ```
 
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use tokio::time::Instant;
 use wharf_cache::{TagKey, TagRecord};
@@ -27,7 +26,7 @@ use wharf_oci::{Digest, ErrorCode, Reference, RepositoryName};
 
 use super::gc::Pin;
 use super::referrers;
-use super::upload::{body_stream, store_error};
+use super::upload::{body_stream, read_whole, store_error};
 use super::{HOSTED, Hosted, created};
 use crate::body::Body;
 use crate::error::ProxyError;
@@ -57,7 +56,15 @@ impl Hosted {
             .ok_or_else(|| {
                 invalid("a manifest PUT needs the manifest's media type as Content-Type")
             })?;
-        let bytes = read_bounded(body_stream(req.into_body())).await?;
+        let bytes = read_whole(
+            body_stream(req.into_body()),
+            MAX_MANIFEST,
+            || ProxyError::ManifestTooLarge {
+                limit: MAX_MANIFEST,
+            },
+            |e| invalid(format!("the manifest body broke off: {e}")),
+        )
+        .await?;
         let digest = Digest::sha256_of(&bytes);
         if let Reference::Digest(named) = reference
             && *named != digest
@@ -164,21 +171,4 @@ impl Hosted {
 
 fn invalid(message: impl Into<String>) -> ProxyError {
     ProxyError::oci(ErrorCode::ManifestInvalid, message)
-}
-
-/// The body, refused with 413 once it passes [`MAX_MANIFEST`].
-async fn read_bounded(
-    mut body: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Unpin,
-) -> Result<Bytes, ProxyError> {
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| invalid(format!("the manifest body broke off: {e}")))?;
-        if buf.len() + chunk.len() > MAX_MANIFEST {
-            return Err(ProxyError::ManifestTooLarge {
-                limit: MAX_MANIFEST,
-            });
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf.freeze())
 }

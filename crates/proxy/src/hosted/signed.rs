@@ -18,13 +18,12 @@
 //! `require_signature` on an upstream); a PUT needs the push right, as any write.
 
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
-use futures_util::StreamExt;
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use wharf_cache::{MAX_SIGNATURE_BYTES, MAX_SIGNATURES, SignatureKey, SignatureList};
 use wharf_oci::{Digest, ErrorCode, RepositoryName};
 
-use super::upload::{body_stream, store_error};
+use super::upload::{body_stream, read_whole, store_error};
 use super::{HOSTED, Hosted};
 use crate::body::{self, Body};
 use crate::error::ProxyError;
@@ -89,17 +88,17 @@ impl Hosted {
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         self.check_held(repo, digest)?;
-        let mut body = body_stream(req.into_body());
-        let mut buf = BytesMut::new();
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| invalid(format!("the signature body broke off: {e}")))?;
-            if buf.len() + chunk.len() > MAX_BODY {
-                return Err(invalid(format!(
+        let buf = read_whole(
+            body_stream(req.into_body()),
+            MAX_BODY,
+            || {
+                invalid(format!(
                     "a signature is at most {MAX_SIGNATURE_BYTES} bytes"
-                )));
-            }
-            buf.extend_from_slice(&chunk);
-        }
+                ))
+            },
+            |e| invalid(format!("the signature body broke off: {e}")),
+        )
+        .await?;
         let put: serde_json::Value = serde_json::from_slice(&buf).map_err(|e| {
             invalid(format!(
                 "not a signature of the X-Registry-Supports-Signatures extension: {e}"

@@ -121,6 +121,24 @@ fn out_of_order(s: &Session, base: &str, len: u64, got: Option<(u64, u64)>) -> P
     }
 }
 
+/// The whole of a small body (a manifest, a signature), at most `limit` bytes: past it the
+/// answer is `too_large()`, a body that breaks off `broken(e)`.
+pub(super) async fn read_whole(
+    mut body: impl Stream<Item = io::Result<Bytes>> + Unpin,
+    limit: usize,
+    too_large: impl FnOnce() -> ProxyError,
+    broken: impl Fn(io::Error) -> ProxyError,
+) -> Result<Bytes, ProxyError> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = body.try_next().await.map_err(&broken)? {
+        if buf.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
 /// Reads and drops the rest of a body the quota refused, so that the client, still sending,
 /// reads the refusal instead of a broken pipe; bounded, in bytes and time, past which the
 /// connection is closed anyway.
