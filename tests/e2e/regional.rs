@@ -1,7 +1,8 @@
 //! The regional tier (issue 17): a site wharf whose upstreams are a regional wharf's prefixes
 //! (a URL with a path), pulled through with podman; each blob crosses each tier once. Chaining
 //! (errors, loops, HEAD of a cold blob) is in `regional/chain.rs`; a hung upstream and a stale
-//! tag in `regional/revalidate.rs`; an upstream with a mirror in `regional/mirrors.rs`.
+//! tag in `regional/revalidate.rs`; an upstream with a mirror in `regional/mirrors.rs`; predictive
+//! warming of a moved tag in `regional/warming.rs`.
 
 #![allow(
     clippy::expect_used,
@@ -19,6 +20,9 @@ mod revalidate;
 
 #[path = "regional/mirrors.rs"]
 mod mirrors;
+
+#[path = "regional/warming.rs"]
+mod warming;
 
 use std::collections::BTreeMap;
 

@@ -5,7 +5,7 @@
 //! # Naming rule
 //!
 //! `wharf_<subsystem>_<name>_<unit>[_total]`: subsystem one of `http` (the client-facing
-//! registry API), `proxy`, `upstream`, `fill`, `cache`, `tag`, `hosted`; the unit in base units (`seconds`,
+//! registry API), `proxy`, `upstream`, `fill`, `cache`, `tag`, `hosted`, `warm`; the unit in base units (`seconds`,
 //! `bytes`); counters end in `_total`. `wharf_build_info` follows the Prometheus convention for
 //! an info metric.
 //!
@@ -36,9 +36,11 @@ use prometheus::{
 
 mod hosted;
 mod labels;
+mod warming;
 
 pub use hosted::{HostedGcSnapshot, HostedMetrics};
 pub use labels::{Endpoint, Outcome, method_label, status_class};
+pub use warming::WarmingMetrics;
 
 /// Every family wharf exports. Cheap to share behind an `Arc`; the families are handles.
 #[derive(Clone)]
@@ -126,6 +128,8 @@ pub struct Metrics {
 
     /// `wharf_hosted_*`: the hosted store's garbage collection (hosted.rs).
     pub hosted: HostedMetrics,
+    /// `wharf_warm_*`: predictive warming of moved tags (warming.rs).
+    pub warming: WarmingMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -362,6 +366,7 @@ impl Metrics {
                 &["upstream", "reason"],
             )?,
             hosted: HostedMetrics::new(r)?,
+            warming: WarmingMetrics::new(r)?,
         };
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -436,6 +441,7 @@ impl Metrics {
         for reason in ["unsigned", "invalid", "unavailable", "unverified_blob"] {
             self.policy_refusals.with_label_values(&[upstream, reason]);
         }
+        self.warming.init_upstream(upstream);
     }
 
     /// Sets the cache families from the store's counters (called on each scrape).

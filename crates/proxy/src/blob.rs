@@ -50,6 +50,9 @@ impl Proxy {
                 self.check_scope(target, digest, Missing::Blob).await?;
             }
             let resp = stored_blob(file, size, digest, head, range, sendfile)?;
+            if !head {
+                self.warmed_hit(target, digest);
+            }
             return Ok(answered(Outcome::Hit, cache_status(CACHE_HIT, resp)));
         }
         let up = &target.upstream;
@@ -137,6 +140,9 @@ impl Proxy {
         }
         // This request's opener ran: it started the fill; else it joined one in flight, or
         // one whose download is already complete and verified (being stored): a hit.
+        if !gauge.is_opened() {
+            self.warmed_hit(target, digest);
+        }
         let outcome = if gauge.is_opened() {
             Outcome::Miss
         } else if fill.is_downloaded() {
@@ -183,7 +189,7 @@ fn cache_status(value: &'static str, mut resp: Response<Body>) -> Response<Body>
 
 /// How a fill opens the upstream body, from byte `offset` on. An answer records that the
 /// repository holds the digest (before any reader hears the fill is ready).
-fn opener(
+pub(crate) fn opener(
     target: &Target,
     digest: &Digest,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,

@@ -21,7 +21,8 @@
 //!   -> manifest: by digest from the store, else one GET, verified, stored byte-exact
 //!      by tag: fresh record (tag_ttl, immutable_tags) -> its digest; else one HEAD upstream,
 //!      waited for at most revalidate_timeout, then finished in the background (revalidate.rs);
-//!      upstream unreachable / 5xx / 429 / timeout -> last known digest (freshness.rs)
+//!      upstream unreachable / 5xx / 429 / timeout -> last known digest (freshness.rs);
+//!      a tag found moved: the platforms clients pulled of it warmed (warming.rs)
 //!   -> blob: stored file (Range honoured; sendfile(2) on plain HTTP/1.1, sendfile.rs)
 //!      | the digest's fill, tailed while it grows
 //!   (stored content, by digest, only through an (upstream, repository) known to hold it,
@@ -74,6 +75,7 @@ mod throttle;
 pub mod tls;
 pub mod upstreams;
 mod version;
+mod warming;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,6 +122,8 @@ pub struct Proxy {
     /// Tags (`upstream\0repo\0tag`) whose revalidation overran its deadline and still runs:
     /// served stale at once meanwhile (revalidate.rs).
     revalidating: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// What clients pulled of which tags, and what was fetched ahead of them (warming.rs).
+    warming: warming::Warming,
     /// This proxy, for the tasks that outlive a request (a revalidation in the background).
     me: std::sync::Weak<Proxy>,
 }
@@ -178,6 +182,7 @@ impl Proxy {
         Arc::new_cyclic(|me| Proxy {
             me: me.clone(),
             revalidating: Default::default(),
+            warming: Default::default(),
             metrics,
             upstreams,
             store,

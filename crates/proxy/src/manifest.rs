@@ -46,7 +46,10 @@ impl Proxy {
         req_headers: &HeaderMap,
     ) -> Result<Response<Body>, ProxyError> {
         let (m, stale) = match reference {
-            Reference::Digest(d) => (self.manifest_by_digest(target, d).await?, None),
+            Reference::Digest(d) => {
+                self.saw_child(target, d);
+                (self.manifest_by_digest(target, d).await?, None)
+            }
             Reference::Tag(tag) => {
                 // A sigstore tag the upstream said it lacks a moment ago: not asked again.
                 if self.known_missing_tag(target, tag) {
@@ -60,13 +63,15 @@ impl Proxy {
                         ),
                     ));
                 }
-                match self.manifest_by_tag(target, tag).await {
+                let tagged = match self.manifest_by_tag(target, tag).await {
                     Err(ProxyError::Upstream { missing, source }) if source.is_not_found() => {
                         self.remember_missing_tag(target, tag);
                         return Err(ProxyError::Upstream { missing, source });
                     }
                     m => m?,
-                }
+                };
+                self.saw_tag(target, tag, &tagged.0);
+                tagged
             }
         };
         if let Some(policy) = &target.upstream.policy {

@@ -8,6 +8,7 @@
 //!        done:     its answer (current manifest, stale-if-error, or the upstream's 404)
 //!        overran:  serve the record (stale, `revalidation_slow`); the revalidation goes on
 //!                  in the background, bounded by response_timeout, and updates the record
+//!   -> the tag moved: the platforms its clients pulled are warmed (warming.rs)
 //! ```
 //!
 //! Serving stale only after a short deadline, rather than at once (nginx's
@@ -172,7 +173,12 @@ impl Proxy {
         // The HEAD, or the GET after it, failed in a way that stale-if-error covers: the last
         // known digest is served and the upstream left alone for a while.
         match fresh {
-            Ok(m) => Ok(Revalidation::Current(m)),
+            Ok(m) => {
+                if m.digest != rec.digest {
+                    self.tag_moved(target, tag, &m);
+                }
+                Ok(Revalidation::Current(m))
+            }
             Err(ProxyError::Upstream { missing, source }) => match backoff_for(&source) {
                 Some(_) => {
                     up.backoff.trip_for(&source);

@@ -29,6 +29,9 @@ pub struct Upstream {
     pub revalidate_timeout: Duration,
     /// Tags matching any of these are never revalidated once recorded (`immutable_tags`).
     pub immutable_tags: regex::RegexSet,
+    /// When a revalidation finds that a tag moved, fetch the platforms clients pulled of it
+    /// before, ahead of them (`warm_moved_tags`, `warming.rs`).
+    pub warm_moved_tags: bool,
     /// While open, tag records are served without asking this upstream (it failed just now).
     pub backoff: Backoff,
     /// The registry its clients name (`container-registry.oracle.com`, `docker.io`): the host
@@ -97,6 +100,7 @@ impl Upstream {
             tag_ttl: Self::DEFAULT_TAG_TTL,
             revalidate_timeout: Self::DEFAULT_REVALIDATE_TIMEOUT,
             immutable_tags: regex::RegexSet::empty(),
+            warm_moved_tags: false,
             backoff: Backoff::default(),
             registry: {
                 let rest = url.split_once("://").map_or(url, |(_, rest)| rest);

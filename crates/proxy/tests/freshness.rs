@@ -116,6 +116,7 @@ async fn setup(mode: Mode, immutable: &[&str]) -> Setup {
         tag_ttl: TTL,
         revalidate_timeout: REVALIDATE_TIMEOUT,
         immutable_tags: regex::RegexSet::new(immutable).expect("patterns"),
+        warm_moved_tags: false,
         backoff: Backoff::default(),
         registry: "fake".into(),
         lookaside: None,

@@ -238,6 +238,7 @@ fn build_upstream(u: &config::UpstreamConfig, config: &Config) -> Result<Upstrea
         immutable_tags: u
             .immutable_set()
             .map_err(|(j, m)| format!("immutable_tags[{j}]: {m}"))?,
+        warm_moved_tags: u.warm_moved_tags,
         backoff: Default::default(),
         registry: crate::mirror::registry_host(u),
         lookaside,

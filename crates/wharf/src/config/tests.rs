@@ -18,6 +18,12 @@ fn embedded_default_is_valid() {
             .iter()
             .any(|u| u.default && u.prefixes.iter().any(|p| p == "docker.io"))
     );
+    // Predictive warming is on for the public registries, off unless configured.
+    assert!(c.upstream.iter().all(|u| u.warm_moved_tags));
+    let up = "[[upstream]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\ndefault = true\n";
+    assert!(!Config::parse(up, "t").unwrap().upstream[0].warm_moved_tags);
+    let on = Config::parse(&format!("{up}warm_moved_tags = true\n"), "t").unwrap();
+    assert!(on.upstream[0].warm_moved_tags);
 }
 
 #[test]

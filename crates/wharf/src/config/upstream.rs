@@ -48,6 +48,10 @@ pub(crate) struct UpstreamConfig {
     /// served (the revalidation then finishes in the background). Default: `cache.revalidate_timeout`.
     #[serde(default, with = "humantime_serde")]
     pub revalidate_timeout: Option<Duration>,
+    /// When a revalidation finds that a tag moved, fetch (in the background, at low priority)
+    /// the platforms clients pulled of that tag before, so the next pull hits. Default: off.
+    #[serde(default)]
+    pub warm_moved_tags: bool,
     /// Hosts besides the upstream's own domain that may receive its credentials as a token realm.
     #[serde(default)]
     pub realm_hosts: Vec<String>,
