@@ -71,7 +71,7 @@ fn routing(c: &mut Criterion) {
             b.iter(|| {
                 let parsed = route::parse_path(black_box(path)).expect("a registry path");
                 let ns = route::query_param(*query, "ns");
-                let repo = parsed.endpoint.name().expect("a repository");
+                let repo = parsed.resource.name().expect("a repository");
                 let target = upstreams
                     .select(ns.as_deref(), parsed.mount.as_deref(), repo)
                     .expect("an upstream");

@@ -4,7 +4,7 @@
 use http::{Method, Request};
 use wharf_oci::ErrorCode;
 
-use crate::route::{self, Endpoint, ParsedPath, RouteError};
+use crate::route::{self, ParsedPath, Resource, RouteError};
 use crate::upstreams::Target;
 use crate::{Proxy, ProxyError, auth, hosted, limits};
 
@@ -32,7 +32,7 @@ impl Proxy {
         limits::check_body(req)?;
         let caller = match &self.auth {
             Some(auth) => {
-                let ping = matches!(parsed, Ok(p) if p.endpoint == Endpoint::Ping);
+                let ping = matches!(parsed, Ok(p) if p.resource == Resource::Ping);
                 auth.check(req.headers(), ping).await?
             }
             None => auth::Caller::Anonymous,
@@ -48,7 +48,7 @@ impl Proxy {
             return self.route_upstream(req, parsed, &caller);
         };
         let parsed = parsed.as_ref().map_err(|e| ProxyError::Route(e.clone()))?;
-        let Some(name) = parsed.endpoint.name() else {
+        let Some(name) = parsed.resource.name() else {
             if write {
                 return Err(ProxyError::oci(
                     ErrorCode::Unsupported,
@@ -65,7 +65,7 @@ impl Proxy {
             {
                 Some(target) => target,
                 None if hosted.matches(name) => return Ok(Routed::Hosted(parsed, hosted, caller)),
-                None if hosted.bare_names() && claims(req.method(), &parsed.endpoint) => {
+                None if hosted.bare_names() && claims(req.method(), &parsed.resource) => {
                     hosted::rights::may_push(self.auth(), &caller, name)?;
                     self.claim_bare(hosted, name).await?;
                     return Ok(Routed::Hosted(parsed, hosted, caller));
@@ -104,7 +104,7 @@ impl Proxy {
         caller: &auth::Caller,
     ) -> Result<Routed<'p>, ProxyError> {
         let parsed = parsed.as_ref().map_err(|e| ProxyError::Route(e.clone()))?;
-        let Some(name) = parsed.endpoint.name() else {
+        let Some(name) = parsed.resource.name() else {
             return Ok(without_name(parsed, caller.clone()));
         };
         let ns = route::query_param(req.uri().query(), "ns");
@@ -131,7 +131,7 @@ impl Proxy {
 
 /// The ping or the catalog: the requests without a repository name.
 fn without_name(parsed: &ParsedPath, caller: auth::Caller) -> Routed<'_> {
-    if parsed.endpoint == Endpoint::Catalog {
+    if parsed.resource == Resource::Catalog {
         Routed::Catalog(caller)
     } else {
         Routed::Ping
@@ -140,12 +140,12 @@ fn without_name(parsed: &ParsedPath, caller: auth::Caller) -> Routed<'_> {
 
 /// Whether a request may make a bare name hosted (`hosted.bare_names`): what starts a push,
 /// an upload's POST or a manifest's PUT.
-fn claims(method: &Method, endpoint: &Endpoint) -> bool {
+fn claims(method: &Method, resource: &Resource) -> bool {
     matches!(
-        (method, endpoint),
-        (&Method::POST, Endpoint::Uploads { session, .. }) if session.is_empty()
+        (method, resource),
+        (&Method::POST, Resource::Uploads { session, .. }) if session.is_empty()
     ) || matches!(
-        (method, endpoint),
-        (&Method::PUT, Endpoint::Manifest { .. })
+        (method, resource),
+        (&Method::PUT, Resource::Manifest { .. })
     )
 }

@@ -92,7 +92,7 @@ pub use server::{ServerOptions, Service, serve, serve_with};
 pub use upstreams::{Upstream, Upstreams};
 
 use admit::Routed;
-use route::{Endpoint, ParsedPath, RouteError};
+use route::{ParsedPath, Resource, RouteError};
 use upstreams::Target;
 
 /// The registry API: routes requests to upstreams through the store.
@@ -265,10 +265,10 @@ impl Proxy {
         let query = req.uri().query().map(str::to_owned);
         // Parsed once: the metrics label, the auth check (ping or not) and routing all use it.
         let parsed = route::parse_path(&path);
-        let is_ping = matches!(&parsed, Ok(p) if p.endpoint == Endpoint::Ping);
+        let is_ping = matches!(&parsed, Ok(p) if p.resource == Resource::Ping);
         let endpoint = parsed
             .as_ref()
-            .map_or(wharf_metrics::Endpoint::Other, |p| p.endpoint.label())
+            .map_or(wharf_metrics::Endpoint::Other, |p| p.resource.label())
             .as_str();
         let span = tracing::info_span!(
             "request",
@@ -376,25 +376,25 @@ impl Proxy {
     ) -> Result<Response<Body>, ProxyError> {
         let head = *req.method() == Method::HEAD;
         let query = req.uri().query();
-        let resp = match &parsed.endpoint {
-            Endpoint::Ping | Endpoint::Catalog => ping(),
-            Endpoint::Manifest { reference, .. } => {
+        let resp = match &parsed.resource {
+            Resource::Ping | Resource::Catalog => ping(),
+            Resource::Manifest { reference, .. } => {
                 self.manifest(target, reference, head, req.headers())
                     .await?
             }
-            Endpoint::Blob { digest, .. } => {
+            Resource::Blob { digest, .. } => {
                 let sendfile = req.extensions().get::<sendfile::Pending>();
                 self.blob(target, digest, head, req.headers(), sendfile)
                     .await?
             }
-            Endpoint::Tags { name } => self.tags(target, name, &parsed.client_base, query).await?,
-            Endpoint::Referrers { digest, .. } => {
+            Resource::Tags { name } => self.tags(target, name, &parsed.client_base, query).await?,
+            Resource::Referrers { digest, .. } => {
                 let artifact_type = route::query_param(query, "artifactType");
                 self.referrers(target, digest, artifact_type.as_deref(), head)
                     .await?
             }
-            Endpoint::Signatures { digest, .. } => self.signatures(target, digest, head).await?,
-            Endpoint::Uploads { .. } => {
+            Resource::Signatures { digest, .. } => self.signatures(target, digest, head).await?,
+            Resource::Uploads { .. } => {
                 return Err(ProxyError::oci(
                     ErrorCode::Unsupported,
                     "pushing to a mirrored repository is not supported",

@@ -1,4 +1,4 @@
-//! Turns a request path and query into an [`Endpoint`] and the upstream it is meant for.
+//! Turns a request path and query into an [`Resource`] and the upstream it is meant for.
 //!
 //! The path is never percent-decoded: no repository name, tag or digest may contain `%`, so an
 //! encoded path simply fails validation. The name is parsed from the end of the path, because a
@@ -13,9 +13,9 @@
 use wharf_oci::{Digest, NameError, Reference, RepositoryName};
 
 /// What a request asks for, before the upstream is chosen. Its metrics label is
-/// [`Endpoint::label`], a `wharf_metrics::Endpoint`.
+/// [`Resource::label`], a `wharf_metrics::Endpoint`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum Resource {
     /// `GET /v2/`
     Ping,
     /// `GET /v2/_catalog`: the repositories the caller may pull (catalog.rs).
@@ -50,30 +50,30 @@ pub enum Endpoint {
     },
 }
 
-impl Endpoint {
+impl Resource {
     pub fn name(&self) -> Option<&RepositoryName> {
         match self {
-            Endpoint::Ping | Endpoint::Catalog => None,
-            Endpoint::Manifest { name, .. }
-            | Endpoint::Blob { name, .. }
-            | Endpoint::Tags { name }
-            | Endpoint::Referrers { name, .. }
-            | Endpoint::Uploads { name, .. }
-            | Endpoint::Signatures { name, .. } => Some(name),
+            Resource::Ping | Resource::Catalog => None,
+            Resource::Manifest { name, .. }
+            | Resource::Blob { name, .. }
+            | Resource::Tags { name }
+            | Resource::Referrers { name, .. }
+            | Resource::Uploads { name, .. }
+            | Resource::Signatures { name, .. } => Some(name),
         }
     }
 
     /// The `endpoint` label of this request's metrics: the label strings are `wharf-metrics`'s.
     pub fn label(&self) -> wharf_metrics::Endpoint {
         match self {
-            Endpoint::Ping => wharf_metrics::Endpoint::Ping,
-            Endpoint::Catalog => wharf_metrics::Endpoint::Catalog,
-            Endpoint::Manifest { .. } => wharf_metrics::Endpoint::Manifest,
-            Endpoint::Blob { .. } => wharf_metrics::Endpoint::Blob,
-            Endpoint::Tags { .. } => wharf_metrics::Endpoint::Tags,
-            Endpoint::Referrers { .. } => wharf_metrics::Endpoint::Referrers,
-            Endpoint::Uploads { .. } => wharf_metrics::Endpoint::Uploads,
-            Endpoint::Signatures { .. } => wharf_metrics::Endpoint::Signatures,
+            Resource::Ping => wharf_metrics::Endpoint::Ping,
+            Resource::Catalog => wharf_metrics::Endpoint::Catalog,
+            Resource::Manifest { .. } => wharf_metrics::Endpoint::Manifest,
+            Resource::Blob { .. } => wharf_metrics::Endpoint::Blob,
+            Resource::Tags { .. } => wharf_metrics::Endpoint::Tags,
+            Resource::Referrers { .. } => wharf_metrics::Endpoint::Referrers,
+            Resource::Uploads { .. } => wharf_metrics::Endpoint::Uploads,
+            Resource::Signatures { .. } => wharf_metrics::Endpoint::Signatures,
         }
     }
 }
@@ -99,7 +99,7 @@ impl From<NameError> for RouteError {
 pub struct ParsedPath {
     /// The segment before `/v2/` in `/<mount>/v2/...` (containerd hosts with a path), if any.
     pub mount: Option<String>,
-    pub endpoint: Endpoint,
+    pub resource: Resource,
     /// The path as the client sent it, up to and including the repository name:
     /// what `Link` headers must be rewritten to.
     pub client_base: String,
@@ -136,14 +136,14 @@ pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
     if rest.is_empty() {
         return Ok(ParsedPath {
             mount,
-            endpoint: Endpoint::Ping,
+            resource: Resource::Ping,
             client_base: path.to_owned(),
         });
     }
     if rest == "_catalog" && mount.is_none() {
         return Ok(ParsedPath {
             mount,
-            endpoint: Endpoint::Catalog,
+            resource: Resource::Catalog,
             client_base: path.to_owned(),
         });
     }
@@ -159,10 +159,10 @@ pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
         let base = format!("{}{}", &path[..api_root], name);
         Ok((RepositoryName::parse(&name)?, base))
     };
-    let (endpoint, client_base) = match segs.as_slice() {
+    let (resource, client_base) = match segs.as_slice() {
         [.., "tags", "list"] => {
             let (name, base) = name_of(n - 2)?;
-            (Endpoint::Tags { name }, base)
+            (Resource::Tags { name }, base)
         }
         [.., "blobs", "uploads", session] => {
             if !is_session_id(session) {
@@ -170,7 +170,7 @@ pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
             }
             let (name, base) = name_of(n - 3)?;
             let session = (*session).to_owned();
-            (Endpoint::Uploads { name, session }, base)
+            (Resource::Uploads { name, session }, base)
         }
         [.., "manifests", r] => {
             let (name, base) = name_of(n - 2)?;
@@ -178,12 +178,12 @@ pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
                 NameError::InvalidTag(t) => RouteError::NotATag(t),
                 e => RouteError::Name(e),
             })?;
-            (Endpoint::Manifest { name, reference }, base)
+            (Resource::Manifest { name, reference }, base)
         }
         [.., "blobs", d] => {
             let (name, base) = name_of(n - 2)?;
             (
-                Endpoint::Blob {
+                Resource::Blob {
                     name,
                     digest: Digest::parse(d).map_err(NameError::from)?,
                 },
@@ -193,7 +193,7 @@ pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
         [.., "referrers", d] => {
             let (name, base) = name_of(n - 2)?;
             (
-                Endpoint::Referrers {
+                Resource::Referrers {
                     name,
                     digest: Digest::parse(d).map_err(NameError::from)?,
                 },
@@ -204,7 +204,7 @@ pub fn parse_path(path: &str) -> Result<ParsedPath, RouteError> {
     };
     Ok(ParsedPath {
         mount,
-        endpoint,
+        resource,
         client_base,
     })
 }
@@ -226,13 +226,13 @@ fn parse_signatures(path: &str, rest: &str) -> Result<ParsedPath, RouteError> {
     let name = name
         .strip_suffix("/signatures")
         .ok_or(RouteError::NotFound)?;
-    let endpoint = Endpoint::Signatures {
+    let resource = Resource::Signatures {
         name: RepositoryName::parse(name)?,
         digest: Digest::parse(digest).map_err(NameError::from)?,
     };
     Ok(ParsedPath {
         mount: None,
-        endpoint,
+        resource,
         client_base: path[..SIGNATURES_ROOT.len() + name.len()].to_owned(),
     })
 }
@@ -255,17 +255,17 @@ mod tests {
 
     #[test]
     fn parses_the_endpoints() {
-        assert_eq!(parse_path("/v2/").unwrap().endpoint, Endpoint::Ping);
-        assert_eq!(parse_path("/v2").unwrap().endpoint, Endpoint::Ping);
+        assert_eq!(parse_path("/v2/").unwrap().resource, Resource::Ping);
+        assert_eq!(parse_path("/v2").unwrap().resource, Resource::Ping);
         assert_eq!(
-            parse_path("/v2/_catalog").unwrap().endpoint,
-            Endpoint::Catalog
+            parse_path("/v2/_catalog").unwrap().resource,
+            Resource::Catalog
         );
         assert!(parse_path("/oracle/v2/_catalog").is_err());
         let p = parse_path("/v2/oracle/os/oraclelinux/manifests/7-slim").unwrap();
         assert_eq!(
-            p.endpoint,
-            Endpoint::Manifest {
+            p.resource,
+            Resource::Manifest {
                 name: name("oracle/os/oraclelinux"),
                 reference: Reference::Tag("7-slim".into())
             }
@@ -273,16 +273,16 @@ mod tests {
         assert_eq!(p.client_base, "/v2/oracle/os/oraclelinux");
         let p = parse_path("/v2/a/blobs/manifests/tags/list").unwrap();
         assert_eq!(
-            p.endpoint,
-            Endpoint::Tags {
+            p.resource,
+            Resource::Tags {
                 name: name("a/blobs/manifests")
             }
         );
         let d = format!("sha256:{}", "a".repeat(64));
         let p = parse_path(&format!("/v2/x/blobs/blobs/{d}")).unwrap();
         assert_eq!(
-            p.endpoint,
-            Endpoint::Blob {
+            p.resource,
+            Resource::Blob {
                 name: name("x/blobs"),
                 digest: Digest::parse(&d).unwrap()
             }
@@ -297,14 +297,14 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(
-            p.endpoint,
-            Endpoint::Signatures {
+            p.resource,
+            Resource::Signatures {
                 name: name("oracle/os/oraclelinux"),
                 digest: Digest::parse(&d).unwrap()
             }
         );
         assert_eq!(p.mount, None);
-        assert_eq!(p.endpoint.label().as_str(), "signatures");
+        assert_eq!(p.resource.label().as_str(), "signatures");
         for bad in [
             "/extensions/v2/a/signatures/".to_owned(),
             format!("/extensions/v2/signatures/{d}"),
@@ -318,21 +318,21 @@ mod tests {
 
     #[test]
     fn labels_are_the_metrics_vocabulary() {
-        let label = |path: &str| parse_path(path).unwrap().endpoint.label().as_str();
+        let label = |path: &str| parse_path(path).unwrap().resource.label().as_str();
         assert_eq!(label("/v2/"), "ping");
         assert_eq!(label("/v2/a/manifests/1"), "manifest");
         assert_eq!(label("/v2/a/tags/list"), "tags");
         assert_eq!(label("/v2/a/blobs/uploads/x"), "upload");
         assert_eq!(
-            parse_path("/v2/team/a/blobs/uploads/").unwrap().endpoint,
-            Endpoint::Uploads {
+            parse_path("/v2/team/a/blobs/uploads/").unwrap().resource,
+            Resource::Uploads {
                 name: name("team/a"),
                 session: String::new()
             }
         );
         assert_eq!(
-            parse_path("/v2/a/blobs/uploads/0f-a").unwrap().endpoint,
-            Endpoint::Uploads {
+            parse_path("/v2/a/blobs/uploads/0f-a").unwrap().resource,
+            Resource::Uploads {
                 name: name("a"),
                 session: "0f-a".into()
             }
@@ -345,7 +345,7 @@ mod tests {
         let p = parse_path("/oracle/v2/os/oraclelinux/manifests/7-slim").unwrap();
         assert_eq!(p.mount.as_deref(), Some("oracle"));
         assert_eq!(p.client_base, "/oracle/v2/os/oraclelinux");
-        assert_eq!(parse_path("/oracle/v2/").unwrap().endpoint, Endpoint::Ping);
+        assert_eq!(parse_path("/oracle/v2/").unwrap().resource, Resource::Ping);
     }
 
     #[test]
@@ -405,7 +405,7 @@ mod tests {
         #[test]
         fn routed_names_never_escape(path in "(/[a-zA-Z0-9._%:-]{0,12}){1,8}/?") {
             if let Ok(p) = parse_path(&path)
-                && let Some(n) = p.endpoint.name() {
+                && let Some(n) = p.resource.name() {
                     for c in n.components() {
                         prop_assert!(c != ".." && c != "." && !c.is_empty() && !c.contains('%'));
                     }

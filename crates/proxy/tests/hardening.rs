@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use wharf_cache::Store;
 use wharf_oci::Digest;
 use wharf_proxy::limits::Limits;
-use wharf_proxy::route::{self, Endpoint};
+use wharf_proxy::route::{self, Resource};
 use wharf_proxy::{Proxy, ProxyOptions, ServerOptions, Upstream, Upstreams};
 use wharf_testkit::{FakeRegistry, Fault};
 
@@ -343,9 +343,9 @@ proptest! {
     ) {
         let Ok(parsed) = route::parse_path(&path) else { return Ok(()) };
         prop_assert!(path.len() <= route::MAX_PATH_LEN);
-        let digest = match &parsed.endpoint {
-            Endpoint::Blob { digest, .. } | Endpoint::Referrers { digest, .. } => Some(digest.clone()),
-            Endpoint::Manifest { reference, .. } => reference.as_digest().cloned(),
+        let digest = match &parsed.resource {
+            Resource::Blob { digest, .. } | Resource::Referrers { digest, .. } => Some(digest.clone()),
+            Resource::Manifest { reference, .. } => reference.as_digest().cloned(),
             _ => None,
         };
         if let Some(d) = digest {
@@ -354,7 +354,7 @@ proptest! {
             let rel = Path::new("blobs").join(d.algorithm().as_str()).join(&d.hex()[..2]).join(d.hex());
             prop_assert!(rel.components().all(|c| matches!(c, Component::Normal(_))));
         }
-        let Some(name) = parsed.endpoint.name() else { return Ok(()) };
+        let Some(name) = parsed.resource.name() else { return Ok(()) };
         for c in name.components() {
             prop_assert!(!c.is_empty() && c != "." && c != ".." && !c.contains('%') && !c.contains('\0'));
         }

@@ -49,7 +49,7 @@ use crate::Proxy;
 use crate::auth::Caller;
 use crate::body::{self, Body};
 use crate::error::ProxyError;
-use crate::route::{Endpoint, ParsedPath};
+use crate::route::{ParsedPath, Resource};
 
 pub use gc::GcReport;
 
@@ -235,16 +235,16 @@ impl Proxy {
         let base = parsed.client_base.as_str();
         if method == Method::DELETE
             && matches!(
-                parsed.endpoint,
-                Endpoint::Manifest { .. } | Endpoint::Blob { .. }
+                parsed.resource,
+                Resource::Manifest { .. } | Resource::Blob { .. }
             )
         {
             hosted.check_delete_enabled()?;
         }
-        rights::check(self.auth(), caller, &method, &parsed.endpoint)?;
+        rights::check(self.auth(), caller, &method, &parsed.resource)?;
         let head = method == Method::HEAD;
-        match (&parsed.endpoint, method) {
-            (Endpoint::Uploads { name, session }, m) => {
+        match (&parsed.resource, method) {
+            (Resource::Uploads { name, session }, m) => {
                 let user = rights::user(caller);
                 if session.is_empty() {
                     if m != Method::POST {
@@ -261,32 +261,32 @@ impl Proxy {
                     m => Err(unsupported(&m, "uploads take PATCH, PUT, GET and DELETE")),
                 }
             }
-            (Endpoint::Manifest { name, reference }, Method::PUT) => {
+            (Resource::Manifest { name, reference }, Method::PUT) => {
                 hosted.put_manifest(name, reference, base, req).await
             }
-            (Endpoint::Manifest { name, reference }, Method::DELETE) => {
+            (Resource::Manifest { name, reference }, Method::DELETE) => {
                 hosted.delete_manifest(name, reference)
             }
-            (Endpoint::Blob { name, digest }, Method::DELETE) => hosted.delete_blob(name, digest),
-            (Endpoint::Manifest { name, reference }, Method::GET | Method::HEAD) => {
+            (Resource::Blob { name, digest }, Method::DELETE) => hosted.delete_blob(name, digest),
+            (Resource::Manifest { name, reference }, Method::GET | Method::HEAD) => {
                 hosted.manifest(name, reference, head, req.headers()).await
             }
-            (Endpoint::Blob { name, digest }, Method::GET | Method::HEAD) => {
+            (Resource::Blob { name, digest }, Method::GET | Method::HEAD) => {
                 let sendfile = req.extensions().get::<crate::sendfile::Pending>();
                 hosted
                     .blob(name, digest, head, req.headers(), sendfile)
                     .await
             }
-            (Endpoint::Tags { name }, Method::GET | Method::HEAD) => {
+            (Resource::Tags { name }, Method::GET | Method::HEAD) => {
                 hosted.tags(name, base, req.uri().query(), head)
             }
-            (Endpoint::Signatures { name, digest }, Method::GET | Method::HEAD) => {
+            (Resource::Signatures { name, digest }, Method::GET | Method::HEAD) => {
                 hosted.signatures(name, digest, head).await
             }
-            (Endpoint::Signatures { name, digest }, Method::PUT) => {
+            (Resource::Signatures { name, digest }, Method::PUT) => {
                 hosted.put_signature(name, digest, req).await
             }
-            (Endpoint::Referrers { name, digest }, Method::GET | Method::HEAD) => {
+            (Resource::Referrers { name, digest }, Method::GET | Method::HEAD) => {
                 let artifact_type = crate::route::query_param(req.uri().query(), "artifactType");
                 Ok(hosted.referrers(name, digest, artifact_type.as_deref(), head))
             }

@@ -26,21 +26,21 @@ use wharf_oci::{ErrorCode, RepositoryName};
 use crate::access::Action;
 use crate::auth::{Caller, ClientAuth};
 use crate::error::ProxyError;
-use crate::route::Endpoint;
+use crate::route::Resource;
 
-/// Whether `caller` may do to the repository `endpoint` names what `method` does.
+/// Whether `caller` may do to the repository `resource` names what `method` does.
 pub(crate) fn check(
     auth: Option<&ClientAuth>,
     caller: &Caller,
     method: &Method,
-    endpoint: &Endpoint,
+    resource: &Resource,
 ) -> Result<(), ProxyError> {
-    let Some(repo) = endpoint.name() else {
+    let Some(repo) = resource.name() else {
         return Ok(());
     };
-    match (method, endpoint) {
+    match (method, resource) {
         (&Method::GET | &Method::HEAD, _) => may_pull(auth, caller, repo),
-        (&Method::DELETE, Endpoint::Manifest { .. } | Endpoint::Blob { .. }) => {
+        (&Method::DELETE, Resource::Manifest { .. } | Resource::Blob { .. }) => {
             may_delete(auth, caller, repo)
         }
         _ => may_push(auth, caller, repo),
