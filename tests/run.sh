@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up and runs every test of wharf on a Debian machine: installs the packages the tests
-# need (real registries and real clients) and cargo-deny, checks formatting, lints and the
+# need (real registries and real clients), cargo-deny and Garage, checks formatting, lints and the
 # dependency tree, builds the binary, runs the unit, property and end-to-end tests. CI runs
 # exactly this (.ci/run).
 set -euo pipefail
@@ -28,6 +28,14 @@ fi
 if ! command -v cargo-deny >/dev/null 2>&1; then
   echo "== installing cargo-deny (once per machine)"
   cargo install --locked --quiet cargo-deny
+fi
+
+# Garage, the S3-compatible object store the replica tests share (crates/tier, e2e_replicas):
+# built from crates.io once per machine (about 25 minutes on two cores; then cached in
+# ~/.cargo/bin). Started by the tests themselves, on loopback.
+if ! command -v garage >/dev/null 2>&1; then
+  echo "== installing garage 2.5.0 (once per machine)"
+  cargo install --locked --quiet garage --version 2.5.0
 fi
 
 echo "== format"

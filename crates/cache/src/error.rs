@@ -44,6 +44,14 @@ pub enum StoreError {
     /// The embedded metadata store (`meta/index.redb`) failed.
     #[error("metadata store: {op}: {message}")]
     Meta { op: &'static str, message: String },
+    /// A remote tier (the shared object store) failed; `op` says what the store was doing.
+    #[error("object store: {op} {key}: {source}")]
+    Remote {
+        op: &'static str,
+        key: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// Another process has the store open: two wharfs must not share one directory.
     #[error("{} is in use by another process (two wharfs cannot share a store)", path.display())]
     InUse { path: PathBuf },

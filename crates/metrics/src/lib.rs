@@ -5,7 +5,7 @@
 //! # Naming rule
 //!
 //! `wharf_<subsystem>_<name>_<unit>[_total]`: subsystem one of `http` (the client-facing
-//! registry API), `proxy`, `upstream`, `fill`, `cache`, `tag`, `hosted`, `warm`; the unit in base units (`seconds`,
+//! registry API), `proxy`, `upstream`, `fill`, `cache`, `tag`, `hosted`, `warm`, `tier`; the unit in base units (`seconds`,
 //! `bytes`); counters end in `_total`. `wharf_build_info` follows the Prometheus convention for
 //! an info metric.
 //!
@@ -36,10 +36,12 @@ use prometheus::{
 
 mod hosted;
 mod labels;
+mod tier;
 mod warming;
 
 pub use hosted::{HostedGcSnapshot, HostedMetrics};
 pub use labels::{Endpoint, Outcome, method_label, status_class};
+pub use tier::TierMetrics;
 pub use warming::WarmingMetrics;
 
 /// Every family wharf exports. Cheap to share behind an `Arc`; the families are handles.
@@ -130,6 +132,8 @@ pub struct Metrics {
     pub hosted: HostedMetrics,
     /// `wharf_warm_*`: predictive warming of moved tags (warming.rs).
     pub warming: WarmingMetrics,
+    /// `wharf_tier_*`, `wharf_fills_by_source_total`: the object store replicas share (tier.rs).
+    pub tier: TierMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -152,7 +156,7 @@ pub struct CacheSnapshot {
     pub no_space_failures: u64,
 }
 
-fn counter_vec(
+pub(crate) fn counter_vec(
     r: &Registry,
     name: &str,
     help: &str,
@@ -180,7 +184,7 @@ fn gauge(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntGauge> {
     Ok(g)
 }
 
-fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+pub(crate) fn counter(r: &Registry, name: &str, help: &str) -> prometheus::Result<IntCounter> {
     let c = IntCounter::new(name, help)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
@@ -367,6 +371,7 @@ impl Metrics {
             )?,
             hosted: HostedMetrics::new(r)?,
             warming: WarmingMetrics::new(r)?,
+            tier: TierMetrics::new(r)?,
         };
         m.build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -442,6 +447,7 @@ impl Metrics {
             self.policy_refusals.with_label_values(&[upstream, reason]);
         }
         self.warming.init_upstream(upstream);
+        self.tier.init_upstream(upstream);
     }
 
     /// Sets the cache families from the store's counters (called on each scrape).

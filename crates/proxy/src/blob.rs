@@ -22,6 +22,7 @@ use crate::error::{Missing, ProxyError};
 use crate::observe::{Answered, FillGauge, Held};
 use crate::range::{self, RangeAnswer};
 use crate::sendfile::Pending;
+use crate::shared::{self, Origin};
 use crate::upstreams::Target;
 use crate::{Proxy, content_length, scope};
 
@@ -103,18 +104,7 @@ impl Proxy {
                 only_if_cached(req_headers, digest)?;
                 ProxyError::backing_off(up)?;
                 let permit = self.fill_permits.clone().acquire_owned().await.ok();
-                let open = opener(
-                    target,
-                    digest,
-                    permit,
-                    &self.store,
-                    &self.metrics,
-                    gauge.clone(),
-                );
-                // The fill outlives this request: a span of its own, linked to the request's.
-                let span = tracing::info_span!(parent: None, "fill", %digest, upstream = %up.name);
-                span.follows_from(tracing::Span::current());
-                span.in_scope(|| self.store.fill(digest, open))
+                self.start_fill(target, digest, permit, gauge.clone())
             }
         };
         let waiting = Held::new(self.metrics.fill_waiters.with_label_values(&[&up.name]));
@@ -171,6 +161,48 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// Starts (or joins) the fill of `digest` through `target`, holding `permit` (a place among
+    /// `max_concurrent_fills`) while it downloads. Its bytes come from the object store
+    /// replicas share when it has them, else from the upstream (shared.rs).
+    pub(crate) fn start_fill(
+        &self,
+        target: &Target,
+        digest: &Digest,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        gauge: Arc<FillGauge>,
+    ) -> Arc<wharf_cache::Fill> {
+        let origin = Arc::new(Origin::default());
+        let open = opener(
+            target,
+            digest,
+            permit,
+            Sources {
+                store: &self.store,
+                metrics: &self.metrics,
+                tier: self.tier.as_ref(),
+                origin: origin.clone(),
+            },
+            gauge.clone(),
+        );
+        // The fill outlives its request: a span of its own, linked to the request's.
+        let span =
+            tracing::info_span!(parent: None, "fill", %digest, upstream = %target.upstream.name);
+        span.follows_from(tracing::Span::current());
+        let fill = span.in_scope(|| self.store.fill(digest, open));
+        self.after_fill(target, fill.clone(), origin, gauge);
+        fill
+    }
+}
+
+/// What an opener reads from besides the upstream, and where it records what it did.
+struct Sources<'a> {
+    store: &'a Arc<Store>,
+    metrics: &'a Metrics,
+    tier: Option<&'a wharf_tier::Tier>,
+    origin: Arc<Origin>,
+}
+
 fn answered(outcome: Outcome, mut resp: Response<Body>) -> Response<Body> {
     resp.extensions_mut().insert(Answered(outcome));
     resp
@@ -187,16 +219,24 @@ fn cache_status(value: &'static str, mut resp: Response<Body>) -> Response<Body>
     resp
 }
 
-/// How a fill opens the upstream body, from byte `offset` on. An answer records that the
-/// repository holds the digest (before any reader hears the fill is ready).
-pub(crate) fn opener(
+/// How a fill opens its body, from byte `offset` on: the shared object store's copy if there
+/// is one, else the upstream's. An upstream answer records that the repository holds the
+/// digest (before any reader hears the fill is ready).
+fn opener(
     target: &Target,
     digest: &Digest,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    store: &Arc<Store>,
-    metrics: &Metrics,
+    sources: Sources<'_>,
     gauge: Arc<FillGauge>,
 ) -> Opener {
+    let Sources {
+        store,
+        metrics,
+        tier,
+        origin,
+    } = sources;
+    let tier = tier.cloned();
+    let tier_metrics = metrics.clone();
     let store = store.clone();
     let upstream = target.upstream.name.clone();
     let received = metrics
@@ -211,7 +251,14 @@ pub(crate) fn opener(
         let (client, repo, digest) = (client.clone(), repo.clone(), digest.clone());
         let (store, upstream) = (store.clone(), upstream.clone());
         let received = received.clone();
+        let (tier, tier_metrics, origin) = (tier.clone(), tier_metrics.clone(), origin.clone());
         async move {
+            if let Some(tier) = &tier
+                && let Some(source) =
+                    shared::tier_source(tier, &tier_metrics, &digest, offset, &origin).await
+            {
+                return Ok(source);
+            }
             let from = (offset > 0).then_some(offset);
             let resp = client
                 .blob(Method::GET, &repo, &digest, from)

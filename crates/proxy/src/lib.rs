@@ -40,6 +40,8 @@
 //!      the OCI error JSON
 //!   -> observe::record: metrics, and the access line when the body ends
 //!   (a fill runs in a span of its own, `fill`: digest, upstream, following the request's)
+//!   (with [object_store]: local misses ask the object store replicas share before the
+//!    upstream, and what came from the upstream is written there: shared.rs)
 //! ```
 //!
 //! The admin listener (`admin.rs`, `server.admin_listen`) runs on the same accept loop
@@ -69,6 +71,7 @@ pub mod route;
 mod scope;
 mod sendfile;
 mod server;
+mod shared;
 mod signatures;
 pub mod tags;
 mod throttle;
@@ -124,6 +127,8 @@ pub struct Proxy {
     revalidating: std::sync::Mutex<std::collections::HashSet<String>>,
     /// What clients pulled of which tags, and what was fetched ahead of them (warming.rs).
     warming: warming::Warming,
+    /// The object store replicas share, if configured (`[object_store]`, shared.rs).
+    tier: Option<wharf_tier::Tier>,
     /// This proxy, for the tasks that outlive a request (a revalidation in the background).
     me: std::sync::Weak<Proxy>,
 }
@@ -135,6 +140,8 @@ pub struct ProxyOptions {
     pub max_concurrent_fills: usize,
     /// Default: none; every push is refused.
     pub hosted: Option<hosted::Hosted>,
+    /// The object store replicas share. Default: none, local disk only.
+    pub tier: Option<wharf_tier::Tier>,
 }
 
 impl Default for ProxyOptions {
@@ -143,6 +150,7 @@ impl Default for ProxyOptions {
             auth: None,
             max_concurrent_fills: 64,
             hosted: None,
+            tier: None,
         }
     }
 }
@@ -197,6 +205,7 @@ impl Proxy {
             attached: attached::Attached::default(),
             verified: policy::Verified::default(),
             hosted: options.hosted,
+            tier: options.tier,
         })
     }
 

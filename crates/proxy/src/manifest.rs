@@ -124,6 +124,10 @@ impl Proxy {
                 outcome: Outcome::Hit,
             });
         }
+        // In scope but not on this disk: another replica may have kept it (shared.rs).
+        if known && let Some(m) = self.manifest_from_tier(target, digest).await {
+            return Ok(m);
+        }
         self.fetch_manifest(target, &digest.to_string(), Some(digest))
             .await
     }
@@ -152,11 +156,19 @@ impl Proxy {
             None => None,
         };
         let (Some(rec), Some(cached)) = (record, cached) else {
-            // Nothing usable (never seen, or its manifest was evicted): fetch it.
+            // Nothing usable (never seen, or its manifest was evicted): another replica's
+            // record within the TTL (shared.rs), else fetch it.
+            if let Some(m) = self.tag_from_tier(target, tag).await {
+                return Ok((m, None));
+            }
             return Ok((self.fetch_tag(target, tag).await?, None));
         };
         if up.is_immutable(tag) || rec.validated_at.elapsed() < up.tag_ttl {
             return Ok((cached, None));
+        }
+        // Past its TTL here; another replica may have revalidated it since.
+        if let Some(m) = self.tag_from_tier(target, tag).await {
+            return Ok((m, None));
         }
         if up.backoff.remaining().is_some() {
             self.served_stale(target, tag, Stale::BackingOff, None);
@@ -220,7 +232,9 @@ impl Proxy {
         Ok(m)
     }
 
+    /// Records that the upstream named `m` for `tag` just now, here and for other replicas.
     pub(crate) fn remember_tag(&self, target: &Target, tag: &str, m: &Manifest) {
+        self.publish_tag(target, tag, m);
         let rec = TagRecord {
             digest: m.digest.clone(),
             media_type: m.media_type.clone(),
@@ -287,6 +301,7 @@ impl Proxy {
         self.store
             .put_manifest(&digest, &media_type, &bytes)
             .await?;
+        self.publish_manifest(&digest, &media_type, &bytes);
         self.record_manifest_scope(target, &digest, &media_type, &bytes);
         Ok(Manifest {
             digest,

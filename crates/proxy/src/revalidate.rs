@@ -145,6 +145,7 @@ impl Proxy {
                 up.backoff.clear();
                 match header_digest(&resp.headers) {
                     Some(d) if d == rec.digest => {
+                        self.publish_tag(target, tag, &cached);
                         self.store.put_tag(
                             key,
                             TagRecord {

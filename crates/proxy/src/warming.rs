@@ -277,16 +277,7 @@ impl Proxy {
         self.warming.warmed.insert(digest.clone(), ());
         self.warming.ever.store(true, Ordering::Relaxed);
         let gauge = FillGauge::new(&self.metrics, &up.name);
-        let open = crate::blob::opener(
-            target,
-            digest,
-            Some(permit),
-            &self.store,
-            &self.metrics,
-            gauge,
-        );
-        let span = tracing::info_span!("fill", %digest, upstream = %up.name);
-        let fill = span.in_scope(|| self.store.fill(digest, open));
+        let fill = self.start_fill(target, digest, Some(permit), gauge);
         match fill.done().await {
             Ok(()) => {
                 let size = fill.ready().await.unwrap_or(0);

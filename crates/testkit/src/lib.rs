@@ -21,6 +21,7 @@ mod body;
 mod content;
 pub mod disk;
 pub mod fault;
+pub mod garage;
 pub mod pki;
 mod registry;
 mod reply;

@@ -34,6 +34,9 @@ pub(crate) struct Config {
     /// names hosted on their first push (`hosted.bare_names`); without it, none, and every
     /// push is refused.
     pub hosted: Option<Hosted>,
+    /// The shared content tier of a fleet of replicas (an S3-compatible object store). Default:
+    /// none, local disk only.
+    pub object_store: Option<ObjectStore>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -169,7 +172,7 @@ pub(crate) enum ConfigError {
     Invalid { field: String, message: String },
 }
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
         message: message.into(),
@@ -220,7 +223,8 @@ impl Config {
         for (i, u) in self.upstream.iter().enumerate() {
             u.validate(i, &mut names, &mut prefixes, &mut defaults)?;
         }
-        self.validate_hosted()
+        self.validate_hosted()?;
+        self.validate_object_store()
     }
 }
 
@@ -261,12 +265,14 @@ impl Config {
 
 mod auth;
 mod hosted;
+mod object_store;
 mod redact;
 mod size;
 mod upstream;
 
 pub(crate) use auth::Auth;
 pub(crate) use hosted::Hosted;
+pub(crate) use object_store::ObjectStore;
 #[cfg(test)]
 use size::parse_size;
 use size::size;

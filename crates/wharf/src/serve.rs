@@ -90,6 +90,17 @@ async fn serve(config: Config) -> Result<(), String> {
         None => None,
     };
     let hosted_store = hosted.as_ref().map(|h| h.store().clone());
+    let tier = match &config.object_store {
+        Some(o) => Some(
+            o.tier_config()
+                .and_then(|c| {
+                    wharf_tier::Tier::connect(&c)
+                        .map_err(|e| crate::config::invalid("object_store", e.to_string()))
+                })
+                .map_err(|e| e.to_string())?,
+        ),
+        None => None,
+    };
     let proxy = Proxy::with_metrics(
         Upstreams::new(upstreams),
         store.clone(),
@@ -97,6 +108,7 @@ async fn serve(config: Config) -> Result<(), String> {
             auth,
             max_concurrent_fills: config.cache.max_concurrent_fills,
             hosted,
+            tier: tier.clone(),
         },
         metrics,
     );
@@ -120,6 +132,7 @@ async fn serve(config: Config) -> Result<(), String> {
         client_auth = config.auth.htpasswd.is_some(),
         anonymous_pull = config.auth.anonymous_pull().as_str(),
         rights = config.auth.rights.len(),
+        object_store = tier.as_ref().map_or("none", |t| t.endpoint()),
         "wharf {} serving",
         env!("CARGO_PKG_VERSION")
     );

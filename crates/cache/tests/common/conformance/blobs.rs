@@ -1,7 +1,8 @@
 //! The suite every [`BlobStore`] passes, whatever keeps its bytes: one generic function per
 //! case, instantiated once per backend by [`blob_store_conformance!`] (as the Distribution
 //! registry runs its storage-driver suite over every driver). A new backend adds one line to
-//! `tests/store.rs`.
+//! `tests/store.rs` (or, kept in another crate, includes this suite as `wharf-tier` does for
+//! the object store: `crates/tier/tests/garage.rs`).
 
 use std::sync::Arc;
 
@@ -37,6 +38,14 @@ pub(crate) async fn fs() -> Backend<FsBlobStore> {
     Backend {
         store: Arc::new(store),
         dir: Some(dir),
+    }
+}
+
+/// A backend kept elsewhere (an object store): nothing on local disk to check after a case.
+pub(crate) fn remote<B>(store: B) -> Backend<B> {
+    Backend {
+        store: Arc::new(store),
+        dir: None,
     }
 }
 

@@ -1,0 +1,56 @@
+//! The shared tier's families (`wharf_tier_*`): what a replica asked of the object store that
+//! replicas share, and where its fills came from. The tier itself is `wharf-tier`; the proxy
+//! counts.
+
+use prometheus::{IntCounterVec, Registry};
+
+use crate::counter_vec;
+
+/// `wharf_tier_requests_total{kind,result}`, `wharf_tier_written_bytes_total`,
+/// `wharf_fills_by_source_total{upstream,source}`.
+#[derive(Clone)]
+pub struct TierMetrics {
+    /// Reads and writes of the object store: `kind` `blob`, `manifest`, `tag`; `result` `hit`,
+    /// `miss`, `written`, `error`, `skipped` (the store failed a moment ago and is left alone).
+    pub requests: IntCounterVec,
+    /// Bytes of verified blobs written to the object store.
+    pub written_bytes: prometheus::IntCounter,
+    /// Fills (downloads into the local store) by where their bytes came from: `object_store`,
+    /// `upstream`, `peer`.
+    pub fills: IntCounterVec,
+}
+
+impl TierMetrics {
+    pub(crate) fn new(r: &Registry) -> prometheus::Result<TierMetrics> {
+        Ok(TierMetrics {
+            requests: counter_vec(
+                r,
+                "wharf_tier_requests_total",
+                "Requests to the object store replicas share, by kind (blob, manifest, tag) and result (hit, miss, written, error, skipped).",
+                &["kind", "result"],
+            )?,
+            written_bytes: crate::counter(
+                r,
+                "wharf_tier_written_bytes_total",
+                "Bytes of verified blobs written to the object store replicas share.",
+            )?,
+            fills: counter_vec(
+                r,
+                "wharf_fills_by_source_total",
+                "Downloads into the local store by where their bytes came from (object_store, upstream, peer).",
+                &["upstream", "source"],
+            )?,
+        })
+    }
+
+    pub(crate) fn init_upstream(&self, upstream: &str) {
+        for source in ["object_store", "upstream", "peer"] {
+            self.fills.with_label_values(&[upstream, source]);
+        }
+    }
+
+    /// Counts one request of `kind` with `result`.
+    pub fn count(&self, kind: &str, result: &str) {
+        self.requests.with_label_values(&[kind, result]).inc();
+    }
+}

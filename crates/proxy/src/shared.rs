@@ -1,0 +1,295 @@
+//! The shared tier (`[object_store]`): what replicas of wharf share through an object store,
+//! under each one's local store.
+//!
+//! ```text
+//! blob, local miss  -> the fill's opener asks the object store first (from the byte on disk,
+//!                      when resuming), then the upstream; every byte is hashed by the fill,
+//!                      so an object changed behind wharf's back fails the fill and is removed
+//! fill from the upstream, verified and stored locally -> written to the object store (hashed
+//!                      again on the way out; only a verified name is ever written)
+//! manifest by digest, local miss, in scope -> the object store (verified), else the upstream
+//! manifest fetched from the upstream -> written to the object store with its media type
+//! tag, local record missing or past tag_ttl -> the object store's record: validated by some
+//!                      replica within tag_ttl? taken as this replica's own (no upstream request;
+//!                      the (upstream, repository) is known to hold its digest)
+//! tag validated upstream -> its record written to the object store
+//! ```
+//!
+//! The object store failing (unreachable, 5xx, timeout) never fails a request: the replica
+//! goes on with its disk and the upstream, and leaves the store alone for a while
+//! (`wharf_tier::FAILURE_BACKOFF`). Writes run in tasks of their own, after the client's
+//! answer is decided.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use tokio::time::Instant;
+use wharf_cache::{BlobStore, Fill, FillSource, SourceError, TagKey, TagRecord};
+use wharf_metrics::Outcome;
+use wharf_oci::Digest;
+use wharf_tier::{SharedTag, Tier};
+
+use crate::Proxy;
+use crate::manifest::Manifest;
+use crate::upstreams::Target;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Where a fill's bytes came from, set by its opener.
+#[derive(Debug, Default)]
+pub(crate) struct Origin {
+    /// From the object store (else from the upstream).
+    tier: AtomicBool,
+}
+
+/// The fill's body from the object store, from `offset` on, if the store has `digest` and is
+/// not backing off; `None` sends the opener to the upstream.
+pub(crate) async fn tier_source(
+    tier: &Tier,
+    metrics: &wharf_metrics::Metrics,
+    digest: &Digest,
+    offset: u64,
+    origin: &Origin,
+) -> Option<FillSource> {
+    if tier.backing_off() {
+        metrics.tier.count("blob", "skipped");
+        return None;
+    }
+    match tier.blobs().read_from(digest, offset).await {
+        Ok(Some((size, body))) => {
+            tier.answered();
+            metrics.tier.count("blob", "hit");
+            origin.tier.store(true, Ordering::Relaxed);
+            Some(FillSource {
+                len: Some(size.saturating_sub(offset)),
+                body: body.map_err(|e| Arc::new(e) as SourceError).boxed(),
+            })
+        }
+        Ok(None) => {
+            tier.answered();
+            metrics.tier.count("blob", "miss");
+            None
+        }
+        Err(e) => {
+            tier.failed(&e);
+            metrics.tier.count("blob", "error");
+            None
+        }
+    }
+}
+
+impl Proxy {
+    /// Once `fill` ends: a fill from the upstream, verified and stored, is written to the
+    /// object store; one from the object store that did not match its digest has its object
+    /// removed (the next request goes to the upstream).
+    pub(crate) fn after_fill(
+        &self,
+        target: &Target,
+        fill: Arc<Fill>,
+        origin: Arc<Origin>,
+        gauge: Arc<crate::observe::FillGauge>,
+    ) {
+        let Some(tier) = self.tier.clone() else {
+            return;
+        };
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        let upstream = target.upstream.name.clone();
+        tokio::spawn(async move {
+            let done = fill.done().await;
+            // Joined a fill another request started (or the content was stored already):
+            // that one's watcher does the rest.
+            if !gauge.is_opened() {
+                return;
+            }
+            let d = fill.digest();
+            let from_tier = origin.tier.load(Ordering::Relaxed);
+            let source = if from_tier {
+                "object_store"
+            } else {
+                "upstream"
+            };
+            metrics
+                .tier
+                .fills
+                .with_label_values(&[&upstream, source])
+                .inc();
+            match (done, from_tier) {
+                (Err(e), true) if e.is_digest_mismatch() => {
+                    tracing::warn!(digest = %d, endpoint = tier.endpoint(),
+                        "the object store's copy does not match its digest; removing it");
+                    let _ = tier.blobs().delete(d).await;
+                }
+                (Ok(()), false) if !tier.backing_off() => {
+                    let Ok(Some((file, size))) = store.open_blob(d).await else {
+                        return;
+                    };
+                    let body = wharf_cache::file_chunks(file, 0, size, wharf_cache::CHUNK as usize);
+                    match tier.blobs().write(d, body).await {
+                        Ok(n) => {
+                            tier.answered();
+                            metrics.tier.count("blob", "written");
+                            metrics.tier.written_bytes.inc_by(n);
+                        }
+                        Err(e) => {
+                            tier.failed(&e);
+                            metrics.tier.count("blob", "error");
+                        }
+                    }
+                }
+                _ => {}
+            }
+        });
+    }
+
+    /// Manifest `digest` from the object store (verified), stored locally; `None` when the
+    /// tier is off, failing or lacks it. Only for a repository known to hold `digest`.
+    pub(crate) async fn manifest_from_tier(
+        &self,
+        target: &Target,
+        digest: &Digest,
+    ) -> Option<Manifest> {
+        let tier = self.tier.as_ref().filter(|t| !t.backing_off())?;
+        let (media_type, bytes) = match tier.get_manifest(digest).await {
+            Ok(Some(m)) => {
+                tier.answered();
+                self.metrics.tier.count("manifest", "hit");
+                m
+            }
+            Ok(None) => {
+                tier.answered();
+                self.metrics.tier.count("manifest", "miss");
+                return None;
+            }
+            Err(e) => {
+                if !e.is_digest_mismatch() {
+                    tier.failed(&e);
+                }
+                self.metrics.tier.count("manifest", "error");
+                return None;
+            }
+        };
+        if let Err(e) = self.store.put_manifest(digest, &media_type, &bytes).await {
+            tracing::warn!(%digest, error = %e, "keeping a manifest from the object store failed");
+        }
+        self.record_manifest_scope(target, digest, &media_type, &bytes);
+        Some(Manifest {
+            digest: digest.clone(),
+            media_type,
+            bytes,
+            outcome: Outcome::Hit,
+        })
+    }
+
+    /// `tag` as another replica validated it within `tag_ttl`, taken as this replica's own
+    /// record (its manifest from the local store or the object store); `None` otherwise.
+    pub(crate) async fn tag_from_tier(&self, target: &Target, tag: &str) -> Option<Manifest> {
+        let tier = self.tier.as_ref().filter(|t| !t.backing_off())?;
+        let up = &target.upstream;
+        let repo = target.repo.as_str();
+        let rec = match tier.get_tag(&up.name, repo, tag).await {
+            Ok(Some(rec)) => {
+                tier.answered();
+                rec
+            }
+            Ok(None) => {
+                tier.answered();
+                self.metrics.tier.count("tag", "miss");
+                return None;
+            }
+            Err(e) => {
+                tier.failed(&e);
+                self.metrics.tier.count("tag", "error");
+                return None;
+            }
+        };
+        let age = Duration::from_millis(now_ms().saturating_sub(rec.validated_ms));
+        if age >= up.tag_ttl {
+            self.metrics.tier.count("tag", "miss");
+            return None;
+        }
+        self.metrics.tier.count("tag", "hit");
+        // The upstream named this digest for this repository: it holds it.
+        self.store.add_scope(crate::scope::key(target, &rec.digest));
+        let m = match self.store.get_manifest(&rec.digest).await.ok().flatten() {
+            Some((media_type, bytes)) => {
+                self.record_manifest_scope(target, &rec.digest, &media_type, &bytes);
+                Manifest {
+                    digest: rec.digest.clone(),
+                    media_type,
+                    bytes,
+                    outcome: Outcome::Hit,
+                }
+            }
+            None => self.manifest_from_tier(target, &rec.digest).await?,
+        };
+        let key = TagKey {
+            upstream: &up.name,
+            repository: repo,
+            tag,
+        };
+        self.store.put_tag(
+            key,
+            TagRecord {
+                digest: m.digest.clone(),
+                media_type: m.media_type.clone(),
+                size: m.bytes.len() as u64,
+                // As old as the other replica's validation: the TTL runs from there.
+                validated_at: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+            },
+        );
+        Some(m)
+    }
+
+    /// Writes that the upstream named `m` for `tag` just now, in a task of its own.
+    pub(crate) fn publish_tag(&self, target: &Target, tag: &str, m: &Manifest) {
+        let Some(tier) = self.tier.clone().filter(|t| !t.backing_off()) else {
+            return;
+        };
+        let rec = SharedTag {
+            digest: m.digest.clone(),
+            media_type: m.media_type.clone(),
+            size: m.bytes.len() as u64,
+            validated_ms: now_ms(),
+        };
+        let (upstream, repo, tag) = (
+            target.upstream.name.clone(),
+            target.repo.as_str().to_owned(),
+            tag.to_owned(),
+        );
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            match tier.put_tag(&upstream, &repo, &tag, &rec).await {
+                Ok(()) => metrics.tier.count("tag", "written"),
+                Err(e) => {
+                    tier.failed(&e);
+                    metrics.tier.count("tag", "error");
+                }
+            }
+        });
+    }
+
+    /// Writes a manifest verified and stored just now, in a task of its own.
+    pub(crate) fn publish_manifest(&self, digest: &Digest, media_type: &str, bytes: &Bytes) {
+        let Some(tier) = self.tier.clone().filter(|t| !t.backing_off()) else {
+            return;
+        };
+        let (d, mt, b) = (digest.clone(), media_type.to_owned(), bytes.clone());
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            match tier.put_manifest(&d, &mt, b).await {
+                Ok(()) => metrics.tier.count("manifest", "written"),
+                Err(e) => {
+                    tier.failed(&e);
+                    metrics.tier.count("manifest", "error");
+                }
+            }
+        });
+    }
+}

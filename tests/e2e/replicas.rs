@@ -1,0 +1,181 @@
+//! Replicas of wharf sharing a real object store (Garage on loopback, issue 19): what one
+//! replica pulled, another with an empty disk serves from the object store without asking the
+//! upstream; with the object store stopped, replicas go on with their disks and the upstream,
+//! and use it again once it is back.
+
+#![allow(
+    clippy::expect_used,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wharf_e2e::{Skopeo, Upstream, UpstreamCfg, Wharf, images};
+use wharf_testkit::garage::{self, Garage};
+
+/// `[object_store]` for `g`, the secret in a file under `dir`; each test its own `prefix`.
+fn object_store_toml(g: &Garage, dir: &std::path::Path, prefix: &str) -> String {
+    let secret = dir.join("s3.secret");
+    std::fs::write(&secret, format!("{}\n", garage::SECRET)).expect("secret file");
+    format!(
+        "[object_store]\nendpoint = \"{}\"\nbucket = \"{}\"\nregion = \"{}\"\naccess_key_id = \"{}\"\n\
+         secret_access_key_file = \"{}\"\nprefix = \"{prefix}\"\nfailure_backoff = \"1s\"\n",
+        g.endpoint(),
+        garage::BUCKET,
+        garage::REGION,
+        garage::KEY_ID,
+        secret.display()
+    )
+}
+
+fn replica(up: &Upstream, store: &str) -> Wharf {
+    Wharf::builder()
+        .upstream(UpstreamCfg::oracle(up))
+        .extra_toml(store)
+        .start()
+}
+
+/// The sum of a counter's samples whose labels contain every one of `labels`.
+fn metric(wharf: &Wharf, name: &str, labels: &[&str]) -> u64 {
+    let text = wharf_e2e::http::get(&format!("{}/metrics", wharf.admin_url()), &[]).text();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_replica_with_an_empty_disk_serves_a_pulled_image_from_the_object_store() {
+    let g = Garage::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = object_store_toml(&g, dir.path(), "empty-disk");
+    let up = Upstream::plain();
+    let img = &images().oraclelinux;
+    let blobs = img.blobs().len() as u64;
+
+    let a = replica(&up, &store);
+    let skopeo = Skopeo::new();
+    let c = skopeo
+        .copy_direct(&a.host_port(), &img.reference(), &[])
+        .expect_ok("replica a pulls from the upstream");
+    assert_eq!(c.digest(), img.manifest.digest);
+    wait_for("replica a wrote every blob to the object store", || {
+        metric(
+            &a,
+            "wharf_tier_requests_total",
+            &["kind=\"blob\"", "result=\"written\""],
+        ) == blobs
+    });
+    wait_for("replica a wrote the manifest and the tag", || {
+        metric(
+            &a,
+            "wharf_tier_requests_total",
+            &["kind=\"manifest\"", "result=\"written\""],
+        ) >= 1
+            && metric(
+                &a,
+                "wharf_tier_requests_total",
+                &["kind=\"tag\"", "result=\"written\""],
+            ) >= 1
+    });
+
+    // A second replica, empty disk: the pull reaches nothing but the object store.
+    up.wait_log_stable();
+    let mark = up.mark();
+    let b = replica(&up, &store);
+    let c = skopeo
+        .copy_direct(&b.host_port(), &img.reference(), &[])
+        .expect_ok("replica b pulls with an empty disk");
+    assert_eq!(c.digest(), img.manifest.digest);
+    for d in img.blobs() {
+        let got = std::fs::read(c.dest.join(d.digest.trim_start_matches("sha256:")))
+            .expect("blob copied");
+        assert_eq!(wharf_testkit::sha256_digest(&got), d.digest);
+    }
+    up.wait_log_stable();
+    let reqs = up.since(mark);
+    assert!(reqs.is_empty(), "replica b asked the upstream: {reqs:#?}");
+    assert_eq!(
+        metric(
+            &b,
+            "wharf_fills_by_source_total",
+            &["source=\"object_store\""]
+        ),
+        blobs
+    );
+    assert_eq!(
+        metric(&b, "wharf_fills_by_source_total", &["source=\"upstream\""]),
+        0
+    );
+}
+
+#[test]
+fn with_the_object_store_stopped_replicas_go_on_and_use_it_again_once_back() {
+    let mut g = Garage::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = object_store_toml(&g, dir.path(), "outage");
+    let up = Upstream::plain();
+    let set = images();
+    let (first, second) = (&set.oraclelinux, &set.multiarch.child("amd64"));
+    let a = replica(&up, &store);
+    let skopeo = Skopeo::new();
+    skopeo
+        .copy_direct(&a.host_port(), &first.reference(), &[])
+        .expect_ok("a pulls the first image");
+    wait_for("a wrote the first image's blobs", || {
+        metric(
+            &a,
+            "wharf_tier_requests_total",
+            &["kind=\"blob\"", "result=\"written\""],
+        ) == first.blobs().len() as u64
+    });
+
+    g.stop();
+    // What a has on disk is served as before, at once.
+    let started = Instant::now();
+    let c = skopeo
+        .copy_direct(&a.host_port(), &first.reference(), &[])
+        .expect_ok("a serves its disk with the object store down");
+    assert_eq!(c.digest(), first.manifest.digest);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    // A new replica fills from the upstream, right bytes, and says the store failed.
+    let b = replica(&up, &store);
+    let c = skopeo
+        .copy_direct(&b.host_port(), &first.reference(), &[])
+        .expect_ok("b pulls through the upstream with the object store down");
+    assert_eq!(c.digest(), first.manifest.digest);
+    assert!(metric(&b, "wharf_tier_requests_total", &["result=\"error\""]) >= 1);
+    assert!(
+        b.settled_log().contains("object store failed"),
+        "the log does not say the object store failed"
+    );
+
+    // Back: after the back-off, new content is written there again.
+    g.start_again();
+    std::thread::sleep(Duration::from_millis(1200));
+    let by_digest = format!("{}@{}", second.repo, second.manifest.digest);
+    skopeo
+        .copy_direct(&b.host_port(), &by_digest, &[])
+        .expect_ok("b pulls a second image");
+    wait_for("b writes to the object store again", || {
+        metric(
+            &b,
+            "wharf_tier_requests_total",
+            &["kind=\"blob\"", "result=\"written\""],
+        ) >= second.blobs().len() as u64
+    });
+}
