@@ -1,12 +1,16 @@
 //! Replicas of wharf sharing a real object store (Garage on loopback, issue 19): what one
 //! replica pulled, another with an empty disk serves from the object store without asking the
 //! upstream; with the object store stopped, replicas go on with their disks and the upstream,
-//! and use it again once it is back.
+//! and use it again once it is back. A fleet that knows its peers (`[cluster]`) is in
+//! `replicas/fleet.rs`.
 
 #![allow(
     clippy::expect_used,
     reason = "test code: a failed expectation is a failed test"
 )]
+
+#[path = "replicas/fleet.rs"]
+mod fleet;
 
 use std::time::Duration;
 
@@ -27,6 +31,22 @@ fn object_store_toml(g: &Garage, dir: &std::path::Path, prefix: &str) -> String 
         garage::KEY_ID,
         secret.display()
     )
+}
+
+/// The object store under `prefix`, as wharf reads it.
+fn tier_of(g: &Garage, prefix: &str) -> wharf_tier::Tier {
+    wharf_tier::Tier::connect(&wharf_tier::TierConfig {
+        endpoint: g.endpoint(),
+        bucket: garage::BUCKET.into(),
+        region: garage::REGION.into(),
+        access_key_id: garage::KEY_ID.into(),
+        secret_access_key: garage::SECRET.into(),
+        prefix: prefix.into(),
+        connect_timeout: Duration::from_secs(5),
+        response_timeout: Duration::from_secs(30),
+        failure_backoff: Duration::from_secs(1),
+    })
+    .expect("tier")
 }
 
 fn replica(up: &Upstream, store: &str) -> Wharf {

@@ -44,7 +44,11 @@ pub fn check_config(file: &Path) -> CmdOut {
 impl WharfBuilder {
     pub fn start(self) -> Wharf {
         let dir = temp_dir("wharf");
-        let [listen, admin] = free_ports();
+        let [listen, mut admin] = free_ports();
+        let listen = self.listen.unwrap_or(listen);
+        while admin == listen {
+            admin = crate::util::free_port();
+        }
         let (config, env) = self.write_config(dir.path(), listen, admin);
         let store = self.store_dir(dir.path());
         let mut w = Wharf {

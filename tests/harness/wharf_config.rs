@@ -173,9 +173,17 @@ pub struct WharfBuilder {
     cache_extra: String,
     extra_toml: String,
     env: Vec<(String, String)>,
+    /// `server.listen`'s port, when the test chose it (a fleet whose peers know each other's).
+    pub(crate) listen: Option<u16>,
 }
 
 impl WharfBuilder {
+    /// Listen on this port (picked free by the test) instead of one picked at start.
+    pub fn listen_port(mut self, port: u16) -> Self {
+        self.listen = Some(port);
+        self
+    }
+
     pub fn upstream(mut self, u: UpstreamCfg) -> Self {
         self.upstreams.push(u);
         self
@@ -272,6 +280,7 @@ impl Default for WharfBuilder {
             cache_extra: String::new(),
             extra_toml: String::new(),
             env: Vec::new(),
+            listen: None,
         }
     }
 }

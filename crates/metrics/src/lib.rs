@@ -20,6 +20,7 @@
 //! | `result`       | [`Outcome`]: `hit`, `miss`, `coalesced`, `stale`, `error`, `none`        |
 //! | `source`       | `cache`, `upstream`                                                     |
 //! | `url`          | `host[:port]` of an upstream's configured `url` or `mirrors`             |
+//! | `peer`         | `host:port` of a replica of the fleet (`[cluster]`: configured, or found in DNS) |
 //! | `method`       | `GET`, `HEAD`, `other`                                                  |
 //! | `status_class` | `2xx`, `3xx`, `4xx`, `5xx`, `error` (no answer), `timeout`              |
 //! | `reason`       | stale serves: `upstream_failed`, `rate_limited`, `backing_off`, `revalidation_slow`; cache write failures: `no_space` |

@@ -7,7 +7,7 @@ use prometheus::{IntCounterVec, Registry};
 use crate::counter_vec;
 
 /// `wharf_tier_requests_total{kind,result}`, `wharf_tier_written_bytes_total`,
-/// `wharf_fills_by_source_total{upstream,source}`.
+/// `wharf_fills_by_source_total{upstream,source}`, `wharf_peer_requests_total{peer,result}`.
 #[derive(Clone)]
 pub struct TierMetrics {
     /// Reads and writes of the object store: `kind` `blob`, `manifest`, `tag`; `result` `hit`,
@@ -18,6 +18,10 @@ pub struct TierMetrics {
     /// Fills (downloads into the local store) by where their bytes came from: `object_store`,
     /// `upstream`, `peer`.
     pub fills: IntCounterVec,
+    /// Blob requests to the peer that owns a digest, by `peer` (`host:port`, a replica of
+    /// the fleet) and `result`: `ok` (it answered), `failed` (unreachable, an error, or its
+    /// body broke: the fill went on from the upstream).
+    pub peers: IntCounterVec,
 }
 
 impl TierMetrics {
@@ -39,6 +43,12 @@ impl TierMetrics {
                 "wharf_fills_by_source_total",
                 "Downloads into the local store by where their bytes came from (object_store, upstream, peer).",
                 &["upstream", "source"],
+            )?,
+            peers: counter_vec(
+                r,
+                "wharf_peer_requests_total",
+                "Blob requests to the replica that owns a digest, by peer and result (ok, failed).",
+                &["peer", "result"],
             )?,
         })
     }

@@ -104,7 +104,8 @@ impl Proxy {
                 only_if_cached(req_headers, digest)?;
                 ProxyError::backing_off(up)?;
                 let permit = self.fill_permits.clone().acquire_owned().await.ok();
-                self.start_fill(target, digest, permit, gauge.clone())
+                let from_peer = crate::cluster::from_peer(req_headers);
+                self.start_fill(target, digest, permit, gauge.clone(), from_peer)
             }
         };
         let waiting = Held::new(self.metrics.fill_waiters.with_label_values(&[&up.name]));
@@ -164,15 +165,28 @@ impl Proxy {
 impl Proxy {
     /// Starts (or joins) the fill of `digest` through `target`, holding `permit` (a place among
     /// `max_concurrent_fills`) while it downloads. Its bytes come from the object store
-    /// replicas share when it has them, else from the upstream (shared.rs).
+    /// replicas share when it has them (shared.rs), else from the replica that owns the digest
+    /// unless the request came from a peer (cluster.rs), else from the upstream.
     pub(crate) fn start_fill(
         &self,
         target: &Target,
         digest: &Digest,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
         gauge: Arc<FillGauge>,
+        from_peer: bool,
     ) -> Arc<wharf_cache::Fill> {
         let origin = Arc::new(Origin::default());
+        let peer = match &self.cluster {
+            Some(cluster) if !from_peer => cluster.owner(digest).and_then(|owner| {
+                let client = cluster.client(&owner, &target.upstream)?;
+                Some(Peer {
+                    name: owner,
+                    client,
+                    cluster: cluster.clone(),
+                })
+            }),
+            _ => None,
+        };
         let open = opener(
             target,
             digest,
@@ -181,6 +195,7 @@ impl Proxy {
                 store: &self.store,
                 metrics: &self.metrics,
                 tier: self.tier.as_ref(),
+                peer,
                 origin: origin.clone(),
             },
             gauge.clone(),
@@ -200,7 +215,66 @@ struct Sources<'a> {
     store: &'a Arc<Store>,
     metrics: &'a Metrics,
     tier: Option<&'a wharf_tier::Tier>,
+    /// The replica that owns the digest, if it is another.
+    peer: Option<Peer>,
     origin: Arc<Origin>,
+}
+
+/// The replica a fill asks before the upstream.
+#[derive(Clone)]
+struct Peer {
+    name: String,
+    client: wharf_upstream::Client,
+    cluster: Arc<crate::cluster::Cluster>,
+}
+
+impl Peer {
+    /// The owner's answer from byte `offset` on, or `None` (it failed: left alone for a
+    /// while, and the upstream is asked).
+    async fn source(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        offset: u64,
+        metrics: &Metrics,
+        origin: &Origin,
+    ) -> Option<FillSource> {
+        let from = (offset > 0).then_some(offset);
+        let count = |result: &str| {
+            metrics
+                .tier
+                .peers
+                .with_label_values(&[&self.name, result])
+                .inc();
+        };
+        let resp = match self.client.blob(Method::GET, repo, digest, from).await {
+            Ok(resp) if offset == 0 || resp.status == StatusCode::PARTIAL_CONTENT => resp,
+            Ok(_) => {
+                self.cluster
+                    .peer_failed(&self.name, &"it ignored the Range of a resume");
+                count("failed");
+                return None;
+            }
+            Err(e) => {
+                self.cluster.peer_failed(&self.name, &e);
+                count("failed");
+                return None;
+            }
+        };
+        count("ok");
+        origin.opened_peer();
+        let len = content_length(&resp.headers);
+        let peer = self.clone();
+        let body = resp
+            .body
+            .into_data_stream()
+            .inspect_err(move |e| {
+                peer.cluster.peer_failed(&peer.name, e);
+            })
+            .map_err(|e| Arc::new(e) as SourceError)
+            .boxed();
+        Some(FillSource { len, body })
+    }
 }
 
 fn answered(outcome: Outcome, mut resp: Response<Body>) -> Response<Body> {
@@ -233,6 +307,7 @@ fn opener(
         store,
         metrics,
         tier,
+        peer,
         origin,
     } = sources;
     let tier = tier.cloned();
@@ -252,6 +327,7 @@ fn opener(
         let (store, upstream) = (store.clone(), upstream.clone());
         let received = received.clone();
         let (tier, tier_metrics, origin) = (tier.clone(), tier_metrics.clone(), origin.clone());
+        let peer = peer.clone();
         async move {
             if let Some(tier) = &tier
                 && let Some(source) =
@@ -259,6 +335,14 @@ fn opener(
             {
                 return Ok(source);
             }
+            if let Some(peer) = &peer
+                && let Some(source) = peer
+                    .source(&repo, &digest, offset, &tier_metrics, &origin)
+                    .await
+            {
+                return Ok(source);
+            }
+            origin.opened_upstream();
             let from = (offset > 0).then_some(offset);
             let resp = client
                 .blob(Method::GET, &repo, &digest, from)

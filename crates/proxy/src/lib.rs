@@ -41,7 +41,8 @@
 //!   -> observe::record: metrics, and the access line when the body ends
 //!   (a fill runs in a span of its own, `fill`: digest, upstream, following the request's)
 //!   (with [object_store]: local misses ask the object store replicas share before the
-//!    upstream, and what came from the upstream is written there: shared.rs)
+//!    upstream, and what came from the upstream is written there: shared.rs; with [cluster]:
+//!    then the replica that owns the digest, so the fleet asks the upstream once: cluster.rs)
 //! ```
 //!
 //! The admin listener (`admin.rs`, `server.admin_listen`) runs on the same accept loop
@@ -57,6 +58,7 @@ pub mod auth;
 mod blob;
 pub mod body;
 mod catalog;
+pub mod cluster;
 mod error;
 pub mod freshness;
 pub mod hosted;
@@ -129,6 +131,8 @@ pub struct Proxy {
     warming: warming::Warming,
     /// The object store replicas share, if configured (`[object_store]`, shared.rs).
     tier: Option<wharf_tier::Tier>,
+    /// The other replicas of the fleet, if configured (`[cluster]`, cluster.rs).
+    cluster: Option<Arc<cluster::Cluster>>,
     /// This proxy, for the tasks that outlive a request (a revalidation in the background).
     me: std::sync::Weak<Proxy>,
 }
@@ -142,6 +146,8 @@ pub struct ProxyOptions {
     pub hosted: Option<hosted::Hosted>,
     /// The object store replicas share. Default: none, local disk only.
     pub tier: Option<wharf_tier::Tier>,
+    /// The fleet this replica is one of. Default: none, a single wharf.
+    pub cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl Default for ProxyOptions {
@@ -151,6 +157,7 @@ impl Default for ProxyOptions {
             max_concurrent_fills: 64,
             hosted: None,
             tier: None,
+            cluster: None,
         }
     }
 }
@@ -206,6 +213,7 @@ impl Proxy {
             verified: policy::Verified::default(),
             hosted: options.hosted,
             tier: options.tier,
+            cluster: options.cluster,
         })
     }
 

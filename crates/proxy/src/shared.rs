@@ -21,7 +21,7 @@
 //! answer is decided.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -42,11 +42,36 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Where a fill's bytes came from, set by its opener.
+/// Where a fill's bytes came from: set by its opener each time it opens a source, so a fill
+/// that resumed from the upstream after its peer died counts (and is written) as the
+/// upstream's.
 #[derive(Debug, Default)]
-pub(crate) struct Origin {
-    /// From the object store (else from the upstream).
-    tier: AtomicBool,
+pub(crate) struct Origin(AtomicU8);
+
+impl Origin {
+    const UPSTREAM: u8 = 0;
+    const TIER: u8 = 1;
+    const PEER: u8 = 2;
+
+    pub(crate) fn opened_upstream(&self) {
+        self.0.store(Self::UPSTREAM, Ordering::Relaxed);
+    }
+
+    pub(crate) fn opened_peer(&self) {
+        self.0.store(Self::PEER, Ordering::Relaxed);
+    }
+
+    fn opened_tier(&self) {
+        self.0.store(Self::TIER, Ordering::Relaxed);
+    }
+
+    fn label(&self) -> &'static str {
+        match self.0.load(Ordering::Relaxed) {
+            Self::TIER => "object_store",
+            Self::PEER => "peer",
+            _ => "upstream",
+        }
+    }
 }
 
 /// The fill's body from the object store, from `offset` on, if the store has `digest` and is
@@ -66,7 +91,7 @@ pub(crate) async fn tier_source(
         Ok(Some((size, body))) => {
             tier.answered();
             metrics.tier.count("blob", "hit");
-            origin.tier.store(true, Ordering::Relaxed);
+            origin.opened_tier();
             Some(FillSource {
                 len: Some(size.saturating_sub(offset)),
                 body: body.map_err(|e| Arc::new(e) as SourceError).boxed(),
@@ -96,9 +121,10 @@ impl Proxy {
         origin: Arc<Origin>,
         gauge: Arc<crate::observe::FillGauge>,
     ) {
-        let Some(tier) = self.tier.clone() else {
+        if self.tier.is_none() && self.cluster.is_none() {
             return;
-        };
+        }
+        let tier = self.tier.clone();
         let (store, metrics) = (self.store.clone(), self.metrics.clone());
         let upstream = target.upstream.name.clone();
         tokio::spawn(async move {
@@ -109,24 +135,23 @@ impl Proxy {
                 return;
             }
             let d = fill.digest();
-            let from_tier = origin.tier.load(Ordering::Relaxed);
-            let source = if from_tier {
-                "object_store"
-            } else {
-                "upstream"
-            };
+            let source = origin.label();
             metrics
                 .tier
                 .fills
                 .with_label_values(&[&upstream, source])
                 .inc();
-            match (done, from_tier) {
-                (Err(e), true) if e.is_digest_mismatch() => {
+            let Some(tier) = tier else {
+                return;
+            };
+            match (done, source) {
+                (Err(e), "object_store") if e.is_digest_mismatch() => {
                     tracing::warn!(digest = %d, endpoint = tier.endpoint(),
                         "the object store's copy does not match its digest; removing it");
                     let _ = tier.blobs().delete(d).await;
                 }
-                (Ok(()), false) if !tier.backing_off() => {
+                // What came from a peer, the peer wrote.
+                (Ok(()), "upstream") if !tier.backing_off() => {
                     let Ok(Some((file, size))) = store.open_blob(d).await else {
                         return;
                     };

@@ -277,7 +277,7 @@ impl Proxy {
         self.warming.warmed.insert(digest.clone(), ());
         self.warming.ever.store(true, Ordering::Relaxed);
         let gauge = FillGauge::new(&self.metrics, &up.name);
-        let fill = self.start_fill(target, digest, Some(permit), gauge);
+        let fill = self.start_fill(target, digest, Some(permit), gauge, false);
         match fill.done().await {
             Ok(()) => {
                 let size = fill.ready().await.unwrap_or(0);

@@ -137,6 +137,11 @@ impl Client {
         &self.inner.name
     }
 
+    /// The time allowed until response headers arrive (`Config::response_timeout`).
+    pub fn response_timeout(&self) -> std::time::Duration {
+        self.inner.transport.response_timeout
+    }
+
     /// `host[:port]` of each configured URL (`url`, then `mirrors`): the values of the `url`
     /// label in metrics and logs.
     pub fn url_labels(&self) -> Vec<String> {

@@ -37,6 +37,8 @@ pub(crate) struct Config {
     /// The shared content tier of a fleet of replicas (an S3-compatible object store). Default:
     /// none, local disk only.
     pub object_store: Option<ObjectStore>,
+    /// The fleet of replicas this one is part of. Default: none, a single wharf.
+    pub cluster: Option<Cluster>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -224,7 +226,8 @@ impl Config {
             u.validate(i, &mut names, &mut prefixes, &mut defaults)?;
         }
         self.validate_hosted()?;
-        self.validate_object_store()
+        self.validate_object_store()?;
+        self.validate_cluster()
     }
 }
 
@@ -264,6 +267,7 @@ impl Config {
 }
 
 mod auth;
+mod cluster;
 mod hosted;
 mod object_store;
 mod redact;
@@ -271,6 +275,7 @@ mod size;
 mod upstream;
 
 pub(crate) use auth::Auth;
+pub(crate) use cluster::Cluster;
 pub(crate) use hosted::Hosted;
 pub(crate) use object_store::ObjectStore;
 #[cfg(test)]

@@ -101,6 +101,10 @@ async fn serve(config: Config) -> Result<(), String> {
         ),
         None => None,
     };
+    let cluster = match &config.cluster {
+        Some(c) => Some(start_cluster(c, &config).await?),
+        None => None,
+    };
     let proxy = Proxy::with_metrics(
         Upstreams::new(upstreams),
         store.clone(),
@@ -109,6 +113,7 @@ async fn serve(config: Config) -> Result<(), String> {
             max_concurrent_fills: config.cache.max_concurrent_fills,
             hosted,
             tier: tier.clone(),
+            cluster: cluster.clone(),
         },
         metrics,
     );
@@ -133,6 +138,7 @@ async fn serve(config: Config) -> Result<(), String> {
         anonymous_pull = config.auth.anonymous_pull().as_str(),
         rights = config.auth.rights.len(),
         object_store = tier.as_ref().map_or("none", |t| t.endpoint()),
+        peers = cluster.as_ref().map_or(0, |c| c.peers().len()),
         "wharf {} serving",
         env!("CARGO_PKG_VERSION")
     );
@@ -341,4 +347,48 @@ async fn shutdown_signal() {
         () = term => {}
     }
     tracing::info!("shutting down");
+}
+
+/// The fleet from `[cluster]`: the configured peers, or those `peers_dns` resolves to (now,
+/// then every `DNS_REFRESH` in a task of its own).
+async fn start_cluster(
+    c: &crate::config::Cluster,
+    config: &crate::config::Config,
+) -> Result<Arc<wharf_proxy::cluster::Cluster>, String> {
+    let me = c.advertise().map_err(|e| e.to_string())?;
+    let cluster = Arc::new(wharf_proxy::cluster::Cluster::new(
+        &me,
+        c.peers.clone(),
+        config.server.tls_cert.is_some(),
+        config.server.tls_cert.clone(),
+    ));
+    if let Some((name, port)) = c.dns().map_err(|e| e.to_string())? {
+        let resolve = {
+            let cluster = cluster.clone();
+            let configured = c.peers.clone();
+            move || {
+                let (cluster, configured, name) =
+                    (cluster.clone(), configured.clone(), name.clone());
+                async move {
+                    match tokio::net::lookup_host((name.as_str(), port)).await {
+                        Ok(addrs) => {
+                            let mut peers = configured;
+                            peers.extend(addrs.map(|a| a.to_string()));
+                            cluster.set_peers(peers);
+                        }
+                        Err(e) => tracing::warn!(peers_dns = %name, error = %e,
+                            "resolving the peers failed; keeping the last list"),
+                    }
+                }
+            }
+        };
+        resolve().await;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(wharf_proxy::cluster::DNS_REFRESH).await;
+                resolve().await;
+            }
+        });
+    }
+    Ok(cluster)
 }

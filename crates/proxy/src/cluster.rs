@@ -1,0 +1,268 @@
+//! Replicas of one fleet (`[cluster]`): each digest has an owner among the peers, chosen by
+//! rendezvous hashing over the peer list, so the upstream sees one GET per blob for the whole
+//! fleet.
+//!
+//! ```text
+//! blob, local miss, object store miss (shared.rs)
+//!   owner = the peer with the highest sha256(peer \0 digest)
+//!   owner is this replica, or the request came from a peer  -> fill from the upstream
+//!   owner in back-off (it failed a moment ago)               -> fill from the upstream
+//!   else GET the blob from the owner (its own fill: disk, object store, upstream), tailed
+//!        while it grows; the owner unreachable, failing, or its body breaking -> the owner is
+//!        left alone for PEER_BACKOFF and the fill resumes (Range) from the upstream
+//! ```
+//!
+//! A peer request carries `Via: 1.1 wharf-peer-<run id>`: the owner fills it itself and never
+//! forwards it, so replicas that disagree about the peer list cost at most one extra hop,
+//! never a loop. Every byte from a peer is hashed by the fill like any other. Peers come from
+//! the configuration, or from DNS (a Kubernetes headless service) re-resolved every
+//! [`DNS_REFRESH`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use http::HeaderMap;
+use sha2::{Digest as _, Sha256};
+use tokio::time::Instant;
+use wharf_oci::Digest;
+
+use crate::upstreams::Upstream;
+
+/// How long a peer that failed is not asked (fills go to the upstream meanwhile).
+pub const PEER_BACKOFF: Duration = Duration::from_secs(5);
+/// How often `peers_dns` is resolved again.
+pub const DNS_REFRESH: Duration = Duration::from_secs(10);
+/// The `Via` pseudonym of a request from a peer: `wharf-peer-<run id>`.
+const PEER_VIA: &str = "wharf-peer-";
+
+/// The fleet as one replica sees it.
+pub struct Cluster {
+    /// How the peers reach this replica (`advertise`): one entry of the peer list.
+    me: String,
+    peers: RwLock<Arc<Vec<String>>>,
+    /// `https` when the replicas serve TLS (then `ca_file` is the site certificate's chain).
+    scheme: &'static str,
+    ca_file: Option<PathBuf>,
+    /// Clients per (peer, upstream name), made on first use.
+    clients: Mutex<HashMap<(String, String), wharf_upstream::Client>>,
+    /// Peers that failed, until when they are left alone.
+    down: Mutex<HashMap<String, Instant>>,
+    /// This replica's pseudonym on peer requests.
+    via: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("me", &self.me)
+            .field("peers", &self.peers())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// `me` as the peers know it (`host:port`), the peer list (`me` among them or not), and
+    /// whether peers speak TLS (trusting `ca_file` besides the system roots).
+    pub fn new(me: &str, peers: Vec<String>, tls: bool, ca_file: Option<PathBuf>) -> Cluster {
+        let run = std::process::id() ^ (Instant::now().elapsed().subsec_nanos());
+        let cluster = Cluster {
+            me: me.to_owned(),
+            peers: RwLock::new(Arc::new(Vec::new())),
+            scheme: if tls { "https" } else { "http" },
+            ca_file,
+            clients: Mutex::new(HashMap::new()),
+            down: Mutex::new(HashMap::new()),
+            via: format!("{PEER_VIA}{run:08x}"),
+        };
+        cluster.set_peers(peers);
+        cluster
+    }
+
+    /// Replaces the peer list (a DNS refresh); this replica is always one of them.
+    pub fn set_peers(&self, mut peers: Vec<String>) {
+        peers.push(self.me.clone());
+        peers.sort();
+        peers.dedup();
+        *self.peers.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(peers);
+    }
+
+    /// Every replica, this one included, sorted.
+    pub fn peers(&self) -> Arc<Vec<String>> {
+        self.peers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// This replica as the peers know it.
+    pub fn me(&self) -> &str {
+        &self.me
+    }
+
+    /// The peer that owns `digest`, unless that is this replica or it failed a moment ago.
+    pub(crate) fn owner(&self, digest: &Digest) -> Option<String> {
+        let peers = self.peers();
+        let owner = peers.iter().max_by_key(|p| score(p, digest))?;
+        if *owner == self.me || self.is_down(owner) {
+            return None;
+        }
+        Some(owner.clone())
+    }
+
+    fn is_down(&self, peer: &str) -> bool {
+        let down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        down.get(peer).is_some_and(|t| Instant::now() < *t)
+    }
+
+    /// `peer` failed: fills go to the upstream for [`PEER_BACKOFF`].
+    pub(crate) fn peer_failed(&self, peer: &str, error: &dyn std::fmt::Display) {
+        let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        let was_up = down.get(peer).is_none_or(|t| Instant::now() >= *t);
+        down.insert(peer.to_owned(), Instant::now() + PEER_BACKOFF);
+        if was_up {
+            tracing::warn!(peer, %error, backoff_s = PEER_BACKOFF.as_secs(),
+                "peer failed; filling from the upstream meanwhile");
+        }
+    }
+
+    /// A client that asks `peer` for `up`'s content: the peer's URL with `up`'s first prefix
+    /// as its path (`/oracle/v2/...`), or none for a default upstream without prefixes.
+    pub(crate) fn client(&self, peer: &str, up: &Upstream) -> Option<wharf_upstream::Client> {
+        let key = (peer.to_owned(), up.name.clone());
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = clients.get(&key) {
+            return Some(c.clone());
+        }
+        let path = up
+            .prefixes
+            .first()
+            .map(|p| format!("/{p}"))
+            .unwrap_or_default();
+        let client = wharf_upstream::Client::new(wharf_upstream::Config {
+            name: format!("peer {peer}"),
+            url: format!("{}://{peer}{path}", self.scheme),
+            mirrors: Vec::new(),
+            username: None,
+            password: None,
+            ca_file: self.ca_file.clone(),
+            connect_timeout: Duration::from_secs(2),
+            response_timeout: up.client.response_timeout(),
+        })
+        .inspect_err(|e| tracing::warn!(peer, error = %e, "no client for this peer"))
+        .ok()?;
+        client.set_via(&self.via);
+        clients.insert(key, client.clone());
+        Some(client)
+    }
+}
+
+/// Whether a request came from a peer of this fleet (its `Via` names one): filled here, never
+/// forwarded to another peer.
+pub(crate) fn from_peer(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|hop| {
+            hop.split_whitespace()
+                .nth(1)
+                .is_some_and(|p| p.starts_with(PEER_VIA))
+        })
+}
+
+/// Rendezvous hashing's weight of `peer` for `digest`.
+fn score(peer: &str, digest: &Digest) -> [u8; 8] {
+    let mut h = Sha256::new();
+    h.update(peer.as_bytes());
+    h.update([0]);
+    h.update(digest.to_string().as_bytes());
+    let out = h.finalize();
+    let mut s = [0u8; 8];
+    s.copy_from_slice(&out[..8]);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(n: u32) -> Digest {
+        Digest::sha256_of(&n.to_be_bytes())
+    }
+
+    #[test]
+    fn every_replica_agrees_on_the_owner_and_owners_spread() {
+        let peers: Vec<String> = (1..=3).map(|i| format!("10.0.0.{i}:5000")).collect();
+        let views: Vec<Cluster> = peers
+            .iter()
+            .map(|me| Cluster::new(me, peers.clone(), false, None))
+            .collect();
+        let mut owned = HashMap::new();
+        for n in 0..3000 {
+            let d = digest(n);
+            // Exactly one replica fills it itself; the others name that one.
+            let own: Vec<&str> = views
+                .iter()
+                .filter(|v| v.owner(&d).is_none())
+                .map(Cluster::me)
+                .collect();
+            assert_eq!(own.len(), 1, "{d}");
+            for v in &views {
+                if let Some(o) = v.owner(&d) {
+                    assert_eq!(o, own[0]);
+                }
+            }
+            *owned.entry(own[0].to_owned()).or_insert(0) += 1;
+        }
+        // Rendezvous hashing spreads digests evenly (1000 each, give or take).
+        for (peer, n) in owned {
+            assert!((800..1200).contains(&n), "{peer} owns {n} of 3000");
+        }
+    }
+
+    #[test]
+    fn a_peer_leaving_moves_only_its_own_digests() {
+        let peers: Vec<String> = (1..=4).map(|i| format!("p{i}:5000")).collect();
+        let all = Cluster::new("p1:5000", peers.clone(), false, None);
+        let fewer = Cluster::new("p1:5000", peers[..3].to_vec(), false, None);
+        let owner = |c: &Cluster, d: &Digest| c.owner(d).unwrap_or_else(|| c.me().to_owned());
+        for n in 0..1000 {
+            let d = digest(n);
+            let before = owner(&all, &d);
+            if before != "p4:5000" {
+                assert_eq!(owner(&fewer, &d), before, "{d} moved");
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_owner_is_skipped_for_a_while() {
+        let peers = vec!["a:1".to_owned(), "b:1".to_owned()];
+        let c = Cluster::new("a:1", peers, false, None);
+        let d = (0..100)
+            .map(digest)
+            .find(|d| c.owner(d).is_some())
+            .expect("b owns some");
+        c.peer_failed("b:1", &"refused");
+        assert_eq!(c.owner(&d), None);
+    }
+
+    #[test]
+    fn peer_requests_are_recognised_by_their_via() {
+        let mut h = HeaderMap::new();
+        assert!(!from_peer(&h));
+        h.insert(
+            http::header::VIA,
+            http::HeaderValue::from_static("1.1 wharf-0a0b0c0d"),
+        );
+        assert!(!from_peer(&h));
+        h.append(
+            http::header::VIA,
+            http::HeaderValue::from_static("1.1 proxy, 1.1 wharf-peer-00ff00ff"),
+        );
+        assert!(from_peer(&h));
+    }
+}
