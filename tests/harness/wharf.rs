@@ -35,8 +35,16 @@ pub fn wharf_bin() -> PathBuf {
 
 /// `wharf check-config FILE`.
 pub fn check_config(file: &Path) -> CmdOut {
+    check_config_with_env(file, &[])
+}
+
+/// `wharf check-config FILE` with these environment variables set (what a pod's `env` gives).
+pub fn check_config_with_env(file: &Path, env: &[(&str, &str)]) -> CmdOut {
     run(
-        Command::new(wharf_bin()).arg("check-config").arg(file),
+        Command::new(wharf_bin())
+            .arg("check-config")
+            .arg(file)
+            .envs(env.iter().copied()),
         Duration::from_secs(30),
     )
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use wharf_e2e::process::run;
 use wharf_e2e::util::{temp_dir, write_file};
-use wharf_e2e::wharf::{check_config, wharf_bin};
+use wharf_e2e::wharf::{check_config, check_config_with_env, wharf_bin};
 
 /// The repository's `deploy/` folder.
 fn deploy_dir() -> PathBuf {
@@ -124,6 +124,21 @@ fn systemd_unit_is_accepted_by_systemd_analyze() {
     }
 }
 
+/// The names of a container's environment variables.
+fn env_of(container: &yaml_rust2::Yaml) -> Vec<&str> {
+    container["env"]
+        .as_vec()
+        .map(|v| v.iter().filter_map(|e| e["name"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+fn find_env<'a>(container: &'a yaml_rust2::Yaml, name: &str) -> &'a yaml_rust2::Yaml {
+    container["env"]
+        .as_vec()
+        .and_then(|v| v.iter().find(|e| e["name"].as_str() == Some(name)))
+        .unwrap_or_else(|| panic!("no env {name}"))
+}
+
 fn yaml_docs(file: &str) -> Vec<yaml_rust2::Yaml> {
     let path = deploy_dir().join("kubernetes").join(file);
     yaml_rust2::YamlLoader::load_from_str(&read(&path))
@@ -192,7 +207,30 @@ fn kubernetes_manifests_agree_with_their_config() {
     let tmp = temp_dir("kit-k8s");
     let config_file = tmp.path().join("wharf.toml");
     write_file(&config_file, toml_text);
-    check_config(&config_file).expect_ok("wharf check-config on the ConfigMap's wharf.toml");
+    // With what the pod's env gives it: its IP (advertise) and the object store's secret.
+    let env = env_of(&find(&all, "StatefulSet", "wharf")["spec"]["template"]["spec"]["containers"][0]);
+    for var in ["POD_IP", "WHARF_S3_SECRET"] {
+        assert!(env.contains(&var), "the pod sets {var}: {env:?}");
+    }
+    check_config_with_env(
+        &config_file,
+        &[("POD_IP", "10.1.2.3"), ("WHARF_S3_SECRET", "not-the-real-one")],
+    )
+    .expect_ok("wharf check-config on the ConfigMap's wharf.toml");
+    // The fleet: several replicas, finding each other through the headless Service peers_dns
+    // names, on the registry port, the object store's secret from a Secret.
+    let sts = find(&all, "StatefulSet", "wharf");
+    assert!(sts["spec"]["replicas"].as_i64().unwrap_or(1) >= 3, "three replicas");
+    let peers_dns = toml_text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("peers_dns = "))
+        .map(|v| v.trim_matches('"').to_owned())
+        .expect("[cluster] peers_dns");
+    let peers_svc = find(&all, "Service", &peers_dns);
+    assert!(peers_svc["spec"]["clusterIP"].as_str() == Some("None"), "peers: a headless Service");
+    let secret_ref = find_env(&sts["spec"]["template"]["spec"]["containers"][0], "WHARF_S3_SECRET");
+    let secret_name = s(&secret_ref["valueFrom"]["secretKeyRef"]["name"]);
+    find(&all, "Secret", secret_name);
     let p = ports(toml_text);
 
     let sts = find(&all, "StatefulSet", "wharf");
