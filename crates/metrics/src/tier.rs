@@ -26,7 +26,7 @@ pub struct TierMetrics {
 
 impl TierMetrics {
     pub(crate) fn new(r: &Registry) -> prometheus::Result<TierMetrics> {
-        Ok(TierMetrics {
+        let m = TierMetrics {
             requests: counter_vec(
                 r,
                 "wharf_tier_requests_total",
@@ -50,7 +50,14 @@ impl TierMetrics {
                 "Blob requests to the replica that owns a digest, by peer and result (ok, failed).",
                 &["peer", "result"],
             )?,
-        })
+        };
+        // Present at zero from the first scrape (a dashboard's rate() needs a series).
+        for kind in ["blob", "manifest", "tag"] {
+            for result in ["hit", "miss", "written", "error"] {
+                m.requests.with_label_values(&[kind, result]);
+            }
+        }
+        Ok(m)
     }
 
     pub(crate) fn init_upstream(&self, upstream: &str) {
