@@ -208,27 +208,40 @@ fn kubernetes_manifests_agree_with_their_config() {
     let config_file = tmp.path().join("wharf.toml");
     write_file(&config_file, toml_text);
     // With what the pod's env gives it: its IP (advertise) and the object store's secret.
-    let env = env_of(&find(&all, "StatefulSet", "wharf")["spec"]["template"]["spec"]["containers"][0]);
+    let env =
+        env_of(&find(&all, "StatefulSet", "wharf")["spec"]["template"]["spec"]["containers"][0]);
     for var in ["POD_IP", "WHARF_S3_SECRET"] {
         assert!(env.contains(&var), "the pod sets {var}: {env:?}");
     }
     check_config_with_env(
         &config_file,
-        &[("POD_IP", "10.1.2.3"), ("WHARF_S3_SECRET", "not-the-real-one")],
+        &[
+            ("POD_IP", "10.1.2.3"),
+            ("WHARF_S3_SECRET", "not-the-real-one"),
+        ],
     )
     .expect_ok("wharf check-config on the ConfigMap's wharf.toml");
     // The fleet: several replicas, finding each other through the headless Service peers_dns
     // names, on the registry port, the object store's secret from a Secret.
     let sts = find(&all, "StatefulSet", "wharf");
-    assert!(sts["spec"]["replicas"].as_i64().unwrap_or(1) >= 3, "three replicas");
+    assert!(
+        sts["spec"]["replicas"].as_i64().unwrap_or(1) >= 3,
+        "three replicas"
+    );
     let peers_dns = toml_text
         .lines()
         .find_map(|l| l.trim().strip_prefix("peers_dns = "))
         .map(|v| v.trim_matches('"').to_owned())
         .expect("[cluster] peers_dns");
     let peers_svc = find(&all, "Service", &peers_dns);
-    assert!(peers_svc["spec"]["clusterIP"].as_str() == Some("None"), "peers: a headless Service");
-    let secret_ref = find_env(&sts["spec"]["template"]["spec"]["containers"][0], "WHARF_S3_SECRET");
+    assert!(
+        peers_svc["spec"]["clusterIP"].as_str() == Some("None"),
+        "peers: a headless Service"
+    );
+    let secret_ref = find_env(
+        &sts["spec"]["template"]["spec"]["containers"][0],
+        "WHARF_S3_SECRET",
+    );
     let secret_name = s(&secret_ref["valueFrom"]["secretKeyRef"]["name"]);
     find(&all, "Secret", secret_name);
     let p = ports(toml_text);
