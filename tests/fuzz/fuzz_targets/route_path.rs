@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wharf_proxy::route::{self, Endpoint};
+use wharf_proxy::route::{self, Resource};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {
@@ -14,12 +14,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(parsed) = route::parse_path(path) else {
         return;
     };
-    if let Some(name) = parsed.endpoint.name() {
+    if let Some(name) = parsed.resource.name() {
         for c in name.components() {
             assert!(!c.is_empty() && c != "." && c != "..", "{path:?}");
         }
     }
-    if let Endpoint::Blob { digest, .. } | Endpoint::Referrers { digest, .. } = &parsed.endpoint {
+    if let Resource::Blob { digest, .. } | Resource::Referrers { digest, .. } = &parsed.resource {
         assert!(
             digest
                 .hex()
