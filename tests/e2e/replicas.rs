@@ -20,11 +20,16 @@ use wharf_testkit::garage::{self, Garage};
 
 /// `[object_store]` for `g`, the secret in a file under `dir`; each test its own `prefix`.
 fn object_store_toml(g: &Garage, dir: &std::path::Path, prefix: &str) -> String {
+    object_store_toml_with(g, dir, prefix, "")
+}
+
+/// [`object_store_toml`] with more `key = value` lines.
+fn object_store_toml_with(g: &Garage, dir: &std::path::Path, prefix: &str, more: &str) -> String {
     let secret = dir.join("s3.secret");
     std::fs::write(&secret, format!("{}\n", garage::SECRET)).expect("secret file");
     format!(
         "[object_store]\nendpoint = \"{}\"\nbucket = \"{}\"\nregion = \"{}\"\naccess_key_id = \"{}\"\n\
-         secret_access_key_file = \"{}\"\nprefix = \"{prefix}\"\nfailure_backoff = \"1s\"\n",
+         secret_access_key_file = \"{}\"\nprefix = \"{prefix}\"\nfailure_backoff = \"1s\"\n{more}\n",
         g.endpoint(),
         garage::BUCKET,
         garage::REGION,
@@ -198,4 +203,28 @@ fn with_the_object_store_stopped_replicas_go_on_and_use_it_again_once_back() {
             &["kind=\"blob\"", "result=\"written\""],
         ) >= second.blobs().len() as u64
     });
+}
+
+#[test]
+fn a_frozen_object_store_costs_a_pull_its_response_timeout_not_a_hang() {
+    let g = Garage::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = object_store_toml_with(&g, dir.path(), "frozen", "response_timeout = \"1s\"");
+    let up = Upstream::plain();
+    let img = &images().oraclelinux;
+    let w = replica(&up, &store);
+    g.hang();
+    let started = Instant::now();
+    let c = Skopeo::new()
+        .copy_direct(&w.host_port(), &img.reference(), &[])
+        .expect_ok("a pull with the object store frozen");
+    g.resume();
+    assert_eq!(c.digest(), img.manifest.digest);
+    // Each read waits at most response_timeout; after the first, the store is left alone.
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "the pull waited on the frozen store: {:?}",
+        started.elapsed()
+    );
+    assert!(metric(&w, "wharf_tier_requests_total", &["result=\"error\""]) >= 1);
 }

@@ -128,6 +128,9 @@ impl Htpasswd {
 pub enum Caller {
     Anonymous,
     User(String),
+    /// Another replica of the fleet, with the cluster's secret (`cluster.secret_file`): it may
+    /// pull mirrored content, and nothing else.
+    Peer,
 }
 
 /// Client authentication for the registry API.
@@ -143,6 +146,8 @@ pub struct ClientAuth {
     verified: moka::sync::Cache<[u8; 32], Instant>,
     /// How many times bcrypt ran (the expensive part).
     bcrypt_runs: AtomicU64,
+    /// sha256 of the fleet's secret: Basic `wharf-peer:<secret>` is another replica.
+    peer_secret: Option<[u8; 32]>,
 }
 
 impl ClientAuth {
@@ -158,7 +163,15 @@ impl ClientAuth {
                 .time_to_live(VERIFIED_TTL)
                 .build(),
             bcrypt_runs: AtomicU64::new(0),
+            peer_secret: None,
         }
+    }
+
+    /// Accepts Basic `wharf-peer:<secret>` as another replica of the fleet
+    /// ([`crate::cluster::PEER_USER`]); that name is then no htpasswd user's.
+    pub fn with_peer_secret(mut self, secret: &str) -> Self {
+        self.peer_secret = Some(Sha256::digest(secret.as_bytes()).into());
+        self
     }
 
     /// Like [`ClientAuth::new`], remembering the file for [`ClientAuth::reload`].
@@ -239,6 +252,18 @@ impl ClientAuth {
                 "only Basic authentication with user:password is accepted",
             ));
         };
+        if user == crate::cluster::PEER_USER
+            && let Some(expected) = &self.peer_secret
+        {
+            // Compared as hashes: no early exit on the first differing byte of the secret.
+            let given: [u8; 32] = Sha256::digest(password.as_bytes()).into();
+            return if given == *expected {
+                Ok(Caller::Peer)
+            } else {
+                tracing::info!("a peer's secret was refused");
+                Err(unauthorized("invalid user name or password"))
+            };
+        }
         if self.verify(&user, &password).await {
             Ok(Caller::User(user))
         } else {

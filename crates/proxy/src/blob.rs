@@ -39,6 +39,8 @@ impl Proxy {
             self.check_verified_blob(target, policy, digest)?;
         }
         let range = req_headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+        // A peer of the fleet asking for the blob it thinks this replica owns (cluster.rs).
+        let from_peer = self.cluster.is_some() && crate::cluster::from_peer(req_headers);
         // Stored content is served only through a repository known to hold it (scope.rs);
         // what is not stored is asked for through this repository anyway.
         let known = self.store.in_scope(scope::key(target, digest));
@@ -51,7 +53,7 @@ impl Proxy {
                 self.check_scope(target, digest, Missing::Blob).await?;
             }
             let resp = stored_blob(file, size, digest, head, range, sendfile)?;
-            if !head {
+            if !head && !from_peer {
                 self.warmed_hit(target, digest);
             }
             return Ok(answered(Outcome::Hit, cache_status(CACHE_HIT, resp)));
@@ -96,6 +98,15 @@ impl Proxy {
         // flight needs no place. A new fill waits for a permit (never fails for lack of one);
         // the opener holds it for the fill's life, and drops it at once if another request
         // started the same fill meanwhile.
+        if from_peer
+            && let Some(cluster) = &self.cluster
+            && let Some(owner) = cluster.owner(digest)
+        {
+            return Err(ProxyError::NotOwner {
+                digest: digest.clone(),
+                owner,
+            });
+        }
         let gauge = FillGauge::new(&self.metrics, &up.name);
         let fill = match self.store.fill_in_flight(digest) {
             Some(fill) => fill,
@@ -103,8 +114,14 @@ impl Proxy {
                 // Joining a download in flight asks nothing; starting one waits for the window.
                 only_if_cached(req_headers, digest)?;
                 ProxyError::backing_off(up)?;
-                let permit = self.fill_permits.clone().acquire_owned().await.ok();
-                let from_peer = crate::cluster::from_peer(req_headers);
+                // A peer's request does not queue for a place: the peer holds one of its own
+                // for this fill, and two replicas each waiting for the other's places under a
+                // fleet-wide burst would stall until their fills time out.
+                let permit = if from_peer {
+                    self.fill_permits.clone().try_acquire_owned().ok()
+                } else {
+                    self.fill_permits.clone().acquire_owned().await.ok()
+                };
                 self.start_fill(target, digest, permit, gauge.clone(), from_peer)
             }
         };
@@ -131,7 +148,7 @@ impl Proxy {
         }
         // This request's opener ran: it started the fill; else it joined one in flight, or
         // one whose download is already complete and verified (being stored): a hit.
-        if !gauge.is_opened() {
+        if !gauge.is_opened() && !from_peer {
             self.warmed_hit(target, digest);
         }
         let outcome = if gauge.is_opened() {
@@ -239,6 +256,10 @@ impl Peer {
         metrics: &Metrics,
         origin: &Origin,
     ) -> Option<FillSource> {
+        // Down since the fill started (its body broke): the resume goes to the upstream.
+        if self.cluster.is_down(&self.name) {
+            return None;
+        }
         let from = (offset > 0).then_some(offset);
         let count = |result: &str| {
             metrics
@@ -255,9 +276,17 @@ impl Peer {
                 count("failed");
                 return None;
             }
-            Err(e) => {
+            // Down or failing: left alone for a while. Any other answer (421 from a peer that
+            // does not own the digest in its view, a 401/403/404) is about this request only.
+            Err(e) if e.is_unreachable() => {
                 self.cluster.peer_failed(&self.name, &e);
                 count("failed");
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!(peer = %self.name, %digest, error = %e,
+                    "the peer declined; filling from the upstream");
+                count("declined");
                 return None;
             }
         };
@@ -265,14 +294,20 @@ impl Peer {
         origin.opened_peer();
         let len = content_length(&resp.headers);
         let peer = self.clone();
-        let body = resp
-            .body
-            .into_data_stream()
-            .inspect_err(move |e| {
-                peer.cluster.peer_failed(&peer.name, e);
-            })
-            .map_err(|e| Arc::new(e) as SourceError)
-            .boxed();
+        // A body that goes silent (the owner frozen, or its own upstream stalled) ends with an
+        // error well before the fill's inactivity timeout, so the fill resumes elsewhere.
+        let body = crate::cluster::idle_bounded(
+            resp.body
+                .into_data_stream()
+                .map_err(std::io::Error::other)
+                .boxed(),
+            crate::cluster::PEER_IDLE,
+        )
+        .inspect_err(move |e| {
+            peer.cluster.peer_failed(&peer.name, e);
+        })
+        .map_err(|e| Arc::new(e) as SourceError)
+        .boxed();
         Some(FillSource { len, body })
     }
 }

@@ -34,8 +34,14 @@ use crate::upstreams::Upstream;
 pub const PEER_BACKOFF: Duration = Duration::from_secs(5);
 /// How often `peers_dns` is resolved again.
 pub const DNS_REFRESH: Duration = Duration::from_secs(10);
+/// The user a peer authenticates as, with the fleet's secret (`cluster.secret_file`), when
+/// replicas require credentials for pulls.
+pub const PEER_USER: &str = "wharf-peer";
 /// The `Via` pseudonym of a request from a peer: `wharf-peer-<run id>`.
 const PEER_VIA: &str = "wharf-peer-";
+/// A peer's body that sends nothing for this long has failed (below the fills' inactivity
+/// timeout, so the fill resumes from the upstream instead of failing).
+pub(crate) const PEER_IDLE: Duration = Duration::from_secs(10);
 
 /// The fleet as one replica sees it.
 pub struct Cluster {
@@ -51,6 +57,8 @@ pub struct Cluster {
     down: Mutex<HashMap<String, Instant>>,
     /// This replica's pseudonym on peer requests.
     via: String,
+    /// The fleet's secret, sent as Basic `wharf-peer:<secret>` when a peer asks for it.
+    secret: Option<wharf_upstream::Secret>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -68,24 +76,43 @@ impl Cluster {
     pub fn new(me: &str, peers: Vec<String>, tls: bool, ca_file: Option<PathBuf>) -> Cluster {
         let run = std::process::id() ^ (Instant::now().elapsed().subsec_nanos());
         let cluster = Cluster {
-            me: me.to_owned(),
+            me: canonical(me),
             peers: RwLock::new(Arc::new(Vec::new())),
             scheme: if tls { "https" } else { "http" },
             ca_file,
             clients: Mutex::new(HashMap::new()),
             down: Mutex::new(HashMap::new()),
             via: format!("{PEER_VIA}{run:08x}"),
+            secret: None,
         };
         cluster.set_peers(peers);
         cluster
     }
 
-    /// Replaces the peer list (a DNS refresh); this replica is always one of them.
-    pub fn set_peers(&self, mut peers: Vec<String>) {
+    /// Replaces the peer list (a DNS refresh); this replica is always one of them. Addresses
+    /// are written one way (`[fd00::5]:5000`, whether given with brackets or not), so this
+    /// replica is not listed twice under two spellings. Clients and back-offs of peers that
+    /// left are dropped.
+    pub fn set_peers(&self, peers: Vec<String>) {
+        let mut peers: Vec<String> = peers.iter().map(|p| canonical(p)).collect();
         peers.push(self.me.clone());
         peers.sort();
         peers.dedup();
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(p, _), _| peers.contains(p));
+        self.down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|p, _| peers.contains(p));
         *self.peers.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(peers);
+    }
+
+    /// Peers authenticate to each other with `secret` (`cluster.secret_file`).
+    pub fn with_secret(mut self, secret: wharf_upstream::Secret) -> Self {
+        self.secret = Some(secret);
+        self
     }
 
     /// Every replica, this one included, sorted.
@@ -111,7 +138,7 @@ impl Cluster {
         Some(owner.clone())
     }
 
-    fn is_down(&self, peer: &str) -> bool {
+    pub(crate) fn is_down(&self, peer: &str) -> bool {
         let down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
         down.get(peer).is_some_and(|t| Instant::now() < *t)
     }
@@ -144,8 +171,8 @@ impl Cluster {
             name: format!("peer {peer}"),
             url: format!("{}://{peer}{path}", self.scheme),
             mirrors: Vec::new(),
-            username: None,
-            password: None,
+            username: self.secret.as_ref().map(|_| PEER_USER.to_owned()),
+            password: self.secret.clone(),
             ca_file: self.ca_file.clone(),
             connect_timeout: Duration::from_secs(2),
             response_timeout: up.client.response_timeout(),
@@ -171,6 +198,43 @@ pub(crate) fn from_peer(headers: &HeaderMap) -> bool {
                 .nth(1)
                 .is_some_and(|p| p.starts_with(PEER_VIA))
         })
+}
+
+/// `host:port` written one way: an IP address as `SocketAddr` prints it (`[fd00::5]:5000`
+/// for `fd00::5:5000` too), a name as given.
+fn canonical(peer: &str) -> String {
+    if let Ok(a) = peer.parse::<std::net::SocketAddr>() {
+        return a.to_string();
+    }
+    if let Some((host, port)) = peer.rsplit_once(':')
+        && let (Ok(ip), Ok(port)) = (host.parse::<std::net::IpAddr>(), port.parse::<u16>())
+    {
+        return std::net::SocketAddr::new(ip, port).to_string();
+    }
+    peer.to_owned()
+}
+
+/// `body` that ends with a `TimedOut` error when no chunk arrives for `idle`.
+pub(crate) fn idle_bounded(
+    body: futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+    idle: Duration,
+) -> futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>> {
+    use futures_util::StreamExt;
+    futures_util::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout(idle, body.next()).await {
+            Ok(Some(item)) => Some((item, Some(body))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no byte for {}s", idle.as_secs()),
+                )),
+                None,
+            )),
+        }
+    })
+    .boxed()
 }
 
 /// Rendezvous hashing's weight of `peer` for `digest`.
@@ -248,6 +312,32 @@ mod tests {
             .expect("b owns some");
         c.peer_failed("b:1", &"refused");
         assert_eq!(c.owner(&d), None);
+    }
+
+    #[test]
+    fn addresses_are_written_one_way() {
+        assert_eq!(canonical("fd00::5:5000"), "[fd00::5]:5000");
+        assert_eq!(canonical("[fd00::5]:5000"), "[fd00::5]:5000");
+        assert_eq!(canonical("10.0.0.1:5000"), "10.0.0.1:5000");
+        assert_eq!(
+            canonical("wharf-0.wharf-peers:5000"),
+            "wharf-0.wharf-peers:5000"
+        );
+        let c = Cluster::new("fd00::5:5000", vec!["[fd00::5]:5000".into()], false, None);
+        assert_eq!(c.peers().len(), 1, "{:?}", c.peers());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_body_ends_with_an_error() {
+        use futures_util::StreamExt;
+        let chunks = futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"a"))])
+            .chain(futures_util::stream::pending())
+            .boxed();
+        let mut body = idle_bounded(chunks, Duration::from_secs(10));
+        assert!(body.next().await.is_some_and(|c| c.is_ok()));
+        let e = body.next().await.expect("an item").expect_err("timed out");
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(body.next().await.is_none());
     }
 
     #[test]

@@ -141,6 +141,16 @@ pub enum ProxyError {
         "request loop: this wharf ({pseudonym}) already forwarded this request; an upstream url leads back to it"
     )]
     Loop { pseudonym: String },
+    /// A peer asked for a blob this replica neither holds nor owns (the two disagree about the
+    /// peer list, or a replica reached itself under another name): 421 Misdirected Request at
+    /// once, and the peer fills from the upstream, rather than two fills waiting on each other.
+    #[error(
+        "blob {digest}: this replica is not its owner (peer {owner} is); fill it from the upstream"
+    )]
+    NotOwner {
+        digest: wharf_oci::Digest,
+        owner: String,
+    },
 }
 
 impl From<RouteError> for ProxyError {
@@ -308,6 +318,9 @@ impl ProxyError {
                 Answer::new(StatusCode::INSUFFICIENT_STORAGE, ErrorCode::Unknown)
             }
             ProxyError::Loop { .. } => Answer::new(StatusCode::LOOP_DETECTED, ErrorCode::Unknown),
+            ProxyError::NotOwner { .. } => {
+                Answer::new(StatusCode::MISDIRECTED_REQUEST, ErrorCode::Unavailable)
+            }
             ProxyError::NotCached { .. } => {
                 Answer::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::BlobUnknown)
             }

@@ -36,6 +36,9 @@ use crate::Proxy;
 use crate::manifest::Manifest;
 use crate::upstreams::Target;
 
+/// A shared tag record dated this far ahead of this replica's clock is not taken.
+const MAX_CLOCK_SKEW_MS: u64 = 30_000;
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -87,14 +90,21 @@ pub(crate) async fn tier_source(
         metrics.tier.count("blob", "skipped");
         return None;
     }
-    match tier.blobs().read_from(digest, offset).await {
+    match bounded(tier, tier.blobs().read_from(digest, offset)).await {
         Ok(Some((size, body))) => {
             tier.answered();
             metrics.tier.count("blob", "hit");
             origin.opened_tier();
+            // A body that stalls or breaks ends the fill's source: it resumes from the owner
+            // or the upstream, and the store is left alone for a while.
+            let failing = tier.clone();
+            let body = crate::cluster::idle_bounded(body, tier.request_timeout())
+                .inspect_err(move |e| failing.failed(e))
+                .map_err(|e| Arc::new(e) as SourceError)
+                .boxed();
             Some(FillSource {
                 len: Some(size.saturating_sub(offset)),
-                body: body.map_err(|e| Arc::new(e) as SourceError).boxed(),
+                body,
             })
         }
         Ok(None) => {
@@ -108,6 +118,23 @@ pub(crate) async fn tier_source(
             None
         }
     }
+}
+
+/// `read` within the tier's `request_timeout`: a store that does not answer in time is an
+/// error like one that refuses (the caller goes on without it).
+async fn bounded<T>(
+    tier: &Tier,
+    read: impl std::future::Future<Output = Result<T, wharf_cache::StoreError>>,
+) -> Result<T, wharf_cache::StoreError> {
+    tokio::time::timeout(tier.request_timeout(), read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(wharf_cache::StoreError::Remote {
+                op: "read",
+                key: tier.endpoint().to_owned(),
+                source: format!("no answer within {:?}", tier.request_timeout()).into(),
+            })
+        })
 }
 
 impl Proxy {
@@ -125,6 +152,7 @@ impl Proxy {
             return;
         }
         let tier = self.tier.clone();
+        let cluster = self.cluster.clone();
         let (store, metrics) = (self.store.clone(), self.metrics.clone());
         let upstream = target.upstream.name.clone();
         tokio::spawn(async move {
@@ -141,22 +169,48 @@ impl Proxy {
                 .fills
                 .with_label_values(&[&upstream, source])
                 .inc();
+            // Bytes that did not match their digest: the source is not asked for them again.
+            let corrupt = matches!(
+                &done,
+                Err(e) if e.is_digest_mismatch() || matches!(e, wharf_cache::FillError::LengthMismatch { .. })
+            );
+            if corrupt
+                && source == "peer"
+                && let Some(cluster) = &cluster
+                && let Some(owner) = cluster.owner(d)
+            {
+                cluster.peer_failed(&owner, &"it sent bytes that do not match the digest");
+            }
             let Some(tier) = tier else {
                 return;
             };
             match (done, source) {
-                (Err(e), "object_store") if e.is_digest_mismatch() => {
+                (Err(_), "object_store") if corrupt => {
                     tracing::warn!(digest = %d, endpoint = tier.endpoint(),
                         "the object store's copy does not match its digest; removing it");
                     let _ = tier.blobs().delete(d).await;
                 }
                 // What came from a peer, the peer wrote.
                 (Ok(()), "upstream") if !tier.backing_off() => {
+                    let Some(_slot) = tier.upload_slot() else {
+                        metrics.tier.count("blob", "skipped");
+                        return;
+                    };
                     let Ok(Some((file, size))) = store.open_blob(d).await else {
                         return;
                     };
                     let body = wharf_cache::file_chunks(file, 0, size, wharf_cache::CHUNK as usize);
-                    match tier.blobs().write(d, body).await {
+                    let write = tier.blobs().write(d, body);
+                    let written = tokio::time::timeout(wharf_tier::UPLOAD_DEADLINE, write)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(wharf_cache::StoreError::Remote {
+                                op: "upload",
+                                key: d.to_string(),
+                                source: "no end within the upload deadline".into(),
+                            })
+                        });
+                    match written {
                         Ok(n) => {
                             tier.answered();
                             metrics.tier.count("blob", "written");
@@ -181,7 +235,7 @@ impl Proxy {
         digest: &Digest,
     ) -> Option<Manifest> {
         let tier = self.tier.as_ref().filter(|t| !t.backing_off())?;
-        let (media_type, bytes) = match tier.get_manifest(digest).await {
+        let (media_type, bytes) = match bounded(tier, tier.get_manifest(digest)).await {
             Ok(Some(m)) => {
                 tier.answered();
                 self.metrics.tier.count("manifest", "hit");
@@ -218,7 +272,7 @@ impl Proxy {
         let tier = self.tier.as_ref().filter(|t| !t.backing_off())?;
         let up = &target.upstream;
         let repo = target.repo.as_str();
-        let rec = match tier.get_tag(&up.name, repo, tag).await {
+        let rec = match bounded(tier, tier.get_tag(&up.name, repo, tag)).await {
             Ok(Some(rec)) => {
                 tier.answered();
                 rec
@@ -234,8 +288,12 @@ impl Proxy {
                 return None;
             }
         };
-        let age = Duration::from_millis(now_ms().saturating_sub(rec.validated_ms));
-        if age >= up.tag_ttl {
+        // Another registry's record (a fleet sharing the bucket with an upstream of the same
+        // name), or one from a clock far ahead, is no record.
+        let now = now_ms();
+        let age = Duration::from_millis(now.saturating_sub(rec.validated_ms));
+        let from_future = rec.validated_ms > now.saturating_add(MAX_CLOCK_SKEW_MS);
+        if age >= up.tag_ttl || rec.origin != up.client.url() || from_future {
             self.metrics.tier.count("tag", "miss");
             return None;
         }
@@ -282,6 +340,7 @@ impl Proxy {
             media_type: m.media_type.clone(),
             size: m.bytes.len() as u64,
             validated_ms: now_ms(),
+            origin: target.upstream.client.url().to_owned(),
         };
         let (upstream, repo, tag) = (
             target.upstream.name.clone(),

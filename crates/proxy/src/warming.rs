@@ -158,7 +158,9 @@ impl Proxy {
     /// A revalidation found that `tag` moved to `m`: warm what its clients pulled before, in
     /// a task of its own.
     pub(crate) fn tag_moved(&self, target: &Target, tag: &str, m: &Manifest) {
-        if !target.upstream.warm_moved_tags {
+        // An upstream whose manifests must be signed is not warmed: nothing unverified is
+        // fetched ahead of the client whose pull verifies it.
+        if !target.upstream.warm_moved_tags || target.upstream.policy.is_some() {
             return;
         }
         let Some(entry) = self.warming.tags.get(&key(target, tag)) else {

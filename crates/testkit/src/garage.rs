@@ -112,6 +112,7 @@ api_bind_addr = "127.0.0.1:{s3}"
 
     /// Kills the node (SIGKILL); its data stays.
     pub fn stop(&mut self) {
+        self.resume();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -157,6 +158,24 @@ api_bind_addr = "127.0.0.1:{s3}"
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Freezes the node (SIGSTOP): connections are accepted by the kernel, nothing answers.
+    pub fn hang(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws a node [`Garage::hang`] froze (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
         }
     }
 

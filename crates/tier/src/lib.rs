@@ -34,6 +34,11 @@ pub use records::SharedTag;
 
 /// How long a failing object store is left alone unless configured.
 pub const FAILURE_BACKOFF: Duration = Duration::from_secs(10);
+/// Blobs written to the store at once by one replica; more finishing fills skip the write (the
+/// owner or the upstream serves the others meanwhile) rather than pile up buffers.
+pub const MAX_UPLOADS: usize = 4;
+/// The longest one blob write may take.
+pub const UPLOAD_DEADLINE: Duration = Duration::from_secs(600);
 
 /// Where the shared tier lives (`[object_store]`).
 #[derive(Clone)]
@@ -78,6 +83,10 @@ pub struct Tier {
     /// Until when the store is left alone after a failure.
     failed_until: Arc<Mutex<Option<Instant>>>,
     failure_backoff: Duration,
+    /// Bounds every read on a request's path (a tag record, a manifest, a blob's first bytes
+    /// and each later chunk): `response_timeout`.
+    request_timeout: Duration,
+    uploads: Arc<tokio::sync::Semaphore>,
     endpoint: Arc<str>,
 }
 
@@ -115,6 +124,7 @@ impl Tier {
             .map_err(|e| ConfigError(format!("prefix: {e}")))?;
         let mut tier = Tier::with_store(Arc::new(s3), prefix, &config.endpoint);
         tier.failure_backoff = config.failure_backoff;
+        tier.request_timeout = config.response_timeout;
         Ok(tier)
     }
 
@@ -126,6 +136,8 @@ impl Tier {
             prefix,
             failed_until: Arc::new(Mutex::new(None)),
             failure_backoff: FAILURE_BACKOFF,
+            request_timeout: Duration::from_secs(5),
+            uploads: Arc::new(tokio::sync::Semaphore::new(MAX_UPLOADS)),
             endpoint: endpoint.into(),
         }
     }
@@ -133,6 +145,16 @@ impl Tier {
     /// The content: the [`wharf_cache::BlobStore`] seam over the object store.
     pub fn blobs(&self) -> &ObjectBlobStore {
         &self.blobs
+    }
+
+    /// How long a read on a request's path may wait for the store (each chunk, for a blob).
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// A place among [`MAX_UPLOADS`], if one is free.
+    pub fn upload_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.uploads.clone().try_acquire_owned().ok()
     }
 
     /// The endpoint, for logs and errors (never the credentials).

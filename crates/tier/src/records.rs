@@ -29,6 +29,9 @@ pub struct SharedTag {
     pub size: u64,
     /// When the upstream confirmed it: milliseconds since the Unix epoch.
     pub validated_ms: u64,
+    /// Which registry confirmed it (the upstream's configured URL): a record another fleet
+    /// wrote for an upstream of the same name elsewhere is not this one's.
+    pub origin: String,
 }
 
 /// [`SharedTag`] as stored: JSON, the digest as its string.
@@ -38,6 +41,8 @@ struct Wire {
     media_type: String,
     size: u64,
     validated_ms: u64,
+    #[serde(default)]
+    origin: String,
 }
 
 impl Tier {
@@ -114,6 +119,7 @@ impl Tier {
                 media_type: w.media_type,
                 size: w.size,
                 validated_ms: w.validated_ms,
+                origin: w.origin,
             })
         }))
     }
@@ -132,6 +138,7 @@ impl Tier {
             media_type: rec.media_type.clone(),
             size: rec.size,
             validated_ms: rec.validated_ms,
+            origin: rec.origin.clone(),
         };
         let json = serde_json::to_vec(&wire).map_err(|e| StoreError::Remote {
             op: "encode",

@@ -87,6 +87,7 @@ async fn tag_records_round_trip_per_upstream_repository_and_tag() {
         media_type: "application/vnd.oci.image.index.v1+json".into(),
         size: 1,
         validated_ms: 1_700_000_000_000,
+        origin: "https://container-registry.oracle.com".into(),
     };
     assert_eq!(
         t.get_tag("oracle", "os/oraclelinux", "9")

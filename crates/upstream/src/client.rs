@@ -137,6 +137,15 @@ impl Client {
         &self.inner.name
     }
 
+    /// The configured `url` (`scheme://authority[/path]`): which registry this upstream is.
+    pub fn url(&self) -> &str {
+        self.inner
+            .endpoints
+            .iter()
+            .next()
+            .map_or("", |e| e.base.as_str())
+    }
+
     /// The time allowed until response headers arrive (`Config::response_timeout`).
     pub fn response_timeout(&self) -> std::time::Duration {
         self.inner.transport.response_timeout

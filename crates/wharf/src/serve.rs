@@ -79,6 +79,15 @@ async fn serve(config: Config) -> Result<(), String> {
         ),
         None => None,
     };
+    // Replicas of a fleet with a secret accept each other's pulls with it.
+    let peer_secret = match &config.cluster {
+        Some(c) => c.secret().map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let auth = match (auth, peer_secret) {
+        (Some(a), Some(secret)) => Some(a.with_peer_secret(&secret)),
+        (a, _) => a,
+    };
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(
             Tls::load(cert, key).map_err(|e| format!("{}: {e}", e.field()))?,
@@ -356,12 +365,16 @@ async fn start_cluster(
     config: &crate::config::Config,
 ) -> Result<Arc<wharf_proxy::cluster::Cluster>, String> {
     let me = c.advertise().map_err(|e| e.to_string())?;
-    let cluster = Arc::new(wharf_proxy::cluster::Cluster::new(
+    let mut cluster = wharf_proxy::cluster::Cluster::new(
         &me,
         c.peers.clone(),
         config.server.tls_cert.is_some(),
         config.server.tls_cert.clone(),
-    ));
+    );
+    if let Some(secret) = c.secret().map_err(|e| e.to_string())? {
+        cluster = cluster.with_secret(wharf_upstream::Secret::new(secret));
+    }
+    let cluster = Arc::new(cluster);
     if let Some((name, port)) = c.dns().map_err(|e| e.to_string())? {
         let resolve = {
             let cluster = cluster.clone();

@@ -200,3 +200,123 @@ fn the_owner_killed_mid_fill_the_others_finish_from_the_upstream() {
         "the object store holds other bytes"
     );
 }
+
+/// A fake upstream with `n` distinct blobs in `REPO`, and their digests.
+fn blobs_upstream(label: &str, n: usize) -> (FakeRegistry, Vec<(String, usize)>) {
+    let mut b = FakeRegistry::builder().ranges(true);
+    let mut digests = Vec::new();
+    for i in 0..n {
+        let size = MIB + i * 4096;
+        let data = content(&format!("{label}-{i}"), size);
+        digests.push((sha256_digest(&data), size));
+        b = b.blob(REPO, data);
+    }
+    (b.start(), digests)
+}
+
+#[test]
+fn a_replica_listed_under_a_second_name_never_waits_on_itself() {
+    // The replica is 127.0.0.1:P and also "localhost:P" in its own peer list: for about half
+    // the digests it thinks "localhost:P" owns them and asks itself, as a peer. It answers that
+    // request 421 (not its owner in its own view) and fills from the upstream at once, rather
+    // than joining its own fill and waiting for it until the fill times out.
+    let (fake, digests) = blobs_upstream("self-peer", 8);
+    let [p] = free_ports();
+    let cfg = UpstreamCfg::new("oracle", &fake.url())
+        .prefixes(&["oracle"])
+        .default(true);
+    let w = Wharf::builder()
+        .listen_port(p)
+        .upstream(cfg)
+        .extra_toml(&format!(
+            "[cluster]\nadvertise = \"127.0.0.1:{p}\"\npeers = [\"localhost:{p}\"]\n"
+        ))
+        .start();
+    let peers = vec![format!("127.0.0.1:{p}"), format!("localhost:{p}")];
+    let via_second_name = digests
+        .iter()
+        .filter(|(d, _)| owner(&peers, d) == 1)
+        .count();
+    assert!(via_second_name > 0, "no digest owned by the second name");
+    let started = tokio::time::Instant::now();
+    for (d, size) in &digests {
+        let outcomes = wharf_e2e::herd::run_blocking(&blob_url(&w, d), 1, Ask::default());
+        assert_right(&outcomes, d, *size, "the replica");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "a fill waited on itself: {:?}",
+        started.elapsed()
+    );
+    for (d, _) in &digests {
+        assert_eq!(fake.blob_requests("GET", d).len(), 1, "{d}");
+    }
+    assert!(
+        metric(&w, "wharf_peer_requests_total", &["result=\"declined\""]) >= via_second_name as u64
+    );
+}
+
+#[test]
+fn replicas_that_require_a_login_pull_from_each_other_with_the_fleet_secret() {
+    let (fake, digests) = blobs_upstream("peer-secret", 6);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("htpasswd");
+    wharf_e2e::process::run(
+        std::process::Command::new("htpasswd")
+            .args(["-cbB"])
+            .arg(&users)
+            .args(["alice", "alice-pw"]),
+        Duration::from_secs(30),
+    )
+    .expect_ok("htpasswd");
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(&secret, "a-secret-every-replica-shares\n").expect("secret");
+    let ports: [u16; 2] = free_ports();
+    let peers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let list = peers
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let cfg = UpstreamCfg::new("oracle", &fake.url())
+        .prefixes(&["oracle"])
+        .default(true);
+    let replicas: Vec<Wharf> = ports
+        .iter()
+        .map(|p| {
+            Wharf::builder()
+                .listen_port(*p)
+                .upstream(cfg.clone())
+                .extra_toml(&format!(
+                    "[auth]\nhtpasswd = {users:?}\nanonymous_pull = false\n\n\
+                     [cluster]\nadvertise = \"127.0.0.1:{p}\"\npeers = [{list}]\nsecret_file = {secret:?}\n"
+                ))
+                .start()
+        })
+        .collect();
+    let login = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "alice:alice-pw")
+    );
+    let ask = || Ask {
+        headers: vec![("Authorization".into(), login.clone())],
+        ..Ask::default()
+    };
+    // Every blob asked of both replicas: each fetched from the upstream once, by its owner.
+    for (d, size) in &digests {
+        for (i, w) in replicas.iter().enumerate() {
+            let outcomes = wharf_e2e::herd::run_blocking(&blob_url(w, d), 1, ask());
+            assert_right(&outcomes, d, *size, &format!("replica {i}"));
+        }
+        assert_eq!(fake.blob_requests("GET", d).len(), 1, "{d}");
+    }
+    let from_peers: u64 = replicas
+        .iter()
+        .map(|w| metric(w, "wharf_peer_requests_total", &["result=\"ok\""]))
+        .sum();
+    assert_eq!(from_peers, digests.len() as u64, "one peer fill per blob");
+    // Without the login, nobody pulls; the secret is no user's password.
+    let anonymous =
+        wharf_e2e::herd::run_blocking(&blob_url(&replicas[0], &digests[0].0), 1, Ask::default());
+    assert_eq!(anonymous[0].status, 401, "{}", anonymous[0].describe());
+}

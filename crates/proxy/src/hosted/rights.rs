@@ -104,6 +104,10 @@ fn may(
             ErrorCode::Denied,
             format!("user {user} may not {verb} {repo} (auth.rights)"),
         )),
+        Caller::Peer => Err(ProxyError::oci(
+            ErrorCode::Denied,
+            "a peer of the fleet pulls mirrored content only",
+        )),
     }
 }
 
@@ -111,7 +115,7 @@ fn may(
 /// cannot see or touch it.
 pub(crate) fn user(caller: &Caller) -> &str {
     match caller {
-        Caller::Anonymous => "",
+        Caller::Anonymous | Caller::Peer => "",
         Caller::User(u) => u,
     }
 }

@@ -18,9 +18,33 @@ pub(crate) struct Cluster {
     /// Or: a DNS name whose addresses are the replicas (a Kubernetes headless service),
     /// `name[:port]` (the port defaults to `advertise`'s), resolved again every 10 s.
     pub peers_dns: Option<String>,
+    /// A secret every replica shares (a file; trailing whitespace ignored): peers send it as
+    /// Basic `wharf-peer:<secret>`, which this replica accepts as another replica's pull of
+    /// mirrored content. Needed when `[auth]` refuses anonymous pulls of mirrored content.
+    pub secret_file: Option<std::path::PathBuf>,
 }
 
 impl Cluster {
+    /// The fleet's secret, if configured.
+    pub(crate) fn secret(&self) -> Result<Option<String>, ConfigError> {
+        let Some(path) = &self.secret_file else {
+            return Ok(None);
+        };
+        let s = std::fs::read_to_string(path)
+            .map_err(|e| invalid("cluster.secret_file", format!("{}: {e}", path.display())))?;
+        let s = s.trim_end().to_owned();
+        if s.len() < 16 {
+            return Err(invalid(
+                "cluster.secret_file",
+                format!(
+                    "{}: the secret must be at least 16 characters",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(Some(s))
+    }
+
     /// `advertise` with `${VAR}` replaced from the environment.
     pub(crate) fn advertise(&self) -> Result<String, ConfigError> {
         expand(&self.advertise).map_err(|m| invalid("cluster.advertise", m))
@@ -89,6 +113,15 @@ impl Config {
             return Err(invalid("cluster.peers", format!("{bad:?}: give host:port")));
         }
         c.dns()?;
+        let secret = c.secret()?;
+        let pulls_need_a_user =
+            self.auth.htpasswd.is_some() && !self.auth.anonymous_pull().covers(false);
+        if pulls_need_a_user && secret.is_none() {
+            return Err(invalid(
+                "cluster.secret_file",
+                "[auth] refuses anonymous pulls of mirrored content, so replicas must authenticate to each other: give a secret file every replica shares",
+            ));
+        }
         Ok(())
     }
 }

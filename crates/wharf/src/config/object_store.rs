@@ -29,7 +29,9 @@ pub(crate) struct ObjectStore {
     /// TCP/TLS connect. Default `5s`.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// Until the store's response headers arrive. Default `30s`.
+    /// Until the store's response headers arrive, and between two chunks of a body: bounds
+    /// what a request waits for the store before going on without it. Must be shorter than
+    /// `cache.fill_inactivity_timeout`. Default `5s`.
     #[serde(default = "default_response_timeout", with = "humantime_serde")]
     pub response_timeout: Duration,
     /// After the store failed (unreachable, 5xx, timeout), how long replicas go on without it
@@ -45,7 +47,7 @@ fn default_connect_timeout() -> Duration {
     Duration::from_secs(5)
 }
 fn default_response_timeout() -> Duration {
-    Duration::from_secs(30)
+    Duration::from_secs(5)
 }
 fn default_failure_backoff() -> Duration {
     wharf_tier::FAILURE_BACKOFF
@@ -111,6 +113,18 @@ impl Config {
         }
         if o.bucket.is_empty() {
             return Err(invalid("object_store.bucket", "must not be empty"));
+        }
+        if o.connect_timeout.is_zero() || o.response_timeout.is_zero() {
+            return Err(invalid(
+                "object_store.response_timeout",
+                "connect_timeout and response_timeout must be more than 0",
+            ));
+        }
+        if o.response_timeout >= self.cache.fill_inactivity_timeout {
+            return Err(invalid(
+                "object_store.response_timeout",
+                "must be shorter than cache.fill_inactivity_timeout, so a fill goes on from the upstream when the store stalls",
+            ));
         }
         if o.access_key_id.is_empty() {
             return Err(invalid("object_store.access_key_id", "must not be empty"));
