@@ -61,16 +61,6 @@ fn replica(up: &Upstream, store: &str) -> Wharf {
         .start()
 }
 
-/// The sum of a counter's samples whose labels contain every one of `labels`.
-fn metric(wharf: &Wharf, name: &str, labels: &[&str]) -> u64 {
-    let text = wharf_e2e::http::get(&format!("{}/metrics", wharf.admin_url()), &[]).text();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
@@ -95,20 +85,17 @@ fn a_replica_with_an_empty_disk_serves_a_pulled_image_from_the_object_store() {
         .expect_ok("replica a pulls from the upstream");
     assert_eq!(c.digest(), img.manifest.digest);
     wait_for("replica a wrote every blob to the object store", || {
-        metric(
-            &a,
+        a.metric(
             "wharf_tier_requests_total",
             &["kind=\"blob\"", "result=\"written\""],
         ) == blobs
     });
     wait_for("replica a wrote the manifest and the tag", || {
-        metric(
-            &a,
+        a.metric(
             "wharf_tier_requests_total",
             &["kind=\"manifest\"", "result=\"written\""],
         ) >= 1
-            && metric(
-                &a,
+            && a.metric(
                 "wharf_tier_requests_total",
                 &["kind=\"tag\"", "result=\"written\""],
             ) >= 1
@@ -131,15 +118,11 @@ fn a_replica_with_an_empty_disk_serves_a_pulled_image_from_the_object_store() {
     let reqs = up.since(mark);
     assert!(reqs.is_empty(), "replica b asked the upstream: {reqs:#?}");
     assert_eq!(
-        metric(
-            &b,
-            "wharf_fills_by_source_total",
-            &["source=\"object_store\""]
-        ),
+        b.metric("wharf_fills_by_source_total", &["source=\"object_store\""]),
         blobs
     );
     assert_eq!(
-        metric(&b, "wharf_fills_by_source_total", &["source=\"upstream\""]),
+        b.metric("wharf_fills_by_source_total", &["source=\"upstream\""]),
         0
     );
 }
@@ -158,8 +141,7 @@ fn with_the_object_store_stopped_replicas_go_on_and_use_it_again_once_back() {
         .copy_direct(&a.host_port(), &first.reference(), &[])
         .expect_ok("a pulls the first image");
     wait_for("a wrote the first image's blobs", || {
-        metric(
-            &a,
+        a.metric(
             "wharf_tier_requests_total",
             &["kind=\"blob\"", "result=\"written\""],
         ) == first.blobs().len() as u64
@@ -183,7 +165,7 @@ fn with_the_object_store_stopped_replicas_go_on_and_use_it_again_once_back() {
         .copy_direct(&b.host_port(), &first.reference(), &[])
         .expect_ok("b pulls through the upstream with the object store down");
     assert_eq!(c.digest(), first.manifest.digest);
-    assert!(metric(&b, "wharf_tier_requests_total", &["result=\"error\""]) >= 1);
+    assert!(b.metric("wharf_tier_requests_total", &["result=\"error\""]) >= 1);
     assert!(
         b.settled_log().contains("object store failed"),
         "the log does not say the object store failed"
@@ -197,8 +179,7 @@ fn with_the_object_store_stopped_replicas_go_on_and_use_it_again_once_back() {
         .copy_direct(&b.host_port(), &by_digest, &[])
         .expect_ok("b pulls a second image");
     wait_for("b writes to the object store again", || {
-        metric(
-            &b,
+        b.metric(
             "wharf_tier_requests_total",
             &["kind=\"blob\"", "result=\"written\""],
         ) >= second.blobs().len() as u64
@@ -226,5 +207,5 @@ fn a_frozen_object_store_costs_a_pull_its_response_timeout_not_a_hang() {
         "the pull waited on the frozen store: {:?}",
         started.elapsed()
     );
-    assert!(metric(&w, "wharf_tier_requests_total", &["result=\"error\""]) >= 1);
+    assert!(w.metric("wharf_tier_requests_total", &["result=\"error\""]) >= 1);
 }

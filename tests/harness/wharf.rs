@@ -162,6 +162,17 @@ impl Wharf {
         format!("http://127.0.0.1:{}", self.admin)
     }
 
+    /// The sum of a counter's samples on `/metrics` whose labels contain every one of
+    /// `labels` (`result="hit"`), 0 when there are none.
+    pub fn metric(&self, name: &str, labels: &[&str]) -> u64 {
+        let text = crate::http::get(&format!("{}/metrics", self.admin_url()), &[]).text();
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
+    }
+
     pub fn config_path(&self) -> &Path {
         &self.config
     }

@@ -66,7 +66,10 @@ mod tags;
 mod upload;
 mod writer;
 
-pub use blobs::{Blob, BlobStore, FsBlob, FsBlobStore, MemoryBlob, MemoryBlobStore, StoredBlob};
+pub use blobs::{
+    AsyncSink, Blob, BlobStore, FsBlob, FsBlobStore, MemoryBlob, MemoryBlobStore, StoredBlob,
+    take_verified,
+};
 pub use error::{FillError, StoreError};
 pub use fill::{CHUNK, FileRange, Fill, FillSource, Opener, SourceError, file_chunks};
 pub use listing::Stored;

@@ -17,7 +17,7 @@ use futures_util::stream::{self, BoxStream, Stream};
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
-use wharf_cache::{Blob, BlobStore, CHUNK, StoreError, StoredBlob};
+use wharf_cache::{AsyncSink, Blob, BlobStore, CHUNK, StoreError, StoredBlob, take_verified};
 use wharf_oci::Digest;
 
 /// Multipart part size; smaller content goes up in one `PUT`.
@@ -148,61 +148,20 @@ impl BlobStore for ObjectBlobStore {
         }))
     }
 
-    async fn write<S>(&self, d: &Digest, mut body: S) -> Result<u64, StoreError>
+    async fn write<S>(&self, d: &Digest, body: S) -> Result<u64, StoreError>
     where
         S: Stream<Item = io::Result<Bytes>> + Send + Unpin,
     {
-        let key = self.key(d);
-        let mut verifier = d.verifier();
-        let mut size = 0u64;
-        let mut held: Vec<Bytes> = Vec::new();
-        let mut upload: Option<WriteMultipart> = None;
-        let result = async {
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|source| StoreError::Body {
-                    digest: d.clone(),
-                    source,
-                })?;
-                verifier.update(&chunk);
-                size += chunk.len() as u64;
-                match &mut upload {
-                    Some(up) => {
-                        up.wait_for_capacity(PARTS_IN_FLIGHT)
-                            .await
-                            .map_err(|e| remote("upload", &key, e))?;
-                        up.put(chunk);
-                    }
-                    None => {
-                        held.push(chunk);
-                        if held.iter().map(Bytes::len).sum::<usize>() >= PART {
-                            let mp = self
-                                .store
-                                .put_multipart(&key)
-                                .await
-                                .map_err(|e| remote("upload", &key, e))?;
-                            let mut up = WriteMultipart::new_with_chunk_size(mp, PART);
-                            for b in held.drain(..) {
-                                up.put(b);
-                            }
-                            upload = Some(up);
-                        }
-                    }
-                }
-            }
-            Ok(())
-        }
-        .await;
-        let actual = verifier.finish();
-        let verdict = result.and_then(|()| {
-            if actual == *d {
-                Ok(())
-            } else {
-                Err(StoreError::DigestMismatch {
-                    expected: d.clone(),
-                    actual,
-                })
-            }
-        });
+        let mut sink = Upload {
+            store: &self.store,
+            key: self.key(d),
+            held: Vec::new(),
+            upload: None,
+        };
+        let verdict = take_verified(d, body, &mut sink).await;
+        let Upload {
+            key, held, upload, ..
+        } = sink;
         match (verdict, upload) {
             (Err(e), Some(up)) => {
                 // Nothing was published: an aborted upload leaves no object.
@@ -210,11 +169,11 @@ impl BlobStore for ObjectBlobStore {
                 Err(e)
             }
             (Err(e), None) => Err(e),
-            (Ok(()), Some(up)) => {
+            (Ok(size), Some(up)) => {
                 up.finish().await.map_err(|e| remote("upload", &key, e))?;
                 Ok(size)
             }
-            (Ok(()), None) => {
+            (Ok(size), None) => {
                 self.store
                     .put(&key, PutPayload::from_iter(held))
                     .await
@@ -257,6 +216,41 @@ impl BlobStore for ObjectBlobStore {
                 })
             })
             .collect())
+    }
+}
+
+/// Where a write's verified-as-they-come chunks go: held until [`PART`] bytes, then a multipart
+/// upload that only [`BlobStore::write`] completes, once the digest matched.
+struct Upload<'a> {
+    store: &'a Arc<dyn ObjectStore>,
+    key: Path,
+    held: Vec<Bytes>,
+    upload: Option<WriteMultipart>,
+}
+
+impl AsyncSink for Upload<'_> {
+    async fn take(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        if let Some(up) = &mut self.upload {
+            up.wait_for_capacity(PARTS_IN_FLIGHT)
+                .await
+                .map_err(|e| remote("upload", &self.key, e))?;
+            up.put(chunk);
+            return Ok(());
+        }
+        self.held.push(chunk);
+        if self.held.iter().map(Bytes::len).sum::<usize>() >= PART {
+            let mp = self
+                .store
+                .put_multipart(&self.key)
+                .await
+                .map_err(|e| remote("upload", &self.key, e))?;
+            let mut up = WriteMultipart::new_with_chunk_size(mp, PART);
+            for b in self.held.drain(..) {
+                up.put(b);
+            }
+            self.upload = Some(up);
+        }
+        Ok(())
     }
 }
 

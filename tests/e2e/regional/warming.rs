@@ -47,16 +47,6 @@ fn push_release(up: &Upstream, release: &str) -> IndexImage {
     index
 }
 
-/// The sum of a counter's samples whose labels contain every one of `labels`.
-fn metric(wharf: &Wharf, name: &str, labels: &[&str]) -> u64 {
-    let text = wharf_e2e::http::get(&format!("{}/metrics", wharf.admin_url()), &[]).text();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
 /// Upstream requests since `mark` for any of `digests`.
 fn asked_for<'a>(
     up: &Upstream,
@@ -110,7 +100,7 @@ fn a_moved_tag_gets_the_platform_pulled_before_warmed_and_no_other() {
     let (arm, amd) = (v2.child("arm64"), v2.child("amd64"));
     let wanted = arm.blobs().len() as u64;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(&wharf, "wharf_warm_blobs_total", &["result=\"fetched\""]) < wanted {
+    while wharf.metric("wharf_warm_blobs_total", &["result=\"fetched\""]) < wanted {
         assert!(Instant::now() < deadline, "warming never finished");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -126,7 +116,7 @@ fn a_moved_tag_gets_the_platform_pulled_before_warmed_and_no_other() {
         .chain([amd.manifest.digest.as_str()]);
     let reqs = asked_for(&up, mark, amd_digests);
     assert!(reqs.is_empty(), "amd64 was fetched: {reqs:#?}");
-    let bytes = metric(&wharf, "wharf_warm_bytes_total", &[]);
+    let bytes = wharf.metric("wharf_warm_bytes_total", &[]);
     assert_eq!(bytes, arm.total_blob_bytes());
 
     // The next arm64 pull is v2 and asks the upstream for nothing.
@@ -146,7 +136,7 @@ fn a_moved_tag_gets_the_platform_pulled_before_warmed_and_no_other() {
         reqs.is_empty(),
         "the pull after warming fetched from the upstream: {reqs:#?}"
     );
-    assert_eq!(metric(&wharf, "wharf_warm_hits_total", &[]), wanted);
+    assert_eq!(wharf.metric("wharf_warm_hits_total", &[]), wanted);
 }
 
 #[test]
@@ -174,5 +164,5 @@ fn warming_is_off_unless_configured() {
     up.wait_log_stable();
     let reqs = asked_for(&up, mark, blob_digests(v2.child("arm64")));
     assert!(reqs.is_empty(), "warmed while off: {reqs:#?}");
-    assert_eq!(metric(&wharf, "wharf_warm_runs_total", &[]), 0);
+    assert_eq!(wharf.metric("wharf_warm_runs_total", &[]), 0);
 }

@@ -17,7 +17,7 @@ use wharf_e2e::{Http, Upstream, UpstreamCfg, Wharf};
 use wharf_testkit::garage::Garage;
 use wharf_testkit::{FakeRegistry, Fault};
 
-use super::{metric, object_store_toml, wait_for};
+use super::{object_store_toml, wait_for};
 
 const MIB: usize = 1 << 20;
 const REPO: &str = "fleet/layer";
@@ -28,9 +28,16 @@ fn content(label: &str, size: usize) -> Bytes {
     Bytes::from(buf)
 }
 
-/// Three replicas of `upstream`, each knowing the others, sharing `store`.
-fn fleet(upstream: &UpstreamCfg, store: &str) -> (Vec<Wharf>, Vec<String>) {
+/// `n` replicas of `upstream`, each knowing the others, each with `extra` in its configuration
+/// (an `[object_store]`, an `[auth]`) and `cluster_extra` in its `[cluster]`.
+fn fleet_of(
+    n: usize,
+    upstream: &UpstreamCfg,
+    extra: &str,
+    cluster_extra: &str,
+) -> (Vec<Wharf>, Vec<String>) {
     let ports: [u16; 3] = free_ports();
+    let ports = &ports[..n];
     let peers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let list = peers
         .iter()
@@ -43,14 +50,19 @@ fn fleet(upstream: &UpstreamCfg, store: &str) -> (Vec<Wharf>, Vec<String>) {
             Wharf::builder()
                 .listen_port(*p)
                 .upstream(upstream.clone())
-                .extra_toml(store)
+                .extra_toml(extra)
                 .extra_toml(&format!(
-                    "[cluster]\nadvertise = \"127.0.0.1:{p}\"\npeers = [{list}]\n"
+                    "[cluster]\nadvertise = \"127.0.0.1:{p}\"\npeers = [{list}]\n{cluster_extra}\n"
                 ))
                 .start()
         })
         .collect();
     (replicas, peers)
+}
+
+/// Three replicas of `upstream`, each knowing the others, sharing `store`.
+fn fleet(upstream: &UpstreamCfg, store: &str) -> (Vec<Wharf>, Vec<String>) {
+    fleet_of(3, upstream, store, "")
 }
 
 /// The peer that owns `digest`: the highest first 8 bytes of sha256(peer \0 digest), the
@@ -119,7 +131,7 @@ fn forty_eight_clients_over_three_replicas_make_one_upstream_get() {
     assert_eq!(gets.len(), 1, "upstream GETs for the blob: {gets:#?}");
     let peer_fills: u64 = replicas
         .iter()
-        .map(|w| metric(w, "wharf_fills_by_source_total", &["source=\"peer\""]))
+        .map(|w| w.metric("wharf_fills_by_source_total", &["source=\"peer\""]))
         .sum();
     assert_eq!(
         peer_fills, 2,
@@ -175,11 +187,7 @@ fn the_owner_killed_mid_fill_the_others_finish_from_the_upstream() {
     // What reached the object store is the whole blob or nothing.
     for i in &others {
         wait_for("the replica's fill recorded", || {
-            metric(
-                &replicas[*i],
-                "wharf_fills_by_source_total",
-                &["source=\"upstream\""],
-            ) == 1
+            replicas[*i].metric("wharf_fills_by_source_total", &["source=\"upstream\""]) == 1
         });
     }
     let tier = super::tier_of(&g, "fleet-kill");
@@ -252,7 +260,7 @@ fn a_replica_listed_under_a_second_name_never_waits_on_itself() {
         assert_eq!(fake.blob_requests("GET", d).len(), 1, "{d}");
     }
     assert!(
-        metric(&w, "wharf_peer_requests_total", &["result=\"declined\""]) >= via_second_name as u64
+        w.metric("wharf_peer_requests_total", &["result=\"declined\""]) >= via_second_name as u64
     );
 }
 
@@ -271,29 +279,15 @@ fn replicas_that_require_a_login_pull_from_each_other_with_the_fleet_secret() {
     .expect_ok("htpasswd");
     let secret = dir.path().join("cluster.secret");
     std::fs::write(&secret, "a-secret-every-replica-shares\n").expect("secret");
-    let ports: [u16; 2] = free_ports();
-    let peers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let list = peers
-        .iter()
-        .map(|p| format!("\"{p}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
     let cfg = UpstreamCfg::new("oracle", &fake.url())
         .prefixes(&["oracle"])
         .default(true);
-    let replicas: Vec<Wharf> = ports
-        .iter()
-        .map(|p| {
-            Wharf::builder()
-                .listen_port(*p)
-                .upstream(cfg.clone())
-                .extra_toml(&format!(
-                    "[auth]\nhtpasswd = {users:?}\nanonymous_pull = false\n\n\
-                     [cluster]\nadvertise = \"127.0.0.1:{p}\"\npeers = [{list}]\nsecret_file = {secret:?}\n"
-                ))
-                .start()
-        })
-        .collect();
+    let (replicas, _) = fleet_of(
+        2,
+        &cfg,
+        &format!("[auth]\nhtpasswd = {users:?}\nanonymous_pull = false\n"),
+        &format!("secret_file = {secret:?}"),
+    );
     let login = format!(
         "Basic {}",
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "alice:alice-pw")
@@ -312,7 +306,7 @@ fn replicas_that_require_a_login_pull_from_each_other_with_the_fleet_secret() {
     }
     let from_peers: u64 = replicas
         .iter()
-        .map(|w| metric(w, "wharf_peer_requests_total", &["result=\"ok\""]))
+        .map(|w| w.metric("wharf_peer_requests_total", &["result=\"ok\""]))
         .sum();
     assert_eq!(from_peers, digests.len() as u64, "one peer fill per blob");
     // Without the login, nobody pulls; the secret is no user's password.

@@ -128,8 +128,9 @@ pub struct StoredBlob {
 }
 
 /// Takes `body` in, hashing it, and says whether it is the content of `d`: what every
-/// backend's `write` does before it publishes. `sink` receives each chunk as it is hashed.
-pub(crate) async fn take_verified<S>(
+/// backend's `write` does before it publishes (a backend in another crate too: the object
+/// store's). `sink` receives each chunk as it is hashed.
+pub async fn take_verified<S>(
     d: &Digest,
     mut body: S,
     sink: &mut impl AsyncSink,
@@ -158,7 +159,7 @@ where
     Ok(size)
 }
 
-/// Where [`take_verified`] puts the chunks: a spool file, or a buffer.
-pub(crate) trait AsyncSink: Send {
+/// Where [`take_verified`] puts the chunks: a spool file, a buffer, an upload.
+pub trait AsyncSink: Send {
     fn take(&mut self, chunk: Bytes) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
