@@ -37,6 +37,10 @@
 //! Distribution registry: time, server CPU per GiB, peak RSS. `SUITE_ONLY=hosting` runs only
 //! these rows.
 //!
+//! Then scale-out (`suite/replicas.rs`): three replicas sharing one Garage against one wharf on
+//! a cold 100 MiB blob (48 clients): time, upstream GETs and bytes, warm aggregate MiB/s, and
+//! CPU per GiB on the object-store hit path. `SUITE_ONLY=replicas` runs only these rows.
+//!
 //! Criterion micro-benchmarks of the hot paths: `cargo bench -p wharf-oci -p wharf-proxy
 //! -p wharf-cache --bench hot_paths`. Everything listens on 127.0.0.1 on free ports; every loop is bounded by a
 //! count and every client by a timeout.
@@ -48,6 +52,8 @@
 
 #[path = "suite/hosting.rs"]
 mod hosting;
+#[path = "suite/replicas.rs"]
+mod replicas;
 
 use std::time::Duration;
 
@@ -80,6 +86,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "replicas") {
+        let r = replicas::measure(&rt, repeats);
+        print_header(&wharf_bin, repeats, "");
+        replicas::print(&r);
+        return;
+    }
     if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "hosting") {
         let up = Upstream::plain();
         let h = hosting::measure(&up, repeats);
@@ -234,6 +246,7 @@ fn main() {
     let herd_res = cold.then(|| cold_herds(&rt, &up, &big, repeats));
 
     let hosting_res = hosting::measure(&up, repeats);
+    let replicas_res = replicas::measure(&rt, repeats);
 
     print_header(
         &wharf_bin,
@@ -245,6 +258,7 @@ fn main() {
     );
     print_table(&res, cold_res.as_ref(), herd_res.as_deref());
     hosting::print(&hosting_res);
+    replicas::print(&replicas_res);
 }
 
 fn print_header(wharf_bin: &std::path::Path, repeats: usize, nginx: &str) {

@@ -18,24 +18,9 @@ use tokio::time::Instant;
 use wharf_e2e::{Skopeo, Upstream, UpstreamCfg, Wharf, images};
 use wharf_testkit::garage::{self, Garage};
 
-/// `[object_store]` for `g`, the secret in a file under `dir`; each test its own `prefix`.
+/// `[object_store]` for `g` under `prefix` (each test its own).
 fn object_store_toml(g: &Garage, dir: &std::path::Path, prefix: &str) -> String {
-    object_store_toml_with(g, dir, prefix, "")
-}
-
-/// [`object_store_toml`] with more `key = value` lines.
-fn object_store_toml_with(g: &Garage, dir: &std::path::Path, prefix: &str, more: &str) -> String {
-    let secret = dir.join("s3.secret");
-    std::fs::write(&secret, format!("{}\n", garage::SECRET)).expect("secret file");
-    format!(
-        "[object_store]\nendpoint = \"{}\"\nbucket = \"{}\"\nregion = \"{}\"\naccess_key_id = \"{}\"\n\
-         secret_access_key_file = \"{}\"\nprefix = \"{prefix}\"\nfailure_backoff = \"1s\"\n{more}\n",
-        g.endpoint(),
-        garage::BUCKET,
-        garage::REGION,
-        garage::KEY_ID,
-        secret.display()
-    )
+    wharf_e2e::fleet::object_store_toml(g, dir, prefix, "")
 }
 
 /// The object store under `prefix`, as wharf reads it.
@@ -190,7 +175,8 @@ fn with_the_object_store_stopped_replicas_go_on_and_use_it_again_once_back() {
 fn a_frozen_object_store_costs_a_pull_its_response_timeout_not_a_hang() {
     let g = Garage::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = object_store_toml_with(&g, dir.path(), "frozen", "response_timeout = \"1s\"");
+    let store =
+        wharf_e2e::fleet::object_store_toml(&g, dir.path(), "frozen", "response_timeout = \"1s\"");
     let up = Upstream::plain();
     let img = &images().oraclelinux;
     let w = replica(&up, &store);

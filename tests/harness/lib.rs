@@ -26,6 +26,7 @@ pub mod access_log;
 pub mod bench;
 pub mod clients;
 pub mod expect;
+pub mod fleet;
 pub mod herd;
 pub mod http;
 pub mod images;

@@ -28,41 +28,9 @@ fn content(label: &str, size: usize) -> Bytes {
     Bytes::from(buf)
 }
 
-/// `n` replicas of `upstream`, each knowing the others, each with `extra` in its configuration
-/// (an `[object_store]`, an `[auth]`) and `cluster_extra` in its `[cluster]`.
-fn fleet_of(
-    n: usize,
-    upstream: &UpstreamCfg,
-    extra: &str,
-    cluster_extra: &str,
-) -> (Vec<Wharf>, Vec<String>) {
-    let ports: [u16; 3] = free_ports();
-    let ports = &ports[..n];
-    let peers: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let list = peers
-        .iter()
-        .map(|p| format!("\"{p}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let replicas = ports
-        .iter()
-        .map(|p| {
-            Wharf::builder()
-                .listen_port(*p)
-                .upstream(upstream.clone())
-                .extra_toml(extra)
-                .extra_toml(&format!(
-                    "[cluster]\nadvertise = \"127.0.0.1:{p}\"\npeers = [{list}]\n{cluster_extra}\n"
-                ))
-                .start()
-        })
-        .collect();
-    (replicas, peers)
-}
-
 /// Three replicas of `upstream`, each knowing the others, sharing `store`.
 fn fleet(upstream: &UpstreamCfg, store: &str) -> (Vec<Wharf>, Vec<String>) {
-    fleet_of(3, upstream, store, "")
+    wharf_e2e::fleet::fleet(3, upstream, store, "")
 }
 
 /// The peer that owns `digest`: the highest first 8 bytes of sha256(peer \0 digest), the
@@ -282,7 +250,7 @@ fn replicas_that_require_a_login_pull_from_each_other_with_the_fleet_secret() {
     let cfg = UpstreamCfg::new("oracle", &fake.url())
         .prefixes(&["oracle"])
         .default(true);
-    let (replicas, _) = fleet_of(
+    let (replicas, _) = wharf_e2e::fleet::fleet(
         2,
         &cfg,
         &format!("[auth]\nhtpasswd = {users:?}\nanonymous_pull = false\n"),
