@@ -195,3 +195,39 @@ fn a_frozen_object_store_costs_a_pull_its_response_timeout_not_a_hang() {
     );
     assert!(w.metric("wharf_tier_requests_total", &["result=\"error\""]) >= 1);
 }
+
+#[test]
+fn with_the_upstream_down_an_empty_replica_serves_what_the_object_store_holds() {
+    let g = Garage::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = object_store_toml(&g, dir.path(), "upstream-down");
+    let mut up = Upstream::plain();
+    let img = &images().oraclelinux;
+    let a = replica(&up, &store);
+    let skopeo = Skopeo::new();
+    skopeo
+        .copy_direct(&a.host_port(), &img.reference(), &[])
+        .expect_ok("a pulls while the upstream is up");
+    wait_for("a wrote the image's blobs", || {
+        a.metric(
+            "wharf_tier_requests_total",
+            &["kind=\"blob\"", "result=\"written\""],
+        ) == img.blobs().len() as u64
+    });
+
+    up.stop();
+    let b = replica(&up, &store);
+    // Something b does not have and the object store neither: the upstream is asked, fails,
+    // and b leaves it alone for a while (its back-off window opens).
+    let missing = skopeo.copy_direct(&b.host_port(), "os/oraclelinux:no-such-tag", &[]);
+    assert!(!missing.ok(), "a tag nobody has was served");
+    // The image a pulled comes from the object store all the same.
+    let c = skopeo
+        .copy_direct(&b.host_port(), &img.reference(), &[])
+        .expect_ok("b pulls from the object store with the upstream down");
+    assert_eq!(c.digest(), img.manifest.digest);
+    assert_eq!(
+        b.metric("wharf_fills_by_source_total", &["source=\"object_store\""]),
+        img.blobs().len() as u64
+    );
+}

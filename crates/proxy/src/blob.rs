@@ -113,7 +113,11 @@ impl Proxy {
             None => {
                 // Joining a download in flight asks nothing; starting one waits for the window.
                 only_if_cached(req_headers, digest)?;
-                ProxyError::backing_off(up)?;
+                // An upstream in its back-off window is not asked; the object store replicas
+                // share still serves what it holds (an outage is when it matters most).
+                if up.backoff.remaining().is_some() && !self.tier_holds(digest).await {
+                    ProxyError::backing_off(up)?;
+                }
                 // A peer's request does not queue for a place: the peer holds one of its own
                 // for this fill, and two replicas each waiting for the other's places under a
                 // fleet-wide burst would stall until their fills time out.

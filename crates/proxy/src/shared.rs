@@ -138,6 +138,24 @@ async fn bounded<T>(
 }
 
 impl Proxy {
+    /// Whether the object store holds `digest` (asked within its `request_timeout`); false
+    /// without a tier, or while it is failing.
+    pub(crate) async fn tier_holds(&self, digest: &Digest) -> bool {
+        let Some(tier) = self.tier.as_ref().filter(|t| !t.backing_off()) else {
+            return false;
+        };
+        match bounded(tier, tier.blobs().stat(digest)).await {
+            Ok(found) => {
+                tier.answered();
+                found.is_some()
+            }
+            Err(e) => {
+                tier.failed(&e);
+                false
+            }
+        }
+    }
+
     /// Once `fill` ends: a fill from the upstream, verified and stored, is written to the
     /// object store; one from the object store that did not match its digest has its object
     /// removed (the next request goes to the upstream).
