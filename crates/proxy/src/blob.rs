@@ -200,7 +200,7 @@ impl Proxy {
         let peer = match &self.cluster {
             Some(cluster) if !from_peer => cluster.owner(digest).and_then(|owner| {
                 let client = cluster.client(&owner, &target.upstream)?;
-                Some(Peer {
+                Some(crate::cluster::Peer {
                     name: owner,
                     client,
                     cluster: cluster.clone(),
@@ -237,83 +237,8 @@ struct Sources<'a> {
     metrics: &'a Metrics,
     tier: Option<&'a wharf_tier::Tier>,
     /// The replica that owns the digest, if it is another.
-    peer: Option<Peer>,
+    peer: Option<crate::cluster::Peer>,
     origin: Arc<Origin>,
-}
-
-/// The replica a fill asks before the upstream.
-#[derive(Clone)]
-struct Peer {
-    name: String,
-    client: wharf_upstream::Client,
-    cluster: Arc<crate::cluster::Cluster>,
-}
-
-impl Peer {
-    /// The owner's answer from byte `offset` on, or `None` (it failed: left alone for a
-    /// while, and the upstream is asked).
-    async fn source(
-        &self,
-        repo: &str,
-        digest: &Digest,
-        offset: u64,
-        metrics: &Metrics,
-        origin: &Origin,
-    ) -> Option<FillSource> {
-        // Down since the fill started (its body broke): the resume goes to the upstream.
-        if self.cluster.is_down(&self.name) {
-            return None;
-        }
-        let from = (offset > 0).then_some(offset);
-        let count = |result: &str| {
-            metrics
-                .tier
-                .peers
-                .with_label_values(&[&self.name, result])
-                .inc();
-        };
-        let resp = match self.client.blob(Method::GET, repo, digest, from).await {
-            Ok(resp) if offset == 0 || resp.status == StatusCode::PARTIAL_CONTENT => resp,
-            Ok(_) => {
-                self.cluster
-                    .peer_failed(&self.name, &"it ignored the Range of a resume");
-                count("failed");
-                return None;
-            }
-            // Down or failing: left alone for a while. Any other answer (421 from a peer that
-            // does not own the digest in its view, a 401/403/404) is about this request only.
-            Err(e) if e.is_unreachable() => {
-                self.cluster.peer_failed(&self.name, &e);
-                count("failed");
-                return None;
-            }
-            Err(e) => {
-                tracing::debug!(peer = %self.name, %digest, error = %e,
-                    "the peer declined; filling from the upstream");
-                count("declined");
-                return None;
-            }
-        };
-        count("ok");
-        origin.opened_peer();
-        let len = content_length(&resp.headers);
-        let peer = self.clone();
-        // A body that goes silent (the owner frozen, or its own upstream stalled) ends with an
-        // error well before the fill's inactivity timeout, so the fill resumes elsewhere.
-        let body = crate::cluster::idle_bounded(
-            resp.body
-                .into_data_stream()
-                .map_err(std::io::Error::other)
-                .boxed(),
-            crate::cluster::PEER_IDLE,
-        )
-        .inspect_err(move |e| {
-            peer.cluster.peer_failed(&peer.name, e);
-        })
-        .map_err(|e| Arc::new(e) as SourceError)
-        .boxed();
-        Some(FillSource { len, body })
-    }
 }
 
 fn answered(outcome: Outcome, mut resp: Response<Body>) -> Response<Body> {

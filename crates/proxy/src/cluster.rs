@@ -23,11 +23,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use http::HeaderMap;
+use futures_util::{StreamExt, TryStreamExt};
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::BodyExt;
 use sha2::{Digest as _, Sha256};
 use tokio::time::Instant;
+use wharf_cache::{FillSource, SourceError};
+use wharf_metrics::Metrics;
 use wharf_oci::Digest;
 
+use crate::content_length;
+use crate::shared::Origin;
 use crate::upstreams::Upstream;
 
 /// How long a peer that failed is not asked (fills go to the upstream meanwhile).
@@ -182,6 +188,81 @@ impl Cluster {
         client.set_via(&self.via);
         clients.insert(key, client.clone());
         Some(client)
+    }
+}
+
+/// The replica a fill asks before the upstream.
+#[derive(Clone)]
+pub(crate) struct Peer {
+    pub(crate) name: String,
+    pub(crate) client: wharf_upstream::Client,
+    pub(crate) cluster: Arc<Cluster>,
+}
+
+impl Peer {
+    /// The owner's answer from byte `offset` on, or `None` (it failed: left alone for a
+    /// while, and the upstream is asked).
+    pub(crate) async fn source(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        offset: u64,
+        metrics: &Metrics,
+        origin: &Origin,
+    ) -> Option<FillSource> {
+        // Down since the fill started (its body broke): the resume goes to the upstream.
+        if self.cluster.is_down(&self.name) {
+            return None;
+        }
+        let from = (offset > 0).then_some(offset);
+        let count = |result: &str| {
+            metrics
+                .tier
+                .peers
+                .with_label_values(&[&self.name, result])
+                .inc();
+        };
+        let resp = match self.client.blob(Method::GET, repo, digest, from).await {
+            Ok(resp) if offset == 0 || resp.status == StatusCode::PARTIAL_CONTENT => resp,
+            Ok(_) => {
+                self.cluster
+                    .peer_failed(&self.name, &"it ignored the Range of a resume");
+                count("failed");
+                return None;
+            }
+            // Down or failing: left alone for a while. Any other answer (421 from a peer that
+            // does not own the digest in its view, a 401/403/404) is about this request only.
+            Err(e) if e.is_unreachable() => {
+                self.cluster.peer_failed(&self.name, &e);
+                count("failed");
+                return None;
+            }
+            Err(e) => {
+                tracing::debug!(peer = %self.name, %digest, error = %e,
+                    "the peer declined; filling from the upstream");
+                count("declined");
+                return None;
+            }
+        };
+        count("ok");
+        origin.opened_peer();
+        let len = content_length(&resp.headers);
+        let peer = self.clone();
+        // A body that goes silent (the owner frozen, or its own upstream stalled) ends with an
+        // error well before the fill's inactivity timeout, so the fill resumes elsewhere.
+        let body = idle_bounded(
+            resp.body
+                .into_data_stream()
+                .map_err(std::io::Error::other)
+                .boxed(),
+            PEER_IDLE,
+        )
+        .inspect_err(move |e| {
+            peer.cluster.peer_failed(&peer.name, e);
+        })
+        .map_err(|e| Arc::new(e) as SourceError)
+        .boxed();
+        Some(FillSource { len, body })
     }
 }
 
