@@ -41,6 +41,10 @@
 //! a cold 100 MiB blob (48 clients): time, upstream GETs and bytes, warm aggregate MiB/s, and
 //! CPU per GiB on the object-store hit path. `SUITE_ONLY=replicas` runs only these rows.
 //!
+//! Last, TLS and HTTP/2 (`suite/tls.rs`): wharf and nginx over TLS with the same certificate,
+//! one stream and 16 over HTTP/1.1 and HTTP/2, 1 MiB blobs with wrk, CPU per GiB.
+//! `SUITE_ONLY=tls` runs only these rows.
+//!
 //! Criterion micro-benchmarks of the hot paths: `cargo bench -p wharf-oci -p wharf-proxy
 //! -p wharf-cache --bench hot_paths`. Everything listens on 127.0.0.1 on free ports; every loop is bounded by a
 //! count and every client by a timeout.
@@ -54,6 +58,8 @@
 mod hosting;
 #[path = "suite/replicas.rs"]
 mod replicas;
+#[path = "suite/tls.rs"]
+mod tls;
 
 use std::time::Duration;
 
@@ -86,6 +92,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "tls") {
+        let up = Upstream::plain();
+        let (big, small) = blobs_measured();
+        let t = tls::measure(&up, &big, &small, repeats);
+        print_header(&wharf_bin, repeats, "nginx over TLS; ");
+        tls::print(&t);
+        return;
+    }
     if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "replicas") {
         let r = replicas::measure(&rt, repeats);
         print_header(&wharf_bin, repeats, "");
@@ -100,14 +114,7 @@ fn main() {
         return;
     }
     let images = wharf_e2e::images();
-    let big = images
-        .serverjre
-        .layers
-        .iter()
-        .max_by_key(|l| l.size)
-        .expect("layers")
-        .clone();
-    let small = images.oraclelinux.layers[0].clone();
+    let (big, small) = blobs_measured();
     let tag = images.oraclelinux.tag.clone();
     let digest = images.oraclelinux.manifest.digest.clone();
 
@@ -247,6 +254,7 @@ fn main() {
 
     let hosting_res = hosting::measure(&up, repeats);
     let replicas_res = replicas::measure(&rt, repeats);
+    let tls_res = tls::measure(&up, &big, &small, repeats);
 
     print_header(
         &wharf_bin,
@@ -259,6 +267,21 @@ fn main() {
     print_table(&res, cold_res.as_ref(), herd_res.as_deref());
     hosting::print(&hosting_res);
     replicas::print(&replicas_res);
+    tls::print(&tls_res);
+}
+
+/// The blobs the warm rows serve: the largest layer of `java/serverjre` (100 MiB) and a 1 MiB
+/// layer of `os/oraclelinux`.
+fn blobs_measured() -> (Descriptor, Descriptor) {
+    let images = wharf_e2e::images();
+    let big = images
+        .serverjre
+        .layers
+        .iter()
+        .max_by_key(|l| l.size)
+        .expect("layers")
+        .clone();
+    (big, images.oraclelinux.layers[0].clone())
 }
 
 fn print_header(wharf_bin: &std::path::Path, repeats: usize, nginx: &str) {

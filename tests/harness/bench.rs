@@ -99,10 +99,21 @@ pub struct Nginx {
     dir: tempfile::TempDir,
     pub port: u16,
     proc: Proc,
+    tls: bool,
 }
 
 impl Nginx {
     pub fn serving(storage: &Path) -> Nginx {
+        Nginx::start(storage, None)
+    }
+
+    /// [`Nginx::serving`] over TLS 1.2/1.3 with `files` (and HTTP/2 by ALPN), a shared session
+    /// cache and keep-alive, as a site would run it.
+    pub fn serving_tls(storage: &Path, files: &wharf_testkit::TlsFiles) -> Nginx {
+        Nginx::start(storage, Some(files))
+    }
+
+    fn start(storage: &Path, tls: Option<&wharf_testkit::TlsFiles>) -> Nginx {
         assert!(
             Path::new(NGINX_BIN).is_file(),
             "{NGINX_BIN} not found: apt-get install nginx"
@@ -121,10 +132,17 @@ impl Nginx {
              \x20 default_type application/octet-stream;\n\
              \x20 client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
              \x20 fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             \x20 server {{\n    listen 127.0.0.1:{port};\n\
+             \x20 server {{\n    listen 127.0.0.1:{port}{ssl};\n{ssl_conf}\
              \x20   location ~ ^/v2/.+/blobs/sha256:(..)(.+)$ {{ alias {b}/$1/$1$2/data; }}\n  }}\n}}\n",
             d = d.display(),
             b = blobs.display(),
+            ssl = if tls.is_some() { " ssl http2" } else { "" },
+            ssl_conf = tls.map_or(String::new(), |t| format!(
+                "    ssl_certificate {};\n    ssl_certificate_key {};\n    \
+                 ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache shared:SSL:10m;\n",
+                t.cert.display(),
+                t.key.display()
+            )),
         );
         let conf_path = d.join("nginx.conf");
         write_file(&conf_path, conf);
@@ -147,11 +165,17 @@ impl Nginx {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });
         assert!(ready.is_some(), "nginx did not listen on {port}");
-        Nginx { dir, port, proc }
+        Nginx {
+            dir,
+            port,
+            proc,
+            tls: tls.is_some(),
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The master and its workers.

@@ -67,6 +67,7 @@ impl WharfBuilder {
             env,
             listen,
             admin,
+            tls: self.tls.is_some(),
             proc: None,
         };
         w.spawn();
@@ -83,6 +84,8 @@ pub struct Wharf {
     env: Vec<(String, String)>,
     listen: u16,
     admin: u16,
+    /// The registry listener speaks TLS.
+    tls: bool,
     log: PathBuf,
     proc: Option<Proc>,
 }
@@ -105,7 +108,13 @@ impl Wharf {
             cmd.env("RUST_BACKTRACE", "1");
         }
         let mut proc = Proc::spawn("wharf", cmd, &self.log, &self.log);
-        let url = format!("{}/v2/", self.url());
+        // Over TLS, readiness is the admin listener's (plain HTTP) /readyz.
+        let url = if self.tls {
+            format!("{}/readyz", self.admin_url())
+        } else {
+            format!("{}/v2/", self.url())
+        };
+        let tls = self.tls;
         let http = Http::new().timeout(Duration::from_secs(5));
         let mut last = String::from("no answer");
         let ready = wait_for(Duration::from_secs(20), Duration::from_millis(50), || {
@@ -117,6 +126,7 @@ impl Wharf {
             }
             // 401 with wharf's Basic challenge: up, with `[auth]` asking for a login on `/v2/`.
             match http.try_request("GET", &url, &[], bytes::Bytes::new()) {
+                Ok(r) if tls && r.status == 200 => Some(()),
                 Ok(r)
                     if (r.status == 200
                         || (r.status == 401
@@ -147,9 +157,10 @@ impl Wharf {
         self.proc = Some(proc);
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` with [`WharfBuilder::tls`])
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.listen)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.listen)
     }
 
     /// `127.0.0.1:PORT`

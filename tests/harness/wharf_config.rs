@@ -175,9 +175,17 @@ pub struct WharfBuilder {
     env: Vec<(String, String)>,
     /// `server.listen`'s port, when the test chose it (a fleet whose peers know each other's).
     pub(crate) listen: Option<u16>,
+    /// `server.tls_cert` and `server.tls_key`, when the listener speaks TLS.
+    pub(crate) tls: Option<wharf_testkit::TlsFiles>,
 }
 
 impl WharfBuilder {
+    /// TLS on the registry listener with these files (the admin listener stays plain).
+    pub fn tls(mut self, files: &wharf_testkit::TlsFiles) -> Self {
+        self.tls = Some(files.clone());
+        self
+    }
+
     /// Listen on this port (picked free by the test) instead of one picked at start.
     pub fn listen_port(mut self, port: u16) -> Self {
         self.listen = Some(port);
@@ -250,7 +258,12 @@ impl WharfBuilder {
         let mut env = self.env.clone();
         let mut s = format!(
             "# written by the wharf-e2e harness\n[server]\nlisten = \"127.0.0.1:{listen}\"\n\
-             admin_listen = \"127.0.0.1:{admin}\"\n\n[cache]\ndir = {}\nmax_size = {}\ntag_ttl = {}\n",
+             admin_listen = \"127.0.0.1:{admin}\"\n{}\n[cache]\ndir = {}\nmax_size = {}\ntag_ttl = {}\n",
+            self.tls.as_ref().map_or(String::new(), |t| format!(
+                "tls_cert = {}\ntls_key = {}\n",
+                toml_str(&t.cert.display().to_string()),
+                toml_str(&t.key.display().to_string())
+            )),
             toml_str(&self.store_dir(dir).display().to_string()),
             toml_str(&self.max_size),
             toml_str(&self.tag_ttl)
@@ -281,6 +294,7 @@ impl Default for WharfBuilder {
             extra_toml: String::new(),
             env: Vec::new(),
             listen: None,
+            tls: None,
         }
     }
 }

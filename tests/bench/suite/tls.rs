@@ -1,0 +1,153 @@
+//! The suite's TLS and HTTP/2 rows (issue 18): wharf and nginx serving the same 100 MiB and
+//! 1 MiB blobs over TLS with the same certificate (an RSA leaf and its intermediate, from the
+//! test PKI), side by side. nginx: `ssl_session_cache`, keep-alive, `http2` on the listener,
+//! `sendfile` (which TLS turns into copies); wharf: rustls with its ring provider, ALPN h2 and
+//! http/1.1.
+//!
+//! Per repeat and server: one stream with curl over HTTP/1.1 and over HTTP/2 (`SINGLES` GETs
+//! each), 16 streams with `curl --parallel` over HTTP/1.1 (16 connections) and over HTTP/2 (16
+//! streams multiplexed on one connection), MiB/s; the 1 MiB blob with `wrk -t2 -c16` over TLS,
+//! requests per second; the server's CPU time per GiB over the streaming runs.
+//! `SUITE_ONLY=tls` runs only these rows.
+
+use std::path::Path;
+use std::process::Command;
+
+use tokio::time::Instant;
+use wharf_e2e::bench::{self, Nginx, cpu_time};
+use wharf_e2e::images::Descriptor;
+use wharf_e2e::{Upstream, UpstreamCfg, Wharf};
+use wharf_testkit::Pki;
+
+use super::{GIB, MIB, SINGLES, STREAMS, WRK_SECS, f, med};
+
+/// Samples per server: [wharf, nginx].
+#[derive(Default)]
+pub(crate) struct Tls {
+    one_h1: [Vec<f64>; 2],
+    one_h2: [Vec<f64>; 2],
+    many_h1: [Vec<f64>; 2],
+    many_h2: [Vec<f64>; 2],
+    rps: [Vec<f64>; 2],
+    cpu_per_gib: [Vec<f64>; 2],
+}
+
+/// `curl` over TLS trusting `ca`: `n` GETs of `url` at once (`--parallel`), HTTP/2 or 1.1;
+/// aggregate MiB/s from the first request to the last byte.
+fn curl(url: &str, ca: &Path, h2: bool, n: usize, size: u64) -> f64 {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--fail", "--max-time", "300", "--cacert"])
+        .arg(ca)
+        .arg(if h2 { "--http2" } else { "--http1.1" });
+    if n > 1 {
+        cmd.args(["--parallel", "--parallel-max", &n.to_string()]);
+        if !h2 {
+            // One connection per transfer; over h2, curl multiplexes them on one.
+            cmd.arg("--parallel-immediate");
+        }
+    }
+    for _ in 0..n {
+        cmd.args(["-o", "/dev/null", url]);
+    }
+    let t0 = Instant::now();
+    let out = cmd.output().expect("curl (apt-get install curl)");
+    let secs = t0.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "curl {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    size as f64 * n as f64 / MIB / secs
+}
+
+pub(crate) fn measure(up: &Upstream, big: &Descriptor, small: &Descriptor, repeats: usize) -> Tls {
+    let pki = Pki::new();
+    let files = pki.leaf("bench-tls", 10);
+    let ca = pki.root();
+    let wharf = Wharf::builder()
+        .upstream(UpstreamCfg::oracle(up))
+        .tls(&files)
+        .start();
+    let nginx = Nginx::serving_tls(up.storage_dir(), &files);
+    let urls =
+        |base: &str, d: &Descriptor, repo: &str| format!("{base}/v2/{repo}/blobs/{}", d.digest);
+    let servers: [(String, Vec<u32>); 2] = [
+        (wharf.url(), wharf.pid().into_iter().collect()),
+        (nginx.url(), nginx.pids()),
+    ];
+    // Warm wharf (nginx serves the upstream's files): each blob once, through its repository.
+    for (d, repo) in [(big, super::BIG_REPO), (small, super::SMALL_REPO)] {
+        curl(&urls(&wharf.url(), d, repo), &ca, false, 1, d.size);
+    }
+    let mut t = Tls::default();
+    for r in 0..repeats {
+        eprintln!("[suite] tls: {}/{repeats}", r + 1);
+        for (i, (base, pids)) in servers.iter().enumerate() {
+            let cpu = || {
+                pids.iter()
+                    .filter_map(|p| cpu_time(*p))
+                    .sum::<std::time::Duration>()
+            };
+            let url = urls(base, big, super::BIG_REPO);
+            let cpu0 = cpu();
+            for _ in 0..SINGLES {
+                t.one_h1[i].push(curl(&url, &ca, false, 1, big.size));
+                t.one_h2[i].push(curl(&url, &ca, true, 1, big.size));
+            }
+            t.many_h1[i].push(curl(&url, &ca, false, STREAMS, big.size));
+            t.many_h2[i].push(curl(&url, &ca, true, STREAMS, big.size));
+            let gib = big.size as f64 * (2 * SINGLES + 2 * STREAMS) as f64 / GIB;
+            t.cpu_per_gib[i].push(cpu().saturating_sub(cpu0).as_secs_f64() / gib);
+            let w = bench::wrk(&urls(base, small, super::SMALL_REPO), 2, STREAMS, WRK_SECS);
+            assert!(
+                w.requests_per_sec.is_finite() && w.non_2xx == 0,
+                "wrk over TLS:\n{}",
+                w.output
+            );
+            t.rps[i].push(w.requests_per_sec);
+        }
+    }
+    t
+}
+
+pub(crate) fn print(t: &Tls) {
+    println!(
+        "\n| TLS (same certificate; median of the repeats) | wharf (rustls) | nginx (OpenSSL) | wharf / nginx |"
+    );
+    println!("|---|---|---|---|");
+    let rows: [(&str, &[Vec<f64>; 2], usize); 6] = [
+        ("warm 100 MiB blob, 1 stream, HTTP/1.1, MiB/s", &t.one_h1, 0),
+        ("warm 100 MiB blob, 1 stream, HTTP/2, MiB/s", &t.one_h2, 0),
+        (
+            "warm 100 MiB blob, 16 connections, HTTP/1.1, aggregate MiB/s",
+            &t.many_h1,
+            0,
+        ),
+        (
+            "warm 100 MiB blob, 16 streams on one HTTP/2 connection, aggregate MiB/s",
+            &t.many_h2,
+            0,
+        ),
+        ("1 MiB blob, `wrk -t2 -c16` over TLS, req/s", &t.rps, 0),
+        (
+            "server CPU s per GiB served (the streaming runs)",
+            &t.cpu_per_gib,
+            3,
+        ),
+    ];
+    for (name, [w, n], dec) in rows {
+        println!(
+            "| {name} | {} | {} | {:.2}x |",
+            f(med(w), dec),
+            f(med(n), dec),
+            med(w) / med(n)
+        );
+    }
+    println!(
+        "| wharf HTTP/2 / HTTP/1.1, 1 stream; 16 streams | {:.2}x; {:.2}x | {:.2}x; {:.2}x | |",
+        med(&t.one_h2[0]) / med(&t.one_h1[0]),
+        med(&t.many_h2[0]) / med(&t.many_h1[0]),
+        med(&t.one_h2[1]) / med(&t.one_h1[1]),
+        med(&t.many_h2[1]) / med(&t.many_h1[1]),
+    );
+}
