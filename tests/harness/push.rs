@@ -62,6 +62,21 @@ impl Pusher<'_> {
         );
     }
 
+    /// Uploads `size` bytes of deterministic random content (from `label`) to `repo` as a
+    /// layer blob; its descriptor.
+    pub fn random_blob(&self, repo: &str, label: &str, size: usize) -> Descriptor {
+        let mut buf = vec![0; size];
+        crate::layers::random_bytes(label, &mut buf);
+        let data = Bytes::from(buf);
+        let desc = Descriptor {
+            media_type: crate::images::MT_OCI_LAYER_GZIP.into(),
+            digest: crate::util::sha256_digest(&data),
+            size: size as u64,
+        };
+        self.blob(repo, &desc, data);
+        desc
+    }
+
     /// Puts manifest bytes under `reference` (tag or digest) with its media type.
     pub fn manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &str) {
         let resp = self.http.request(

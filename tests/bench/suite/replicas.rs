@@ -17,15 +17,12 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::time::Instant;
 use wharf_e2e::bench::cpu_time;
 use wharf_e2e::herd::{self, Ask, Outcome};
-use wharf_e2e::images::{Descriptor, MT_OCI_LAYER_GZIP};
-use wharf_e2e::layers::random_bytes;
+use wharf_e2e::images::Descriptor;
 use wharf_e2e::push::Pusher;
 use wharf_e2e::registry::Storage;
-use wharf_e2e::util::sha256_digest;
 use wharf_e2e::{Http, Upstream, UpstreamCfg, Wharf};
 use wharf_testkit::garage::Garage;
 
@@ -47,20 +44,11 @@ pub(crate) struct Replicas {
 }
 
 fn push_blob(up: &Upstream, label: &str) -> Descriptor {
-    let mut buf = vec![0; SIZE];
-    random_bytes(label, &mut buf);
-    let data = Bytes::from(buf);
-    let desc = Descriptor {
-        media_type: MT_OCI_LAYER_GZIP.into(),
-        digest: sha256_digest(&data),
-        size: SIZE as u64,
-    };
     Pusher {
         base: up.url(),
         http: &Http::new(),
     }
-    .blob(REPO, &desc, data);
-    desc
+    .random_blob(REPO, label, SIZE)
 }
 
 fn url(w: &Wharf, d: &Descriptor) -> String {

@@ -8,7 +8,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use wharf_e2e::herd::{Ask, Herd, Outcome};
-use wharf_e2e::images::{Descriptor, MT_OCI_LAYER_GZIP};
 use wharf_e2e::layers::random_bytes;
 use wharf_e2e::push::Pusher;
 use wharf_e2e::registry::Storage;
@@ -68,17 +67,11 @@ fn forty_eight_clients_over_three_replicas_make_one_upstream_get() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = object_store_toml(&g, dir.path(), "fleet-herd");
     let up = Upstream::builder().storage(Storage::Empty).start();
-    let data = content("fleet-herd-100mib", SIZE);
-    let desc = Descriptor {
-        media_type: MT_OCI_LAYER_GZIP.into(),
-        digest: sha256_digest(&data),
-        size: SIZE as u64,
-    };
-    Pusher {
+    let desc = Pusher {
         base: up.url(),
         http: &Http::new(),
     }
-    .blob(REPO, &desc, data);
+    .random_blob(REPO, "fleet-herd-100mib", SIZE);
     let cfg = UpstreamCfg::oracle(&up);
     let (replicas, _) = fleet(&cfg, &store);
     let mark = up.mark();
