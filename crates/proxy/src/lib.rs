@@ -294,7 +294,21 @@ impl Proxy {
             endpoint,
             upstream = tracing::field::Empty,
         );
-        let (upstream, result) = self.answer(req, &parsed).instrument(span.clone()).await;
+        // A request another proxy forwarded: its hops go on with this wharf's upstream
+        // requests, so a loop through several wharfs comes back to one that sees its own.
+        let hops: Vec<HeaderValue> = req
+            .headers()
+            .get_all(header::VIA)
+            .iter()
+            .take(MAX_VIA_HOPS)
+            .cloned()
+            .collect();
+        let answer = self.answer(req, &parsed).instrument(span.clone());
+        let (upstream, result) = if hops.is_empty() {
+            answer.await
+        } else {
+            wharf_upstream::with_incoming_via(hops, answer).await
+        };
         // The spec's Registry Proxying: a request an `ns` scoped (it chose the upstream) says
         // so in `OCI-Namespace`, whatever the answer; an `ns` naming no upstream scoped nothing.
         let namespace = upstream
@@ -430,6 +444,9 @@ fn ping() -> Response<Body> {
     );
     resp
 }
+
+/// `Via` header lines of a request passed on to the upstream requests made for it.
+const MAX_VIA_HOPS: usize = 8;
 
 /// How this run of wharf names itself in `Via` (`wharf-<run id>`, RFC 9110's pseudonym form).
 fn pseudonym(run_id: u32) -> String {

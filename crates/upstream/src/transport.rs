@@ -20,6 +20,22 @@ use crate::error::{Error, RedirectProblem, TimeoutPhase};
 use crate::redirect::{self, MAX_HOPS};
 use crate::tls::{self, HttpClient};
 
+tokio::task_local! {
+    /// The `Via` values of the client request being answered, in the task answering it
+    /// ([`with_incoming_via`]): sent before this wharf's own on its upstream requests.
+    static INCOMING_VIA: Vec<HeaderValue>;
+}
+
+/// Runs `f` (the answer to a request that arrived with `Via` values `hops`) so that upstream
+/// requests it makes carry those hops before this wharf's own. Tasks it spawns (a shared fill)
+/// do not: a fill serves many clients.
+pub fn with_incoming_via<F: std::future::Future>(
+    hops: Vec<HeaderValue>,
+    f: F,
+) -> impl std::future::Future<Output = F::Output> {
+    INCOMING_VIA.scope(hops, f)
+}
+
 /// How much of an error, 401 or redirect body is read (for its OCI error code, and so the
 /// connection can go back to the pool).
 pub(crate) const ERROR_BODY_LIMIT: usize = 64 * 1024;
@@ -121,6 +137,13 @@ impl Transport {
         let h = request.headers_mut();
         h.clone_from(headers);
         h.insert(USER_AGENT, self.user_agent.clone());
+        // The hops the request being answered came through, then this wharf: a request that
+        // goes round two wharfs (A to B to A) reaches A with A's own pseudonym in it.
+        let _ = INCOMING_VIA.try_with(|hops| {
+            for v in hops {
+                h.append(VIA, v.clone());
+            }
+        });
         if let Some(via) = self.via.get() {
             h.append(VIA, via.clone());
         }

@@ -159,3 +159,27 @@ fn head_of_a_cold_blob_at_the_site_downloads_nothing() {
         "{at_region:#?}"
     );
 }
+
+/// Two wharfs, each the other's upstream: a request goes A to B to A, and A, seeing its own
+/// pseudonym among the hops B passed on, refuses it with 508 at once; B passes the answer back.
+#[test]
+fn a_loop_through_two_wharfs_is_refused_quickly() {
+    let [pa, pb] = wharf_e2e::util::free_ports();
+    let via = |port: u16| {
+        UpstreamCfg::new("next", &format!("http://127.0.0.1:{port}/next"))
+            .prefixes(&["next"])
+            .default(true)
+    };
+    let a = Wharf::builder().listen_port(pa).upstream(via(pb)).start();
+    let _b = Wharf::builder().listen_port(pb).upstream(via(pa)).start();
+    let started = Instant::now();
+    let r = Http::new().timeout(Duration::from_secs(20)).get(
+        &format!("{}/next/v2/os/oraclelinux/manifests/7-slim", a.url()),
+        &[],
+    );
+    let took = started.elapsed();
+    assert_eq!(r.status, 508, "{}", r.describe());
+    let (_, message) = r.errors().into_iter().next().expect("error JSON");
+    assert!(message.contains("request loop"), "{message}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
