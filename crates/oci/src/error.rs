@@ -54,8 +54,8 @@ impl ErrorCode {
         }
     }
 
-    /// The code named `s` (`"NAME_UNKNOWN"`), if it is one of these.
-    pub fn parse(s: &str) -> Option<ErrorCode> {
+    /// Every code, in declaration order.
+    pub const ALL: [ErrorCode; 19] = {
         use ErrorCode::*;
         [
             BlobUnknown,
@@ -78,8 +78,11 @@ impl ErrorCode {
             Unavailable,
             Unknown,
         ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
+    };
+
+    /// The code named `s` (`"NAME_UNKNOWN"`), if it is one of these.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
     }
 
     /// The status distribution answers with. `Unavailable` defaults to 503; callers that know
@@ -185,5 +188,8 @@ mod tests {
         );
         assert_eq!(ErrorCode::parse("name_unknown"), None);
         assert_eq!(ErrorCode::parse("MANIFEST_UNVERIFIED"), None);
+        for c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(c.as_str()), Some(c), "{c:?}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use tokio::time::Instant;
-use wharf_cache::{TagKey, TagRecord};
+use wharf_cache::TagRecord;
 use wharf_metrics::Outcome;
 use wharf_oci::{Digest, ErrorCode, Reference, media::AcceptSet};
 
@@ -135,13 +135,7 @@ impl Proxy {
     /// See `freshness.rs` for the decision drawn out.
     async fn manifest_by_tag(&self, target: &Target, tag: &str) -> Result<Tagged, ProxyError> {
         let up = &target.upstream;
-        let repo = target.repo.as_str();
-        let key = TagKey {
-            upstream: &up.name,
-            repository: repo,
-            tag,
-        };
-        let record = self.store.get_tag(key);
+        let record = self.store.get_tag(target.tag_key(tag));
         let cached = match &record {
             Some(rec) => self
                 .store
@@ -241,11 +235,7 @@ impl Proxy {
             size: m.bytes.len() as u64,
             validated_at: Instant::now(),
         };
-        let key = TagKey {
-            upstream: &target.upstream.name,
-            repository: target.repo.as_str(),
-            tag,
-        };
+        let key = target.tag_key(tag);
         self.store.put_tag(key, rec);
     }
 

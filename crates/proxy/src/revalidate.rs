@@ -18,7 +18,7 @@
 
 use http::Method;
 use tokio::time::Instant;
-use wharf_cache::{TagKey, TagRecord};
+use wharf_cache::TagRecord;
 
 use crate::error::{Missing, ProxyError};
 use crate::freshness::{Stale, backoff_for};
@@ -134,11 +134,7 @@ impl Proxy {
     ) -> Result<Revalidation, ProxyError> {
         let up = &target.upstream;
         let repo = target.repo.as_str();
-        let key = TagKey {
-            upstream: &up.name,
-            repository: repo,
-            tag,
-        };
+        let key = target.tag_key(tag);
         let head = up.client.manifest(Method::HEAD, repo, tag).await;
         let fresh = match head {
             Ok(resp) => {

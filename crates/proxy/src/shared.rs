@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::time::Instant;
-use wharf_cache::{BlobStore, Fill, FillSource, SourceError, TagKey, TagRecord};
+use wharf_cache::{BlobStore, Fill, FillSource, SourceError, TagRecord};
 use wharf_metrics::Outcome;
 use wharf_oci::Digest;
 use wharf_tier::{SharedTag, Tier};
@@ -330,11 +330,7 @@ impl Proxy {
             }
             None => self.manifest_from_tier(target, &rec.digest).await?,
         };
-        let key = TagKey {
-            upstream: &up.name,
-            repository: repo,
-            tag,
-        };
+        let key = target.tag_key(tag);
         self.store.put_tag(
             key,
             TagRecord {

@@ -138,6 +138,15 @@ pub struct Target {
 }
 
 impl Target {
+    /// The store's key of `tag` in this target's upstream and repository.
+    pub fn tag_key<'a>(&'a self, tag: &'a str) -> wharf_cache::TagKey<'a> {
+        wharf_cache::TagKey {
+            upstream: &self.upstream.name,
+            repository: self.repo.as_str(),
+            tag,
+        }
+    }
+
     /// `repo` in `upstream`'s namespace, with Docker Hub's `library/` where it applies.
     fn new(upstream: &Arc<Upstream>, repo: RepositoryName) -> Target {
         let repo = if upstream.library_prefix {
