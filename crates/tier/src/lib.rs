@@ -128,8 +128,9 @@ impl Tier {
         Ok(tier)
     }
 
-    /// A tier over any object store (tests use an in-memory one).
-    pub fn with_store(store: Arc<dyn ObjectStore>, prefix: Path, endpoint: &str) -> Tier {
+    /// A tier over `store`, with the default request timeout and back-off ([`Tier::connect`]
+    /// sets the configured ones).
+    fn with_store(store: Arc<dyn ObjectStore>, prefix: Path, endpoint: &str) -> Tier {
         Tier {
             blobs: ObjectBlobStore::new(store.clone(), &prefix),
             store,
