@@ -45,6 +45,14 @@
 //! one stream and 16 over HTTP/1.1 and HTTP/2, 1 MiB blobs with wrk, CPU per GiB.
 //! `SUITE_ONLY=tls` runs only these rows.
 //!
+//! Then the store at scale (`suite/scale.rs`): start-up, memory, manifest and blob latency on
+//! stores of 0, 100,000 and 1,000,000 blobs (`SCALE_BLOBS`), and an eviction of a tenth of
+//! the store while serving. `SUITE_ONLY=scale` runs only these rows.
+//!
+//! Then many clients (`suite/clients.rs`): wharf and nginx under `wrk -c2000` on the 1 MiB
+//! blob, and the memory each idle keep-alive connection of 10,000 costs them.
+//! `SUITE_ONLY=clients` runs only these rows.
+//!
 //! Criterion micro-benchmarks of the hot paths: `cargo bench -p wharf-oci -p wharf-proxy
 //! -p wharf-cache --bench hot_paths`. Everything listens on 127.0.0.1 on free ports; every loop is bounded by a
 //! count and every client by a timeout.
@@ -54,10 +62,14 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+#[path = "suite/clients.rs"]
+mod clients;
 #[path = "suite/hosting.rs"]
 mod hosting;
 #[path = "suite/replicas.rs"]
 mod replicas;
+#[path = "suite/scale.rs"]
+mod scale;
 #[path = "suite/tls.rs"]
 mod tls;
 
@@ -98,6 +110,22 @@ fn main() {
         let t = tls::measure(&up, &big, &small, repeats);
         print_header(&wharf_bin, repeats, "nginx over TLS; ");
         tls::print(&t);
+        return;
+    }
+    if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "clients") {
+        let up = Upstream::plain();
+        let (_, small) = blobs_measured();
+        let c = clients::measure(&rt, &up, &small, repeats);
+        print_header(&wharf_bin, repeats, "");
+        clients::print(&c);
+        return;
+    }
+    if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "scale") {
+        let up = Upstream::plain();
+        let (big, small) = blobs_measured();
+        let s = scale::measure(&rt, &up, &big, &small);
+        print_header(&wharf_bin, repeats, "");
+        scale::print(&s);
         return;
     }
     if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "replicas") {
@@ -255,6 +283,8 @@ fn main() {
     let hosting_res = hosting::measure(&up, repeats);
     let replicas_res = replicas::measure(&rt, repeats);
     let tls_res = tls::measure(&up, &big, &small, repeats);
+    let scale_res = scale::measure(&rt, &up, &big, &small);
+    let clients_res = clients::measure(&rt, &up, &small, repeats);
 
     print_header(
         &wharf_bin,
@@ -268,6 +298,8 @@ fn main() {
     hosting::print(&hosting_res);
     replicas::print(&replicas_res);
     tls::print(&tls_res);
+    scale::print(&scale_res);
+    clients::print(&clients_res);
 }
 
 /// The blobs the warm rows serve: the largest layer of `java/serverjre` (100 MiB) and a 1 MiB

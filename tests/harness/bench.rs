@@ -127,7 +127,7 @@ impl Nginx {
         let conf = format!(
             "{user}daemon off;\nmaster_process on;\nworker_processes auto;\n\
              pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-             events {{ worker_connections 1024; }}\n\
+             worker_rlimit_nofile 20000;\nevents {{ worker_connections 16384; }}\n\
              http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000;\n\
              \x20 default_type application/octet-stream;\n\
              \x20 client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
@@ -333,6 +333,10 @@ pub fn quantile(sorted: &[Duration], q: f64) -> Duration {
 pub struct WrkResult {
     pub requests_per_sec: f64,
     pub non_2xx: u64,
+    /// The 99th percentile latency (`--latency`), ms.
+    pub p99_ms: f64,
+    /// Connect, read, write errors and timeouts (`Socket errors:`), summed.
+    pub socket_errors: u64,
     pub output: String,
 }
 
@@ -357,7 +361,7 @@ pub fn wrk_with(
     cmd.arg(format!("-t{threads}"))
         .arg(format!("-c{conns}"))
         .arg(format!("-d{secs}s"))
-        .args(["--timeout", "10s"]);
+        .args(["--timeout", "10s", "--latency"]);
     for (k, v) in headers {
         cmd.arg("-H").arg(format!("{k}: {v}"));
     }
@@ -371,11 +375,42 @@ pub fn wrk_with(
             .and_then(|l| l.split_whitespace().last())
             .and_then(|v| v.parse::<f64>().ok())
     };
+    // "     99%    3.21ms" under "Latency Distribution".
+    let p99_ms = output
+        .lines()
+        .find(|l| l.trim_start().starts_with("99%"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(wrk_ms)
+        .unwrap_or(f64::NAN);
+    // "  Socket errors: connect 0, read 3, write 0, timeout 0"
+    let socket_errors = output
+        .lines()
+        .find(|l| l.trim_start().starts_with("Socket errors:"))
+        .map_or(0, |l| {
+            l.split([' ', ','])
+                .filter_map(|w| w.parse::<u64>().ok())
+                .sum()
+        });
     WrkResult {
         requests_per_sec: field("Requests/sec:").unwrap_or(f64::NAN),
+        p99_ms,
+        socket_errors,
         non_2xx: field("Non-2xx").map_or(0, |v| v as u64),
         output,
     }
+}
+
+/// wrk's latency (`850.00us`, `3.21ms`, `1.20s`) in ms.
+fn wrk_ms(v: &str) -> Option<f64> {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+    let num: f64 = num.parse().ok()?;
+    Some(match unit {
+        "us" => num / 1000.0,
+        "ms" => num,
+        "s" => num * 1000.0,
+        "m" => num * 60_000.0,
+        _ => return None,
+    })
 }
 
 /// A benchmark's knob from the environment: `name` parsed, or `default`.

@@ -178,7 +178,10 @@ impl Wharf {
     pub fn metric(&self, name: &str, labels: &[&str]) -> u64 {
         let text = crate::http::get(&format!("{}/metrics", self.admin_url()), &[]).text();
         text.lines()
-            .filter(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+            .filter(|l| {
+                (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+                    && labels.iter().all(|x| l.contains(x))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .map(|v| v as u64)
             .sum()

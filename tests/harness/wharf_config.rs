@@ -171,6 +171,8 @@ pub struct WharfBuilder {
     cache_dir: Option<PathBuf>,
     /// Raw `key = value` lines added to `[cache]`.
     cache_extra: String,
+    /// Raw `key = value` lines added to `[server]`.
+    server_extra: String,
     extra_toml: String,
     env: Vec<(String, String)>,
     /// `server.listen`'s port, when the test chose it (a fleet whose peers know each other's).
@@ -183,6 +185,13 @@ impl WharfBuilder {
     /// TLS on the registry listener with these files (the admin listener stays plain).
     pub fn tls(mut self, files: &wharf_testkit::TlsFiles) -> Self {
         self.tls = Some(files.clone());
+        self
+    }
+
+    /// Adds raw `key = value` lines to `[server]` (`max_connections = 12000`).
+    pub fn server_extra(mut self, toml: &str) -> Self {
+        self.server_extra.push_str(toml);
+        self.server_extra.push('\n');
         self
     }
 
@@ -258,12 +267,13 @@ impl WharfBuilder {
         let mut env = self.env.clone();
         let mut s = format!(
             "# written by the wharf-e2e harness\n[server]\nlisten = \"127.0.0.1:{listen}\"\n\
-             admin_listen = \"127.0.0.1:{admin}\"\n{}\n[cache]\ndir = {}\nmax_size = {}\ntag_ttl = {}\n",
+             admin_listen = \"127.0.0.1:{admin}\"\n{}{}\n[cache]\ndir = {}\nmax_size = {}\ntag_ttl = {}\n",
             self.tls.as_ref().map_or(String::new(), |t| format!(
                 "tls_cert = {}\ntls_key = {}\n",
                 toml_str(&t.cert.display().to_string()),
                 toml_str(&t.key.display().to_string())
             )),
+            self.server_extra,
             toml_str(&self.store_dir(dir).display().to_string()),
             toml_str(&self.max_size),
             toml_str(&self.tag_ttl)
@@ -291,6 +301,7 @@ impl Default for WharfBuilder {
             scrub_rate: None,
             cache_dir: None,
             cache_extra: String::new(),
+            server_extra: String::new(),
             extra_toml: String::new(),
             env: Vec::new(),
             listen: None,

@@ -5,8 +5,9 @@
 //! cargo bench -p wharf-cache --bench hit_ratio
 //! ```
 //!
-//! Each trace is replayed through the store's own [`Index`] (moka, weighted by size) with each
-//! policy: a lookup that finds the digest is a hit, a miss admits it, as a fill would. Printed:
+//! Each trace is replayed through the store's own [`Index`] (LRU, weighted by size) and through
+//! a moka cache with its TinyLFU policy, weighed the same way: a lookup that finds the digest is
+//! a hit, a miss admits it, as a fill would. Printed:
 //! request hit ratio and byte hit ratio (bytes not fetched upstream).
 //!
 //! - `zipf`: 20 000 blobs of registry-like sizes (many small, a few of hundreds of MiB),
@@ -27,7 +28,58 @@ use std::sync::Arc;
 
 use wharf_oci::Digest;
 
-use crate::index::{Index, Policy};
+use crate::index::Index;
+
+/// The policies compared.
+#[derive(Clone, Copy)]
+enum Policy {
+    /// The store's own index.
+    Lru,
+    /// moka's TinyLFU admission and eviction, weighed in KiB as the index is.
+    TinyLfu,
+}
+
+/// A cache under one policy: what a replay asks of it.
+enum Cache {
+    Lru(Index),
+    TinyLfu(moka::sync::Cache<Digest, u64>),
+}
+
+impl Cache {
+    fn new(budget: u64, policy: Policy) -> Cache {
+        match policy {
+            Policy::Lru => Cache::Lru(Index::new(budget, Arc::new(|_, _| {}))),
+            Policy::TinyLfu => Cache::TinyLfu(
+                moka::sync::Cache::builder()
+                    .max_capacity((budget / 1024).max(1))
+                    .weigher(|_: &Digest, size: &u64| {
+                        u32::try_from(size.div_ceil(1024).max(1)).unwrap_or(u32::MAX)
+                    })
+                    .eviction_policy(moka::policy::EvictionPolicy::tiny_lfu())
+                    .build(),
+            ),
+        }
+    }
+
+    fn get(&self, d: &Digest) -> Option<()> {
+        match self {
+            Cache::Lru(index) => index.get(d).map(drop),
+            Cache::TinyLfu(c) => c.get(d).map(drop),
+        }
+    }
+
+    fn admit(&self, d: &Digest, size: u64, _media_type: Option<&str>) {
+        match self {
+            Cache::Lru(index) => {
+                index.admit(d, size, None);
+            }
+            Cache::TinyLfu(c) => {
+                c.insert(d.clone(), size);
+                c.run_pending_tasks();
+            }
+        }
+    }
+}
 
 /// splitmix64: small, fast and deterministic.
 struct Rng(u64);
@@ -154,7 +206,7 @@ fn releases_trace(rng: &mut Rng) -> Trace {
 
 /// (request hit ratio, byte hit ratio)
 fn replay(trace: &Trace, budget: u64, policy: Policy) -> (f64, f64) {
-    let index = Index::new(budget, policy, Arc::new(|_, _| {}));
+    let index = Cache::new(budget, policy);
     let (mut hits, mut hit_bytes, mut bytes) = (0u64, 0u64, 0u64);
     for &(id, size) in trace {
         let d = digest(id);
@@ -182,7 +234,7 @@ fn distinct_bytes(trace: &Trace) -> u64 {
 
 /// How many of `pulls` pulls of a new image fetch at least one of its layers upstream.
 fn rollout(warm: &Trace, budget: u64, policy: Policy, pulls: usize) -> usize {
-    let index = Index::new(budget, policy, Arc::new(|_, _| {}));
+    let index = Cache::new(budget, policy);
     let mut rest = warm.iter();
     for &(id, size) in rest.by_ref().take(warm.len() / 2) {
         let d = digest(id);

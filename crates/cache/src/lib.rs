@@ -16,7 +16,7 @@
 //! hashed, verified, fsynced, renamed into place, and its directory fsynced. A crash leaves at
 //! worst a spool file, which [`Store::open`] removes.
 //!
-//! What stays is decided by the index (`index.rs`): a moka cache of every stored digest,
+//! What stays is decided by the index (`index.rs`): an LRU of every stored digest,
 //! weighted by size, bounded by `max_size`, evicting the least recently used; evicted files are
 //! unlinked (a reader holding one open reads on). Start-up (`recover.rs`) rebuilds the index
 //! from the files and the metadata store in access order, hashing only files it did not verify

@@ -36,8 +36,9 @@ impl Store {
     pub fn contents(&self) -> Vec<Stored> {
         self.index
             .entries()
-            .map(|(d, e)| Stored {
-                digest: Digest::clone(&d),
+            .into_iter()
+            .map(|(digest, e)| Stored {
+                digest,
                 size: e.size,
                 media_type: e.media_type.as_deref().map(str::to_owned),
                 last_access_ms: e.last_access.load(Ordering::Relaxed),

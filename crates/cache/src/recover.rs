@@ -24,7 +24,7 @@ use redb::Database;
 use wharf_oci::Digest;
 
 use crate::error::StoreError;
-use crate::index::{Times, now_ms};
+use crate::index::{Key, Times, now_ms};
 use crate::layout::Layout;
 use crate::meta::{self, BlobRow, Fingerprint, Repairs, TagRow};
 use crate::scopes::OwnedScopeKey;
@@ -47,6 +47,10 @@ pub(crate) struct Report {
     pub(crate) dropped_rows: usize,
     pub(crate) dropped_tags: usize,
     pub(crate) dropped_scopes: usize,
+    /// Milliseconds reading the database, listing the files (both at once), and the rest.
+    pub(crate) load_ms: u64,
+    pub(crate) walk_ms: u64,
+    pub(crate) reconcile_ms: u64,
 }
 
 pub(crate) struct Recovered {
@@ -58,10 +62,9 @@ pub(crate) struct Recovered {
     pub(crate) report: Report,
 }
 
-/// A file found under `blobs/`.
+/// A file found under `blobs/` (its path is the layout's for its digest).
 pub(crate) struct Found {
     pub(crate) digest: Digest,
-    pub(crate) path: PathBuf,
     pub(crate) fingerprint: Fingerprint,
 }
 
@@ -78,21 +81,33 @@ pub(crate) fn recover(
     db: &Database,
     seq: &AtomicU64,
 ) -> Result<Recovered, StoreError> {
+    let started = tokio::time::Instant::now();
+    let ms = |since: tokio::time::Instant| u64::try_from(since.elapsed().as_millis()).unwrap_or(0);
     // Reading the database and listing the files are independent: do both at once.
-    let (loaded, walked) = std::thread::scope(|s| {
-        let loading = s.spawn(|| meta::load(db));
+    let (loaded, walked, load_ms, walk_ms) = std::thread::scope(|s| {
+        let loading = s.spawn(|| {
+            let loaded = meta::load(db);
+            (loaded, ms(started))
+        });
         let walked = walk(layout.blobs_dir());
-        let loaded = loading.join().unwrap_or_else(|_| {
-            Err(StoreError::Meta {
+        let walk_ms = ms(started);
+        let (loaded, load_ms) = loading.join().unwrap_or_else(|_| {
+            let panicked = StoreError::Meta {
                 op: "reading",
                 message: "the reader panicked".into(),
-            })
+            };
+            (Err(panicked), 0)
         });
-        (loaded, walked)
+        (loaded, walked, load_ms, walk_ms)
     });
+    let reconciling = tokio::time::Instant::now();
     let (loaded, (found, strays)) = (loaded?, walked?);
     let mut rows = loaded.blobs;
-    let mut report = Report::default();
+    let mut report = Report {
+        load_ms,
+        walk_ms,
+        ..Report::default()
+    };
     let quarantine = |path: &Path, name: &str| {
         let to = layout.quarantine_file(name, seq.fetch_add(1, Ordering::Relaxed));
         match std::fs::rename(path, &to) {
@@ -115,33 +130,37 @@ pub(crate) fn recover(
     let mut kept = Vec::with_capacity(found.len());
     let mut check = Vec::new();
     for f in found {
-        let key = f.digest.to_string();
-        let row = rows.remove(&key);
-        match row {
-            Some(row) if row.fingerprint == f.fingerprint => {
+        match rows.remove(&Key::of(&f.digest)) {
+            Some(b) if b.row.fingerprint == f.fingerprint => {
                 report.trusted += 1;
                 // Trusted, not read: verified when its row says, or (a row older than the
                 // table) when it was written.
-                let verified = loaded
-                    .verified
-                    .get(&key)
-                    .copied()
-                    .unwrap_or(f.fingerprint.mtime_ns / 1_000_000);
-                kept.push((f.digest, f.fingerprint, row.media_type, verified));
+                let verified = b.verified_ms.unwrap_or(f.fingerprint.mtime_ns / 1_000_000);
+                kept.push((
+                    f.digest,
+                    f.fingerprint,
+                    b.row.media_type,
+                    verified,
+                    b.access_ms,
+                ));
             }
-            row => check.push((f, row.and_then(|r| r.media_type))),
+            b => check.push((f, b.and_then(|b| b.row.media_type))),
         }
     }
     // What is hashed below counts as verified now.
     let now = now_ms();
     let mut repairs = Repairs {
-        drop: rows.into_keys().collect(),
+        drop: rows
+            .into_keys()
+            .map(|k| k.digest().to_string())
+            .chain(loaded.unreadable)
+            .collect(),
         verified_ms: now,
         ..Repairs::default()
     };
     report.dropped_rows = repairs.drop.len();
 
-    for ((f, media_type), ok) in verify_all(check) {
+    for ((f, media_type), ok) in verify_all(layout, check) {
         let key = f.digest.to_string();
         if ok {
             report.verified += 1;
@@ -150,10 +169,10 @@ pub(crate) fn recover(
                 media_type: media_type.clone(),
             };
             repairs.put.push((key, row));
-            kept.push((f.digest, f.fingerprint, media_type, now));
+            kept.push((f.digest, f.fingerprint, media_type, now, None));
         } else {
             quarantine(
-                &f.path,
+                &layout.blob(&f.digest),
                 &format!("{}-{}", f.digest.algorithm().as_str(), f.digest.hex()),
             );
             report.quarantined += 1;
@@ -163,8 +182,8 @@ pub(crate) fn recover(
 
     let manifests: HashMap<String, ()> = kept
         .iter()
-        .filter(|(_, _, mt, _)| mt.is_some())
-        .map(|(d, _, _, _)| (d.to_string(), ()))
+        .filter(|(_, _, mt, _, _)| mt.is_some())
+        .map(|(d, _, _, _, _)| (d.to_string(), ()))
         .collect();
     let (tags, gone): (Vec<_>, Vec<_>) = loaded
         .tags
@@ -174,7 +193,19 @@ pub(crate) fn recover(
     repairs.drop_tags = gone.into_iter().map(|(k, _)| k).collect();
     // Pairs of content not kept say nothing any more: when it is stored again, it comes
     // through a repository that records its pair then.
-    let stored: HashSet<&Digest> = kept.iter().map(|(d, _, _, _)| d).collect();
+    // The set of the scopes' digests, not of all content (a million blobs, a few scopes).
+    let mut named: HashSet<Digest> = loaded
+        .scopes
+        .iter()
+        .filter_map(|k| Digest::parse(&k.digest).ok())
+        .collect();
+    let stored: HashSet<Digest> = if named.is_empty() {
+        HashSet::new()
+    } else {
+        kept.iter()
+            .filter_map(|(d, _, _, _, _)| named.take(d))
+            .collect()
+    };
     let mut scopes = Vec::with_capacity(loaded.scopes.len());
     for k in loaded.scopes {
         match Digest::parse(&k.digest) {
@@ -192,14 +223,10 @@ pub(crate) fn recover(
 
     let mut kept: Vec<Kept> = kept
         .into_iter()
-        .map(|(digest, fp, media_type, verified_ms)| {
+        .map(|(digest, fp, media_type, verified_ms, access_ms)| {
             // Content nobody recorded an access for: its mtime (when it was stored) is the
             // best guess.
-            let access_ms = loaded
-                .access
-                .get(&digest.to_string())
-                .copied()
-                .unwrap_or(fp.mtime_ns / 1_000_000);
+            let access_ms = access_ms.unwrap_or(fp.mtime_ns / 1_000_000);
             Kept {
                 digest,
                 size: fp.len,
@@ -212,6 +239,7 @@ pub(crate) fn recover(
         })
         .collect();
     kept.sort_by_key(|k| k.times.access_ms);
+    report.reconcile_ms = ms(reconciling);
     Ok(Recovered {
         kept,
         tags,
@@ -287,15 +315,14 @@ fn walk_shard(
     let entries = std::fs::read_dir(shard).map_err(StoreError::io("listing", shard))?;
     for entry in entries {
         let entry = entry.map_err(StoreError::io("listing", shard))?;
-        let path = entry.path();
         let meta = match entry.metadata() {
             Ok(m) => m,
             // Gone between listing and stat: nothing to keep.
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(StoreError::io("reading metadata of", &path)(e)),
+            Err(e) => return Err(StoreError::io("reading metadata of", &entry.path())(e)),
         };
         if !meta.is_file() {
-            tracing::warn!(path = %path.display(), "ignoring a non-file in the blob store");
+            tracing::warn!(path = %entry.path().display(), "ignoring a non-file in the blob store");
             continue;
         }
         let name = entry.file_name();
@@ -306,10 +333,9 @@ fn walk_shard(
         match digest {
             Some(digest) => found.push(Found {
                 digest,
-                path,
                 fingerprint: Fingerprint::of(&meta),
             }),
-            None => strays.push(path),
+            None => strays.push(entry.path()),
         }
     }
     Ok(())
@@ -322,7 +348,7 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 }
 
 /// Hashes each file against its name, a few at a time.
-fn verify_all<T: Send>(items: Vec<(Found, T)>) -> Vec<((Found, T), bool)> {
+fn verify_all<T: Send>(layout: &Layout, items: Vec<(Found, T)>) -> Vec<((Found, T), bool)> {
     if items.is_empty() {
         return Vec::new();
     }
@@ -339,8 +365,9 @@ fn verify_all<T: Send>(items: Vec<(Found, T)>) -> Vec<((Found, T), bool)> {
                     bucket
                         .into_iter()
                         .map(|item| {
-                            let ok = verify(&item.0.path, &item.0.digest).unwrap_or_else(|e| {
-                                tracing::warn!(path = %item.0.path.display(), error = %e, "cannot read stored content to verify it");
+                            let path = layout.blob(&item.0.digest);
+                            let ok = verify(&path, &item.0.digest).unwrap_or_else(|e| {
+                                tracing::warn!(path = %path.display(), error = %e, "cannot read stored content to verify it");
                                 false
                             });
                             (item, ok)

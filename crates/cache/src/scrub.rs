@@ -34,7 +34,7 @@ use wharf_oci::Digest;
 
 use crate::blobs::FsBlobStore;
 use crate::fill::{CHUNK, Fill};
-use crate::index::{Entry, IndexHandle, now_ms};
+use crate::index::{Entry, IndexHandle, Key, now_ms};
 use crate::writer::Op;
 
 /// The shortest time between the starts of two passes. A small store would otherwise be read
@@ -75,7 +75,7 @@ pub(crate) struct Scrubber {
 }
 
 /// One digest of a pass, with the verification time it had when the pass was planned.
-type Planned = (Arc<Digest>, Arc<Entry>, u64);
+type Planned = (Key, Arc<Entry>, u64);
 
 /// How one digest's scrub ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -123,8 +123,9 @@ impl Scrubber {
     }
 
     /// Reads back one digest's file and acts on what it finds.
-    async fn scrub(&self, (digest, entry, planned): &Planned, pacer: &mut Pacer) -> Outcome {
-        let d: &Digest = digest;
+    async fn scrub(&self, (key, entry, planned): &Planned, pacer: &mut Pacer) -> Outcome {
+        let digest = key.digest();
+        let d = &digest;
         if !self.index.contains(d)
             || entry.verified.load(Ordering::Relaxed) != *planned
             || self.filling(d)
@@ -204,14 +205,9 @@ impl Scrubber {
 /// Every indexed digest, the least recently verified first (ties by digest, so a pass is
 /// reproducible).
 pub(crate) fn plan(index: &IndexHandle) -> Vec<Planned> {
-    let mut plan: Vec<Planned> = index
-        .entries()
-        .map(|(d, e)| {
-            let at = e.verified.load(Ordering::Relaxed);
-            (d, e, at)
-        })
-        .collect();
-    plan.sort_by(|a, b| (a.2, &*a.0).cmp(&(b.2, &*b.0)));
+    let mut plan: Vec<Planned> = Vec::new();
+    index.scan(|k, e| plan.push((k.clone(), e.clone(), e.verified.load(Ordering::Relaxed))));
+    plan.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
     plan
 }
 
@@ -283,7 +279,7 @@ impl Pacer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{Index, Policy, Times};
+    use crate::index::{Index, Times};
 
     fn d(n: u32) -> Digest {
         Digest::sha256_of(&n.to_be_bytes())
@@ -291,7 +287,7 @@ mod tests {
 
     #[test]
     fn the_least_recently_verified_come_first() {
-        let index = Index::new(1 << 30, Policy::Lru, Arc::new(|_, _| {}));
+        let index = Index::new(1 << 30, Arc::new(|_, _| {}));
         // Access order, digest order and verification order all differ.
         let verified = [(1, 500), (2, 100), (3, 900), (4, 300), (5, 100)];
         for (n, at) in verified {
@@ -304,7 +300,7 @@ mod tests {
         index.settle();
         let got: Vec<(Digest, u64)> = plan(&index.handle())
             .into_iter()
-            .map(|(d, _, at)| (Digest::clone(&d), at))
+            .map(|(k, _, at)| (k.digest(), at))
             .collect();
         let mut want: Vec<(Digest, u64)> = verified.iter().map(|&(n, at)| (d(n), at)).collect();
         want.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));

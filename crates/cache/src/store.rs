@@ -13,7 +13,7 @@ use wharf_oci::Digest;
 use crate::blobs::{BlobStore, FsBlobStore};
 use crate::error::StoreError;
 use crate::fill::Fill;
-use crate::index::{Index, Policy, Sink, now_ms};
+use crate::index::{Index, Sink, now_ms};
 use crate::layout::Layout;
 use crate::meta;
 use crate::no_space::NoSpace;
@@ -110,7 +110,8 @@ impl Store {
         let (db, index, tags, scopes, report) = tokio::task::spawn_blocking(move || {
             let db = meta::open(at.layout())?;
             let recovered = recover::recover(at.layout(), &db, at.seq())?;
-            let index = Index::new(max_size, Policy::Lru, sink);
+            let index = Index::new(max_size, sink);
+            index.reserve_entries(recovered.kept.len());
             for k in recovered.kept {
                 index.load(&k.digest, k.size, k.media_type, k.times);
             }
@@ -148,6 +149,9 @@ impl Store {
             dropped_rows = report.dropped_rows,
             dropped_tags = report.dropped_tags,
             dropped_scopes = report.dropped_scopes,
+            load_ms = report.load_ms,
+            walk_ms = report.walk_ms,
+            reconcile_ms = report.reconcile_ms,
             ms = started.elapsed().as_millis() as u64,
             "store open"
         );
@@ -435,11 +439,7 @@ impl Store {
             size_bytes: self.index.bytes(),
             max_size_bytes: self.index.max_bytes(),
             entries: self.index.entry_count(),
-            manifests: self
-                .index
-                .entries()
-                .filter(|(_, e)| e.media_type.is_some())
-                .count() as u64,
+            manifests: self.index.manifest_count(),
             tags: self.tags.len() as u64,
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),

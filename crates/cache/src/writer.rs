@@ -333,15 +333,20 @@ fn write(
             }
         }
         if scan {
-            for (d, e) in index.entries() {
+            // Only what was used since the last flush: a digest is made for those alone.
+            let mut used = Vec::new();
+            index.scan(|k, e| {
                 let at = e.last_access.load(Ordering::Relaxed);
                 if at != e.saved_access.load(Ordering::Relaxed) {
-                    let key = d.to_string();
-                    if blobs.get(key.as_str())?.is_some() {
-                        access.insert(key.as_str(), at)?;
-                    }
-                    saved.push((e, at));
+                    used.push((k.digest(), e.clone(), at));
                 }
+            });
+            for (d, e, at) in used {
+                let key = d.to_string();
+                if blobs.get(key.as_str())?.is_some() {
+                    access.insert(key.as_str(), at)?;
+                }
+                saved.push((e, at));
             }
         }
     }

@@ -84,6 +84,21 @@ impl Digest {
         }
     }
 
+    /// The sha256 digest whose hash is `bytes`.
+    pub fn from_sha256(bytes: [u8; 32]) -> Self {
+        Digest {
+            algorithm: Algorithm::Sha256,
+            hex: hex::encode(bytes),
+        }
+    }
+
+    /// The hash itself, for a sha256 digest: 32 bytes where the hex takes 64.
+    pub fn sha256(&self) -> Option<[u8; 32]> {
+        let mut out = [0u8; 32];
+        (self.algorithm == Algorithm::Sha256 && hex::decode_to_slice(&self.hex, &mut out).is_ok())
+            .then_some(out)
+    }
+
     pub fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
@@ -199,6 +214,16 @@ mod tests {
         let d = Digest::parse(EMPTY).unwrap();
         assert_eq!(d.to_string(), EMPTY);
         assert_eq!(d.algorithm(), Algorithm::Sha256);
+    }
+
+    #[test]
+    fn a_sha256_digest_goes_to_its_32_bytes_and_back() {
+        let d = Digest::parse(EMPTY).unwrap();
+        let bytes = d.sha256().unwrap();
+        assert_eq!(bytes[..4], [0xe3, 0xb0, 0xc4, 0x42]);
+        assert_eq!(Digest::from_sha256(bytes), d);
+        let long = Digest::parse(&format!("sha512:{}", "ab".repeat(64))).unwrap();
+        assert_eq!(long.sha256(), None);
     }
 
     #[test]
