@@ -19,7 +19,6 @@
 //! microsecond held, and scans of the whole index (the metadata writer's access times, the
 //! scrubber's plan) take it a few thousand slots at a time.
 
-use std::hash::RandomState;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,7 +29,7 @@ use wharf_oci::Digest;
 mod lru;
 
 pub(crate) use lru::Key;
-use lru::{Lru, NIL};
+use lru::{KeyHash, Lru, NIL};
 
 /// One stored piece of content.
 #[derive(Debug)]
@@ -117,7 +116,7 @@ struct Shared {
     evicted_bytes: AtomicU64,
     sink: Sink,
     /// Hashes the keys that are not sha256 (a sha256 is its own hash).
-    hasher: RandomState,
+    hasher: KeyHash,
 }
 
 /// The index and its counters.
@@ -224,7 +223,7 @@ impl Index {
                 evicted_entries: AtomicU64::new(0),
                 evicted_bytes: AtomicU64::new(0),
                 sink,
-                hasher: RandomState::new(),
+                hasher: KeyHash::new(),
             }),
         }
     }
@@ -305,11 +304,16 @@ impl Index {
     /// Adds an entry as loaded at start-up, its access and verification times as the metadata
     /// store has them, as the most recently used (the caller loads in access order), and
     /// evicts nothing: the caller settles once at the end.
+    #[cfg(test)]
     pub(crate) fn load(&self, d: &Digest, size: u64, media_type: Option<Arc<str>>, times: Times) {
+        self.load_key(Key::of(d), size, media_type, times);
+    }
+
+    /// [`Index::load`] by key.
+    pub(crate) fn load_key(&self, key: Key, size: u64, media_type: Option<Arc<str>>, times: Times) {
         let entry = Entry::new(size, media_type, times.access_ms);
         entry.saved_access.store(times.access_ms, Ordering::Relaxed);
         entry.verified.store(times.verified_ms, Ordering::Relaxed);
-        let key = Key::of(d);
         let mut lru = self.shared.lock();
         if lru.find(&self.shared.hasher, &key).is_none() {
             self.shared.bytes.fetch_add(size, Ordering::Relaxed);
@@ -323,7 +327,7 @@ impl Index {
         lru.slots.reserve(n);
         let Lru { table, slots, .. } = &mut *lru;
         let hasher = &self.shared.hasher;
-        table.reserve(n, |&j| Lru::hash(hasher, &slots[j as usize].key));
+        table.reserve(n, |&j| hasher.of(&slots[j as usize].key));
     }
 
     /// Holds `size` bytes of the budget under `key` (a key no content has: see
@@ -410,7 +414,9 @@ impl Index {
 
     /// Calls `f` with every entry of content (reservations are not content), a few thousand
     /// per hold of the lock, so a scan of a million entries never stops requests for long: a
-    /// snapshot that may miss what changes meanwhile.
+    /// snapshot that may miss what changes meanwhile, and may give an entry twice (removed and
+    /// admitted again into a later slot while the scan runs). `f` runs under the index's lock:
+    /// it must not call the index.
     pub(crate) fn scan(&self, mut f: impl FnMut(&Key, &Arc<Entry>)) {
         let mut at = 0;
         loop {
@@ -426,13 +432,6 @@ impl Index {
             }
             at = end;
         }
-    }
-
-    /// Every entry of content with its digest (see [`Index::scan`]).
-    pub(crate) fn entries(&self) -> Vec<(Digest, Arc<Entry>)> {
-        let mut out = Vec::new();
-        self.scan(|k, e| out.push((k.digest(), e.clone())));
-        out
     }
 
     /// The same index, for the metadata writer and the scrubber.

@@ -34,16 +34,16 @@ pub struct Stored {
 impl Store {
     /// Every piece of stored content: a snapshot, which may miss what changes meanwhile.
     pub fn contents(&self) -> Vec<Stored> {
-        self.index
-            .entries()
-            .into_iter()
-            .map(|(digest, e)| Stored {
-                digest,
+        let mut out = Vec::new();
+        self.index.scan(|k, e| {
+            out.push(Stored {
+                digest: k.digest(),
                 size: e.size,
                 media_type: e.media_type.as_deref().map(str::to_owned),
                 last_access_ms: e.last_access.load(Ordering::Relaxed),
-            })
-            .collect()
+            });
+        });
+        out
     }
 
     /// The media type `d` was stored with if it is a stored manifest; `None` for a blob or

@@ -32,7 +32,7 @@ use crate::tags::OwnedTagKey;
 
 /// One piece of content kept.
 pub(crate) struct Kept {
-    pub(crate) digest: Digest,
+    pub(crate) key: Key,
     pub(crate) size: u64,
     pub(crate) media_type: Option<Arc<str>>,
     pub(crate) times: Times,
@@ -62,9 +62,10 @@ pub(crate) struct Recovered {
     pub(crate) report: Report,
 }
 
-/// A file found under `blobs/` (its path is the layout's for its digest).
+/// A file found under `blobs/` (its path is the layout's for its digest). The key, not a
+/// [`Digest`]: a million files are a million hex strings less to allocate.
 pub(crate) struct Found {
-    pub(crate) digest: Digest,
+    pub(crate) key: Key,
     pub(crate) fingerprint: Fingerprint,
 }
 
@@ -130,21 +131,22 @@ pub(crate) fn recover(
     let mut kept = Vec::with_capacity(found.len());
     let mut check = Vec::new();
     for f in found {
-        match rows.remove(&Key::of(&f.digest)) {
+        match rows.remove(&f.key) {
             Some(b) if b.row.fingerprint == f.fingerprint => {
                 report.trusted += 1;
                 // Trusted, not read: verified when its row says, or (a row older than the
                 // table) when it was written.
                 let verified = b.verified_ms.unwrap_or(f.fingerprint.mtime_ns / 1_000_000);
                 kept.push((
-                    f.digest,
+                    f.key,
                     f.fingerprint,
                     b.row.media_type,
                     verified,
                     b.access_ms,
                 ));
             }
-            b => check.push((f, b.and_then(|b| b.row.media_type))),
+            // Changed (or never recorded): hashed below; what the rows knew of it stays.
+            b => check.push((f, b.map(|b| (b.row.media_type, b.access_ms)))),
         }
     }
     // What is hashed below counts as verified now.
@@ -160,8 +162,10 @@ pub(crate) fn recover(
     };
     report.dropped_rows = repairs.drop.len();
 
-    for ((f, media_type), ok) in verify_all(layout, check) {
-        let key = f.digest.to_string();
+    for ((f, known), ok) in verify_all(layout, check) {
+        let (media_type, access_ms) = known.unwrap_or_default();
+        let digest = f.key.digest();
+        let key = digest.to_string();
         if ok {
             report.verified += 1;
             let row = BlobRow {
@@ -169,11 +173,11 @@ pub(crate) fn recover(
                 media_type: media_type.clone(),
             };
             repairs.put.push((key, row));
-            kept.push((f.digest, f.fingerprint, media_type, now, None));
+            kept.push((f.key, f.fingerprint, media_type, now, access_ms));
         } else {
             quarantine(
-                &layout.blob(&f.digest),
-                &format!("{}-{}", f.digest.algorithm().as_str(), f.digest.hex()),
+                &layout.blob(&digest),
+                &format!("{}-{}", digest.algorithm().as_str(), digest.hex()),
             );
             report.quarantined += 1;
             repairs.drop.push(key);
@@ -183,7 +187,7 @@ pub(crate) fn recover(
     let manifests: HashMap<String, ()> = kept
         .iter()
         .filter(|(_, _, mt, _, _)| mt.is_some())
-        .map(|(d, _, _, _, _)| (d.to_string(), ()))
+        .map(|(k, _, _, _, _)| (k.digest().to_string(), ()))
         .collect();
     let (tags, gone): (Vec<_>, Vec<_>) = loaded
         .tags
@@ -194,22 +198,22 @@ pub(crate) fn recover(
     // Pairs of content not kept say nothing any more: when it is stored again, it comes
     // through a repository that records its pair then.
     // The set of the scopes' digests, not of all content (a million blobs, a few scopes).
-    let mut named: HashSet<Digest> = loaded
+    let mut named: HashSet<Key> = loaded
         .scopes
         .iter()
-        .filter_map(|k| Digest::parse(&k.digest).ok())
+        .filter_map(|k| Key::parse(&k.digest))
         .collect();
-    let stored: HashSet<Digest> = if named.is_empty() {
+    let stored: HashSet<Key> = if named.is_empty() {
         HashSet::new()
     } else {
         kept.iter()
-            .filter_map(|(d, _, _, _, _)| named.take(d))
+            .filter_map(|(k, _, _, _, _)| named.take(k))
             .collect()
     };
     let mut scopes = Vec::with_capacity(loaded.scopes.len());
     for k in loaded.scopes {
-        match Digest::parse(&k.digest) {
-            Ok(d) if stored.contains(&d) => scopes.push((k, d)),
+        match Key::parse(&k.digest) {
+            Some(key) if stored.contains(&key) => scopes.push((k, key.digest())),
             _ => repairs.drop_scopes.push(k),
         }
     }
@@ -223,12 +227,12 @@ pub(crate) fn recover(
 
     let mut kept: Vec<Kept> = kept
         .into_iter()
-        .map(|(digest, fp, media_type, verified_ms, access_ms)| {
+        .map(|(key, fp, media_type, verified_ms, access_ms)| {
             // Content nobody recorded an access for: its mtime (when it was stored) is the
             // best guess.
             let access_ms = access_ms.unwrap_or(fp.mtime_ns / 1_000_000);
             Kept {
-                digest,
+                key,
                 size: fp.len,
                 media_type: media_type.map(Arc::from),
                 times: Times {
@@ -326,13 +330,16 @@ fn walk_shard(
             continue;
         }
         let name = entry.file_name();
-        let digest = name
+        let key = name
             .to_str()
-            .and_then(|hex| Digest::parse(&format!("{alg}:{hex}")).ok())
-            .filter(|d| d.hex().starts_with(prefix) && prefix.len() == 2);
-        match digest {
-            Some(digest) => found.push(Found {
-                digest,
+            .filter(|hex| hex.starts_with(prefix) && prefix.len() == 2)
+            .and_then(|hex| match alg {
+                "sha256" => Key::sha256_hex(hex),
+                _ => Key::parse(&format!("{alg}:{hex}")),
+            });
+        match key {
+            Some(key) => found.push(Found {
+                key,
                 fingerprint: Fingerprint::of(&meta),
             }),
             None => strays.push(entry.path()),
@@ -365,8 +372,9 @@ fn verify_all<T: Send>(layout: &Layout, items: Vec<(Found, T)>) -> Vec<((Found, 
                     bucket
                         .into_iter()
                         .map(|item| {
-                            let path = layout.blob(&item.0.digest);
-                            let ok = verify(&path, &item.0.digest).unwrap_or_else(|e| {
+                            let digest = item.0.key.digest();
+                            let path = layout.blob(&digest);
+                            let ok = verify(&path, &digest).unwrap_or_else(|e| {
                                 tracing::warn!(path = %path.display(), error = %e, "cannot read stored content to verify it");
                                 false
                             });

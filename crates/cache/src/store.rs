@@ -113,7 +113,7 @@ impl Store {
             let index = Index::new(max_size, sink);
             index.reserve_entries(recovered.kept.len());
             for k in recovered.kept {
-                index.load(&k.digest, k.size, k.media_type, k.times);
+                index.load_key(k.key, k.size, k.media_type, k.times);
             }
             index.settle();
             let tags = Tags::load(recovered.tags);

@@ -108,6 +108,47 @@ async fn the_access_order_survives_a_restart() {
 }
 
 #[tokio::test]
+async fn content_hashed_again_at_start_up_keeps_its_access_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b, c);
+    {
+        let store = open_with_budget(dir.path(), 13 * KIB).await;
+        a = fill(&store, blob(1, 4 * KIB)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        b = fill(&store, blob(2, 4 * KIB)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        c = fill(&store, blob(3, 4 * KIB)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(store.open_blob(&a).await.expect("open").is_some());
+        store.flush().await.expect("flush");
+    }
+    // A's file copied over itself (a restore from a backup): a new inode, and an mtime an
+    // hour old. Start-up hashes it again, and must keep its recorded access, not its mtime.
+    let path = blob_path(dir.path(), &a);
+    let bytes = std::fs::read(&path).expect("read");
+    std::fs::remove_file(&path).expect("remove");
+    std::fs::write(&path, bytes).expect("write");
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .and_then(|f| f.set_modified(hour_ago))
+        .expect("set mtime");
+    let store = open_with_budget(dir.path(), 13 * KIB).await;
+    assert_eq!(store.stats().entries, 3);
+    fill(&store, blob(4, 4 * KIB)).await;
+    store.flush().await.expect("flush");
+    assert_eq!(
+        store.blob_size(&b).await,
+        None,
+        "B was the least recently used"
+    );
+    for kept in [&a, &c] {
+        assert!(store.blob_size(kept).await.is_some(), "{kept} kept");
+    }
+}
+
+#[tokio::test]
 async fn a_lower_budget_at_start_up_evicts_the_oldest() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut digests = Vec::new();

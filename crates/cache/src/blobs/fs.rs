@@ -268,7 +268,7 @@ impl BlobStore for FsBlobStore {
         Ok(found
             .into_iter()
             .map(|f| StoredBlob {
-                digest: f.digest,
+                digest: f.key.digest(),
                 size: f.fingerprint.len,
             })
             .collect())

@@ -28,23 +28,24 @@ impl Key {
     /// The key of a digest written out (`sha256:<hex>`, as the metadata store keys its rows),
     /// without making a [`Digest`] for a sha256; `None` if it is no digest.
     pub(crate) fn parse(s: &str) -> Option<Key> {
-        fn nibble(c: u8) -> Option<u8> {
-            match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'a'..=b'f' => Some(c - b'a' + 10),
-                _ => None,
-            }
+        match s.strip_prefix("sha256:") {
+            Some(hex) => Key::sha256_hex(hex),
+            None => Digest::parse(s).ok().map(|d| Key::of(&d)),
         }
-        match s.strip_prefix("sha256:").map(str::as_bytes) {
-            Some(hex) if hex.len() == 64 => {
-                let mut out = [0u8; 32];
-                for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-                    *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
-                }
-                Some(Key::Sha256(out))
-            }
-            _ => Digest::parse(s).ok().map(|d| Key::of(&d)),
+    }
+
+    /// The key of a sha256 given as its 64 lowercase hex digits (a stored file's name).
+    /// Without a branch per digit: start-up decodes a few million of these (issue 18).
+    pub(crate) fn sha256_hex(hex: &str) -> Option<Key> {
+        let hex: &[u8; 64] = hex.as_bytes().try_into().ok()?;
+        let mut out = [0u8; 32];
+        let mut bad = 0u8;
+        for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+            let (hi, lo) = (NIBBLE[usize::from(pair[0])], NIBBLE[usize::from(pair[1])]);
+            bad |= hi | lo;
+            *o = hi << 4 | (lo & 0x0f);
         }
+        (bad & 0xf0 == 0).then_some(Key::Sha256(out))
     }
 
     pub(crate) fn digest(&self) -> Digest {
@@ -54,6 +55,17 @@ impl Key {
         }
     }
 }
+
+/// The value of each lowercase hex digit; 0xff for any other byte.
+static NIBBLE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// No slot: the end of a list.
 pub(super) const NIL: u32 = u32::MAX;
@@ -86,19 +98,39 @@ pub(super) struct Lru {
     pub(super) manifests: u64,
 }
 
-impl Lru {
-    pub(super) fn hash(hasher: &RandomState, key: &Key) -> u64 {
-        match key {
-            // Content addresses are uniform already; these 8 bytes are as good as any hash.
-            Key::Sha256(b) => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
-            Key::Other(d) => hasher.hash_one(d),
-        }
+/// Hashes keys: a sha256's first 8 bytes through a multiply seeded per process (a hash is
+/// uniform already, but whoever pushes content upstream can grind digests that share their
+/// low bits; seeded, no such set lands in one bucket), anything else with SipHash.
+pub(super) struct KeyHash {
+    sip: RandomState,
+    seed: u64,
+}
+
+impl KeyHash {
+    pub(super) fn new() -> KeyHash {
+        let sip = RandomState::new();
+        let seed = sip.hash_one(0x5EED_u64) | 1;
+        KeyHash { sip, seed }
     }
 
-    pub(super) fn find(&self, hasher: &RandomState, key: &Key) -> Option<u32> {
+    pub(super) fn of(&self, key: &Key) -> u64 {
+        match key {
+            Key::Sha256(b) => {
+                let x = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+                // The folded 128-bit product: every bit of the input reaches the low bits.
+                let m = u128::from(x ^ self.seed) * u128::from(self.seed.rotate_left(29) | 1);
+                (m >> 64) as u64 ^ m as u64
+            }
+            Key::Other(d) => self.sip.hash_one(d),
+        }
+    }
+}
+
+impl Lru {
+    pub(super) fn find(&self, hasher: &KeyHash, key: &Key) -> Option<u32> {
         let slots = &self.slots;
         self.table
-            .find(Self::hash(hasher, key), |&i| slots[i as usize].key == *key)
+            .find(hasher.of(key), |&i| slots[i as usize].key == *key)
             .copied()
     }
 
@@ -143,12 +175,12 @@ impl Lru {
     }
 
     /// Adds `entry` under `key` (not in the table) as the most recently used.
-    pub(super) fn insert(&mut self, hasher: &RandomState, key: Key, entry: Arc<Entry>) -> u32 {
+    pub(super) fn insert(&mut self, hasher: &KeyHash, key: Key, entry: Arc<Entry>) -> u32 {
         self.weight += u64::from(weight(entry.size));
         self.len += 1;
         self.reservations += u64::from(entry.reservation);
         self.manifests += u64::from(entry.media_type.is_some());
-        let hash = Self::hash(hasher, &key);
+        let hash = hasher.of(&key);
         let i = match self.free {
             NIL => {
                 let i = u32::try_from(self.slots.len()).unwrap_or(NIL);
@@ -170,14 +202,16 @@ impl Lru {
         };
         let slots = &self.slots;
         self.table
-            .insert_unique(hash, i, |&j| Self::hash(hasher, &slots[j as usize].key));
+            .insert_unique(hash, i, |&j| hasher.of(&slots[j as usize].key));
         self.push_front(i);
         i
     }
 
-    /// Takes slot `i` out of the table and the list; its key and entry.
-    pub(super) fn take(&mut self, hasher: &RandomState, i: u32) -> Option<(Key, Arc<Entry>)> {
-        let hash = Self::hash(hasher, &self.slots[i as usize].key);
+    /// Takes slot `i` out of the table and the list; its key and entry. `None` for a free
+    /// slot, which is left as it is.
+    pub(super) fn take(&mut self, hasher: &KeyHash, i: u32) -> Option<(Key, Arc<Entry>)> {
+        self.slots[i as usize].entry.as_ref()?;
+        let hash = hasher.of(&self.slots[i as usize].key);
         if let Ok(found) = self.table.find_entry(hash, |&j| j == i) {
             found.remove();
         }
