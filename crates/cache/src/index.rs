@@ -155,6 +155,9 @@ pub(crate) fn now_ms() -> u64 {
 /// Slots looked at per hold of the lock when the whole index is scanned.
 const SCAN_CHUNK: usize = 4096;
 
+/// Verification times set per hold of the lock (`mark_verified`).
+const MARK_CHUNK: usize = 256;
+
 /// Entries evicted per hold of the lock: a tenth of a million-entry store leaving at once
 /// holds it a fraction of a millisecond at a time, not tens of milliseconds.
 const EVICT_BATCH: usize = 1024;
@@ -405,6 +408,24 @@ impl Index {
     pub(crate) fn entry_count(&self) -> u64 {
         let lru = self.shared.lock();
         lru.len - lru.reservations
+    }
+
+    /// Raises the verification times of these entries to the times given (never lowers one:
+    /// the scrubber may have verified it since).
+    pub(crate) fn mark_verified(&self, rows: &[(Key, u64)]) {
+        // Lookups scattered over the whole index miss the CPU's caches: a few hundred per hold
+        // of the lock keep it short while requests are being served.
+        for chunk in rows.chunks(MARK_CHUNK) {
+            let lru = self.shared.lock();
+            for (key, at) in chunk {
+                if let Some(e) = lru
+                    .find(&self.shared.hasher, key)
+                    .and_then(|i| lru.entry(i))
+                {
+                    e.verified.fetch_max(*at, Ordering::Relaxed);
+                }
+            }
+        }
     }
 
     /// Entries with a media type (manifests).

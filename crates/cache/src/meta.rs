@@ -17,8 +17,9 @@
 //! when the scrubber (`scrub.rs`) reads it back; content with no row (stored by a wharf older
 //! than the table) counts as verified at its mtime, when it was written.
 //!
-//! Start-up reads it all (`load`) and corrects it (`repair`); after that one thread owns it and
-//! writes in batches (`writer.rs`).
+//! Start-up reads the blobs, access, tags and scopes (`load`) and corrects them (`repair`);
+//! after that one thread owns it and writes in batches (`writer.rs`), having first read the
+//! verification times into the index (`load_verified`), which only the scrubber's order needs.
 
 // redb's error is large; it is built only when the disk fails, never on a request's path.
 #![allow(clippy::result_large_err)]
@@ -175,11 +176,12 @@ pub(crate) fn open(layout: &Layout) -> Result<Database, StoreError> {
     Ok(db)
 }
 
-/// A `blobs` row with its `access` and `verified` rows.
+/// A `blobs` row with its `access` row. The `verified` rows are read after the store opens
+/// (`load_verified`): only the scrubber's order needs them, and reading them at start-up was
+/// a third of reading the database (issue 18).
 pub(crate) struct LoadedBlob {
     pub(crate) row: BlobRow,
     pub(crate) access_ms: Option<u64>,
-    pub(crate) verified_ms: Option<u64>,
 }
 
 /// Hashes a [`Key`] by its first 8 bytes: a sha256 is uniform already, and SipHash over a
@@ -246,7 +248,6 @@ pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
             let loaded = LoadedBlob {
                 row: blob_row(v.value()),
                 access_ms: None,
-                verified_ms: None,
             };
             out.blobs.insert(key, loaded);
         }
@@ -255,12 +256,6 @@ pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
             let (k, v) = row?;
             if let Some(b) = Key::parse(k.value()).and_then(|k| out.blobs.get_mut(&k)) {
                 b.access_ms = Some(v.value());
-            }
-        }
-        for row in txn.open_table(VERIFIED)?.iter()? {
-            let (k, v) = row?;
-            if let Some(b) = Key::parse(k.value()).and_then(|k| out.blobs.get_mut(&k)) {
-                b.verified_ms = Some(v.value());
             }
         }
         for row in txn.open_table(TAGS)?.iter()? {
@@ -293,6 +288,31 @@ pub(crate) fn load(db: &Database) -> Result<Loaded, StoreError> {
         Ok(out)
     })()
     .map_err(meta_err("reading"))
+}
+
+/// Every `verified` row, `batch` rows at a time: (key, ms since the epoch).
+pub(crate) fn load_verified(
+    db: &Database,
+    batch: usize,
+    mut each: impl FnMut(&[(Key, u64)]),
+) -> Result<(), StoreError> {
+    (|| -> Result<(), redb::Error> {
+        let txn = db.begin_read()?;
+        let mut rows = Vec::with_capacity(batch);
+        for row in txn.open_table(VERIFIED)?.iter()? {
+            let (k, v) = row?;
+            if let Some(key) = Key::parse(k.value()) {
+                rows.push((key, v.value()));
+            }
+            if rows.len() == batch {
+                each(&rows);
+                rows.clear();
+            }
+        }
+        each(&rows);
+        Ok(())
+    })()
+    .map_err(meta_err("reading verification times from"))
 }
 
 /// The start-up corrections: rows for content verified now (at `verified_ms`), rows to drop.

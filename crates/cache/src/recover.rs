@@ -134,9 +134,9 @@ pub(crate) fn recover(
         match rows.remove(&f.key) {
             Some(b) if b.row.fingerprint == f.fingerprint => {
                 report.trusted += 1;
-                // Trusted, not read: verified when its row says, or (a row older than the
-                // table) when it was written.
-                let verified = b.verified_ms.unwrap_or(f.fingerprint.mtime_ns / 1_000_000);
+                // Trusted, not read: verified when it was written, until the metadata writer
+                // reads when its row says (`meta::load_verified`, right after opening).
+                let verified = f.fingerprint.mtime_ns / 1_000_000;
                 kept.push((
                     f.key,
                     f.fingerprint,

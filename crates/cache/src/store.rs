@@ -122,6 +122,7 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::io("opening", root)(io::Error::other(e)))??;
+        let (verified_loaded, verified_loaded_rx) = tokio::sync::watch::channel(false);
         let pins: Pins = Arc::default();
         let pinned = pins.clone();
         let meta = Writer::start(
@@ -133,6 +134,7 @@ impl Store {
                 blobs: blobs.clone(),
                 pinned: Arc::new(move |d: &Digest| is_pinned(&pinned, d)),
                 scopes: scopes.clone(),
+                verified_loaded,
             },
             options.access_flush_interval,
         )?;
@@ -164,6 +166,7 @@ impl Store {
             meta: meta.sender(),
             counters: scrubbed.clone(),
             rate: options.scrub_rate,
+            verified_loaded: verified_loaded_rx,
         }
         .start();
         let held = crate::held::start(

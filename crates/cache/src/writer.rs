@@ -23,8 +23,8 @@ use crate::blobs::FsBlobStore;
 use crate::error::StoreError;
 use crate::index::{IndexHandle, now_ms};
 use crate::meta::{
-    ACCESS, BLOBS, BlobRow, Fingerprint, SCOPES, TAGS, TagRow, VERIFIED, blob_row, blob_value,
-    into_redb, scope_key_value, tag_key_value,
+    self, ACCESS, BLOBS, BlobRow, Fingerprint, SCOPES, TAGS, TagRow, VERIFIED, blob_row,
+    blob_value, into_redb, scope_key_value, tag_key_value,
 };
 use crate::scopes::{OwnedScopeKey, ScopeKey, Scopes};
 use crate::tags::OwnedTagKey;
@@ -148,9 +148,16 @@ pub(crate) struct Context {
     pub(crate) pinned: Pinned,
     /// The in-memory pairs, which drop what `Dropped` drops from the table.
     pub(crate) scopes: Arc<Scopes>,
+    /// Set once the verification times are read into the index (the scrubber waits for it).
+    pub(crate) verified_loaded: tokio::sync::watch::Sender<bool>,
 }
 
 fn run(db: &Database, rx: &mpsc::Receiver<Op>, ctx: &Context, every: Duration) {
+    // First, what start-up left out: when each piece of content was last verified.
+    if let Err(e) = meta::load_verified(db, 4096, |rows| ctx.index.mark_verified(rows)) {
+        tracing::warn!(error = %e, "could not read the verification times; the scrubber goes by when content was written");
+    }
+    ctx.verified_loaded.send_replace(true);
     let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
     let mut last_scan = now_ms();
     // Evicted content whose file is pinned by readers: unlinked once they are gone.

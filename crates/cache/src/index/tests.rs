@@ -166,3 +166,25 @@ fn weights_round_up_and_never_overflow() {
     assert_eq!(weight(1025), 2);
     assert_eq!(weight(u64::MAX), u32::MAX);
 }
+
+#[test]
+fn verification_times_only_rise() {
+    let index = Index::new(1 << 20, Arc::new(|_, _| {}));
+    let times = |v| Times {
+        access_ms: 1,
+        verified_ms: v,
+    };
+    index.load(&d(1), 10, None, times(500));
+    index.load(&d(2), 10, None, times(500));
+    index.reserve(&d(3), 10);
+    index.mark_verified(&[
+        (Key::of(&d(1)), 900),
+        (Key::of(&d(2)), 100),
+        (Key::of(&d(3)), 900),
+        (Key::of(&d(4)), 900),
+    ]);
+    let at = |n| index.get(&d(n)).map(|e| e.verified.load(Ordering::Relaxed));
+    assert_eq!(at(1), Some(900), "raised to the recorded time");
+    assert_eq!(at(2), Some(500), "a later verification is kept");
+    assert_eq!(index.entry_count(), 2, "nothing added for unknown keys");
+}
