@@ -708,6 +708,19 @@ fn curl_mib_per_s(url: &str, size: u64) -> f64 {
     size as f64 / MIB / secs
 }
 
+/// Rows of `| name | wharf | nginx | wharf / nginx |`, each the medians of its samples with
+/// `dec` decimals.
+fn ratio_rows<N: std::fmt::Display>(rows: &[(N, &[Vec<f64>; 2], usize)]) {
+    for (name, [w, n], dec) in rows {
+        println!(
+            "| {name} | {} | {} | {:.2}x |",
+            f(med(w), *dec),
+            f(med(n), *dec),
+            med(w) / med(n)
+        );
+    }
+}
+
 fn r0(v: &[f64]) -> Vec<i64> {
     v.iter().map(|x| x.round() as i64).collect()
 }

@@ -80,23 +80,27 @@ async fn content_tags_and_validation_times_survive_a_restart() {
     assert_eq!(tags[0].repository, "os/oraclelinux");
 }
 
+/// A store in `dir` (budget 13 KiB) with three 4 KiB blobs A, B, C stored in that order and
+/// A read last: B is the least recently used. The store is closed again.
+async fn three_blobs_the_first_used_last(dir: &Path) -> (Digest, Digest, Digest) {
+    let store = open_with_budget(dir, 13 * KIB).await;
+    // Access times are kept in milliseconds: space every access so that no two share one and
+    // the order after a restart is unambiguous.
+    let mut filled = Vec::new();
+    for n in 1..=3 {
+        filled.push(fill(&store, blob(n, 4 * KIB)).await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(store.open_blob(&filled[0]).await.expect("open").is_some());
+    store.flush().await.expect("flush");
+    let [a, b, c] = <[Digest; 3]>::try_from(filled).expect("three");
+    (a, b, c)
+}
+
 #[tokio::test]
 async fn the_access_order_survives_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, b, c);
-    {
-        let store = open_with_budget(dir.path(), 13 * KIB).await;
-        // Access times are kept in milliseconds: space every access so that
-        // no two share one and the order after the restart is unambiguous.
-        a = fill(&store, blob(1, 4 * KIB)).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        b = fill(&store, blob(2, 4 * KIB)).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        c = fill(&store, blob(3, 4 * KIB)).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert!(store.open_blob(&a).await.expect("open").is_some());
-        store.flush().await.expect("flush");
-    }
+    let (a, b, c) = three_blobs_the_first_used_last(dir.path()).await;
     let store = open_with_budget(dir.path(), 13 * KIB).await;
     fill(&store, blob(4, 4 * KIB)).await;
     store.flush().await.expect("flush");
@@ -110,18 +114,7 @@ async fn the_access_order_survives_a_restart() {
 #[tokio::test]
 async fn content_hashed_again_at_start_up_keeps_its_access_order() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, b, c);
-    {
-        let store = open_with_budget(dir.path(), 13 * KIB).await;
-        a = fill(&store, blob(1, 4 * KIB)).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        b = fill(&store, blob(2, 4 * KIB)).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        c = fill(&store, blob(3, 4 * KIB)).await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert!(store.open_blob(&a).await.expect("open").is_some());
-        store.flush().await.expect("flush");
-    }
+    let (a, b, c) = three_blobs_the_first_used_last(dir.path()).await;
     // A's file copied over itself (a restore from a backup): a new inode, and an mtime an
     // hour old. Start-up hashes it again, and must keep its recorded access, not its mtime.
     let path = blob_path(dir.path(), &a);

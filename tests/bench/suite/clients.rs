@@ -20,7 +20,7 @@ use wharf_e2e::images::Descriptor;
 use wharf_e2e::memory::{get_request, open_idle, raise_fd_limit, rss_kib};
 use wharf_e2e::{Http, Upstream, UpstreamCfg, Wharf};
 
-use super::{SMALL_REPO, f, med};
+use super::SMALL_REPO;
 
 const CONNS: usize = 2000;
 const IDLE: usize = 10_000;
@@ -113,14 +113,7 @@ pub(crate) fn print(c: &Clients) {
         ),
         ("the same, p99 ms".to_owned(), &c.p99_ms, 1),
     ];
-    for (name, [w, n], dec) in rows {
-        println!(
-            "| {name} | {} | {} | {:.2}x |",
-            f(med(w), dec),
-            f(med(n), dec),
-            med(w) / med(n)
-        );
-    }
+    super::ratio_rows(&rows);
     println!(
         "| the same, wrk's socket errors (all repeats) | {} | {} | |",
         c.socket_errors[0], c.socket_errors[1]

@@ -19,7 +19,7 @@ use wharf_e2e::images::Descriptor;
 use wharf_e2e::{Upstream, UpstreamCfg, Wharf};
 use wharf_testkit::Pki;
 
-use super::{GIB, MIB, SINGLES, STREAMS, WRK_SECS, f, med};
+use super::{GIB, MIB, SINGLES, STREAMS, WRK_SECS, med};
 
 /// Samples per server: [wharf, nginx].
 #[derive(Default)]
@@ -135,14 +135,7 @@ pub(crate) fn print(t: &Tls) {
             3,
         ),
     ];
-    for (name, [w, n], dec) in rows {
-        println!(
-            "| {name} | {} | {} | {:.2}x |",
-            f(med(w), dec),
-            f(med(n), dec),
-            med(w) / med(n)
-        );
-    }
+    super::ratio_rows(&rows);
     println!(
         "| wharf HTTP/2 / HTTP/1.1, 1 stream; 16 streams | {:.2}x; {:.2}x | {:.2}x; {:.2}x | |",
         med(&t.one_h2[0]) / med(&t.one_h1[0]),
