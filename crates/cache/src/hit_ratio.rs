@@ -61,14 +61,15 @@ impl Cache {
         }
     }
 
-    fn get(&self, d: &Digest) -> Option<()> {
+    /// Whether `d` is cached, recording the access.
+    fn hit(&self, d: &Digest) -> bool {
         match self {
-            Cache::Lru(index) => index.get(d).map(drop),
-            Cache::TinyLfu(c) => c.get(d).map(drop),
+            Cache::Lru(index) => index.get(d).is_some(),
+            Cache::TinyLfu(c) => c.get(d).is_some(),
         }
     }
 
-    fn admit(&self, d: &Digest, size: u64, _media_type: Option<&str>) {
+    fn admit(&self, d: &Digest, size: u64) {
         match self {
             Cache::Lru(index) => {
                 index.admit(d, size, None);
@@ -211,11 +212,11 @@ fn replay(trace: &Trace, budget: u64, policy: Policy) -> (f64, f64) {
     for &(id, size) in trace {
         let d = digest(id);
         bytes += size;
-        if index.get(&d).is_some() {
+        if index.hit(&d) {
             hits += 1;
             hit_bytes += size;
         } else {
-            index.admit(&d, size, None);
+            index.admit(&d, size);
         }
     }
     (
@@ -238,8 +239,8 @@ fn rollout(warm: &Trace, budget: u64, policy: Policy, pulls: usize) -> usize {
     let mut rest = warm.iter();
     for &(id, size) in rest.by_ref().take(warm.len() / 2) {
         let d = digest(id);
-        if index.get(&d).is_none() {
-            index.admit(&d, size, None);
+        if !index.hit(&d) {
+            index.admit(&d, size);
         }
     }
     let image = [
@@ -254,16 +255,16 @@ fn rollout(warm: &Trace, budget: u64, policy: Policy, pulls: usize) -> usize {
         let mut missed = false;
         for &(id, size) in &image {
             let d = digest(id);
-            if index.get(&d).is_none() {
+            if !index.hit(&d) {
                 missed |= size > 1 << 20;
-                index.admit(&d, size, None);
+                index.admit(&d, size);
             }
         }
         fetched += usize::from(missed);
         for &(id, size) in rest.by_ref().take(100) {
             let d = digest(id);
-            if index.get(&d).is_none() {
-                index.admit(&d, size, None);
+            if !index.hit(&d) {
+                index.admit(&d, size);
             }
         }
     }

@@ -110,12 +110,9 @@ struct Shared {
     /// The budget in KiB.
     capacity: u64,
     max_bytes: u64,
-    /// Bytes of all entries (exact; the budget is kept in rounded-up KiB).
-    bytes: AtomicU64,
-    evicted_entries: AtomicU64,
-    evicted_bytes: AtomicU64,
+    /// What the size policy evicted (explicit removals are not counted).
+    evicted: Mutex<Evictions>,
     sink: Sink,
-    /// Hashes the keys that are not sha256 (a sha256 is its own hash).
     hasher: KeyHash,
 }
 
@@ -162,8 +159,8 @@ const MARK_CHUNK: usize = 256;
 /// holds it a fraction of a millisecond at a time, not tens of milliseconds.
 const EVICT_BATCH: usize = 1024;
 
-/// What left the index under the lock, for the sink once the lock is released.
-type Gone = Vec<(Key, Removal)>;
+/// What left the index under the lock (key, size, why), for the sink once the lock is released.
+type Gone = Vec<(Key, u64, Removal)>;
 
 impl Shared {
     /// Evicts the least recently used content (never a reservation) until the entries fit
@@ -179,8 +176,7 @@ impl Shared {
             if lru.entry(i).is_some_and(|e| !e.reservation)
                 && let Some((key, entry)) = lru.take(&self.hasher, i)
             {
-                self.count_eviction(entry.size);
-                gone.push((key, Removal::Evicted));
+                gone.push((key, entry.size, Removal::Evicted));
             }
             i = prev;
         }
@@ -191,15 +187,17 @@ impl Shared {
         self.lru.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn count_eviction(&self, size: u64) {
-        self.bytes.fetch_sub(size, Ordering::Relaxed);
-        self.evicted_entries.fetch_add(1, Ordering::Relaxed);
-        self.evicted_bytes.fetch_add(size, Ordering::Relaxed);
-    }
-
-    /// Hands what left the index to the sink, outside the lock.
+    /// Counts what the policy evicted and hands what left the index to the sink, outside the
+    /// index's lock.
     fn tell(&self, gone: Gone) {
-        for (key, why) in gone {
+        {
+            let mut evicted = self.evicted.lock().unwrap_or_else(PoisonError::into_inner);
+            for (_, size, _) in gone.iter().filter(|g| g.2 == Removal::Evicted) {
+                evicted.entries += 1;
+                evicted.bytes += size;
+            }
+        }
+        for (key, _, why) in gone {
             (self.sink)(key.digest(), why);
         }
     }
@@ -216,15 +214,14 @@ impl Index {
                     head: NIL,
                     tail: NIL,
                     weight: 0,
+                    bytes: 0,
                     len: 0,
                     reservations: 0,
                     manifests: 0,
                 }),
                 capacity: (max_bytes / UNIT).max(1),
                 max_bytes,
-                bytes: AtomicU64::new(0),
-                evicted_entries: AtomicU64::new(0),
-                evicted_bytes: AtomicU64::new(0),
+                evicted: Mutex::default(),
                 sink,
                 hasher: KeyHash::new(),
             }),
@@ -284,12 +281,10 @@ impl Index {
                 false
             }
             None => {
-                shared.bytes.fetch_add(size, Ordering::Relaxed);
-                let entry = Arc::new(Entry::new(size, media_type.map(Arc::from), now));
                 if u64::from(weight(size)) > shared.capacity {
-                    shared.count_eviction(size);
-                    gone.push((key, Removal::Evicted));
+                    gone.push((key, size, Removal::Evicted));
                 } else {
+                    let entry = Arc::new(Entry::new(size, media_type.map(Arc::from), now));
                     lru.insert(&shared.hasher, key, entry);
                 }
                 true
@@ -319,7 +314,6 @@ impl Index {
         entry.verified.store(times.verified_ms, Ordering::Relaxed);
         let mut lru = self.shared.lock();
         if lru.find(&self.shared.hasher, &key).is_none() {
-            self.shared.bytes.fetch_add(size, Ordering::Relaxed);
             lru.insert(&self.shared.hasher, key, Arc::new(entry));
         }
     }
@@ -343,13 +337,10 @@ impl Index {
         let shared = &*self.shared;
         let mut gone = Gone::new();
         let mut lru = shared.lock();
-        if let Some(i) = lru.find(&shared.hasher, &key)
-            && let Some((_, old)) = lru.take(&shared.hasher, i)
-        {
-            shared.bytes.fetch_sub(old.size, Ordering::Relaxed);
+        if let Some(i) = lru.find(&shared.hasher, &key) {
+            lru.take(&shared.hasher, i);
         }
         if size > 0 && u64::from(weight(size)) <= shared.capacity {
-            shared.bytes.fetch_add(size, Ordering::Relaxed);
             lru.insert(&shared.hasher, key, Arc::new(Entry::reservation(size)));
         }
         let done = shared.evict(&mut lru, &mut gone);
@@ -368,9 +359,8 @@ impl Index {
         let i = lru.find(&shared.hasher, &key)?;
         let (key, e) = lru.take(&shared.hasher, i)?;
         drop(lru);
-        shared.bytes.fetch_sub(e.size, Ordering::Relaxed);
         if !e.reservation {
-            shared.tell(vec![(key, Removal::Removed)]);
+            shared.tell(vec![(key, e.size, Removal::Removed)]);
         }
         Some(e.size)
     }
@@ -389,15 +379,16 @@ impl Index {
     }
 
     pub(crate) fn bytes(&self) -> u64 {
-        self.shared.bytes.load(Ordering::Relaxed)
+        self.shared.lock().bytes
     }
 
     /// Entries and bytes evicted by the size policy since the store opened.
     pub(crate) fn evicted(&self) -> Evictions {
-        Evictions {
-            entries: self.shared.evicted_entries.load(Ordering::Relaxed),
-            bytes: self.shared.evicted_bytes.load(Ordering::Relaxed),
-        }
+        *self
+            .shared
+            .evicted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn max_bytes(&self) -> u64 {

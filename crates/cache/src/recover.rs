@@ -14,7 +14,7 @@
 //! file flipped on disk while wharf was down (its mtime moves) is hashed, found out and
 //! quarantined, never served. The entries come back in access order for the index to load.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +36,25 @@ pub(crate) struct Kept {
     pub(crate) size: u64,
     pub(crate) media_type: Option<Arc<str>>,
     pub(crate) times: Times,
+}
+
+impl Kept {
+    /// Content found as `f`, verified at `verified_ms`, last used at `access_ms` if that was
+    /// recorded.
+    fn new(f: Found, media_type: Option<String>, verified_ms: u64, access_ms: Option<u64>) -> Kept {
+        // Content nobody recorded an access for: its mtime (when it was stored) is the best
+        // guess.
+        let access_ms = access_ms.unwrap_or(f.fingerprint.mtime_ns / 1_000_000);
+        Kept {
+            key: f.key,
+            size: f.fingerprint.len,
+            media_type: media_type.map(Arc::from),
+            times: Times {
+                access_ms,
+                verified_ms,
+            },
+        }
+    }
 }
 
 /// What start-up found, and what it did about it.
@@ -137,13 +156,7 @@ pub(crate) fn recover(
                 // Trusted, not read: verified when it was written, until the metadata writer
                 // reads when its row says (`meta::load_verified`, right after opening).
                 let verified = f.fingerprint.mtime_ns / 1_000_000;
-                kept.push((
-                    f.key,
-                    f.fingerprint,
-                    b.row.media_type,
-                    verified,
-                    b.access_ms,
-                ));
+                kept.push(Kept::new(f, b.row.media_type, verified, b.access_ms));
             }
             // Changed (or never recorded): hashed below; what the rows knew of it stays.
             b => check.push((f, b.map(|b| (b.row.media_type, b.access_ms)))),
@@ -173,7 +186,7 @@ pub(crate) fn recover(
                 media_type: media_type.clone(),
             };
             repairs.put.push((key, row));
-            kept.push((f.key, f.fingerprint, media_type, now, access_ms));
+            kept.push(Kept::new(f, media_type, now, access_ms));
         } else {
             quarantine(
                 &layout.blob(&digest),
@@ -184,15 +197,16 @@ pub(crate) fn recover(
         }
     }
 
-    let manifests: HashMap<String, ()> = kept
+    let manifests: HashSet<&Key> = kept
         .iter()
-        .filter(|(_, _, mt, _, _)| mt.is_some())
-        .map(|(k, _, _, _, _)| (k.digest().to_string(), ()))
+        .filter(|k| k.media_type.is_some())
+        .map(|k| &k.key)
         .collect();
     let (tags, gone): (Vec<_>, Vec<_>) = loaded
         .tags
         .into_iter()
-        .partition(|(_, row)| manifests.contains_key(&row.digest));
+        .partition(|(_, row)| Key::parse(&row.digest).is_some_and(|k| manifests.contains(&k)));
+    drop(manifests);
     report.dropped_tags = gone.len();
     repairs.drop_tags = gone.into_iter().map(|(k, _)| k).collect();
     // Pairs of content not kept say nothing any more: when it is stored again, it comes
@@ -206,9 +220,7 @@ pub(crate) fn recover(
     let stored: HashSet<Key> = if named.is_empty() {
         HashSet::new()
     } else {
-        kept.iter()
-            .filter_map(|(k, _, _, _, _)| named.take(k))
-            .collect()
+        kept.iter().filter_map(|k| named.take(&k.key)).collect()
     };
     let mut scopes = Vec::with_capacity(loaded.scopes.len());
     for k in loaded.scopes {
@@ -225,23 +237,6 @@ pub(crate) fn recover(
         tracing::warn!(error = %e, "could not record the start-up repairs in the metadata store (is the disk full?); the next start makes them again");
     }
 
-    let mut kept: Vec<Kept> = kept
-        .into_iter()
-        .map(|(key, fp, media_type, verified_ms, access_ms)| {
-            // Content nobody recorded an access for: its mtime (when it was stored) is the
-            // best guess.
-            let access_ms = access_ms.unwrap_or(fp.mtime_ns / 1_000_000);
-            Kept {
-                key,
-                size: fp.len,
-                media_type: media_type.map(Arc::from),
-                times: Times {
-                    access_ms,
-                    verified_ms,
-                },
-            }
-        })
-        .collect();
     kept.sort_by_key(|k| k.times.access_ms);
     report.reconcile_ms = ms(reconciling);
     Ok(Recovered {

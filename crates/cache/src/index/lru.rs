@@ -89,8 +89,10 @@ pub(super) struct Lru {
     pub(super) free: u32,
     pub(super) head: u32,
     pub(super) tail: u32,
-    /// Sum of the entries' weights, in KiB.
+    /// Sum of the entries' weights, in KiB (what the budget counts).
     pub(super) weight: u64,
+    /// Sum of the entries' sizes, exact.
+    pub(super) bytes: u64,
     /// Entries, reservations among them.
     pub(super) len: u64,
     pub(super) reservations: u64,
@@ -177,6 +179,7 @@ impl Lru {
     /// Adds `entry` under `key` (not in the table) as the most recently used.
     pub(super) fn insert(&mut self, hasher: &KeyHash, key: Key, entry: Arc<Entry>) -> u32 {
         self.weight += u64::from(weight(entry.size));
+        self.bytes += entry.size;
         self.len += 1;
         self.reservations += u64::from(entry.reservation);
         self.manifests += u64::from(entry.media_type.is_some());
@@ -222,6 +225,7 @@ impl Lru {
         s.next = self.free;
         self.free = i;
         self.weight -= u64::from(weight(entry.size));
+        self.bytes -= entry.size;
         self.len -= 1;
         self.reservations -= u64::from(entry.reservation);
         self.manifests -= u64::from(entry.media_type.is_some());
