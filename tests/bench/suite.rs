@@ -104,45 +104,43 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "tls") {
-        let up = Upstream::plain();
-        let (big, small) = blobs_measured();
-        let t = tls::measure(&up, &big, &small, repeats);
-        print_header(&wharf_bin, repeats, "nginx over TLS; ");
-        tls::print(&t);
-        return;
-    }
-    if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "clients") {
-        let up = Upstream::plain();
-        let (_, small) = blobs_measured();
-        let c = clients::measure(&rt, &up, &small, repeats);
-        print_header(&wharf_bin, repeats, "");
-        clients::print(&c);
-        return;
-    }
-    if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "scale") {
-        let up = Upstream::plain();
-        let (big, small) = blobs_measured();
-        let s = scale::measure(&rt, &up, &big, &small);
-        print_header(&wharf_bin, repeats, "");
-        scale::print(&s);
-        return;
-    }
-    if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "replicas") {
-        let r = replicas::measure(&rt, repeats);
-        print_header(&wharf_bin, repeats, "");
-        replicas::print(&r);
-        return;
-    }
-    if std::env::var("SUITE_ONLY").is_ok_and(|v| v == "hosting") {
-        let up = Upstream::plain();
-        let h = hosting::measure(&up, repeats);
-        print_header(&wharf_bin, repeats, "");
-        hosting::print(&h);
+    // One section alone: measured, then printed under the header.
+    let only = std::env::var("SUITE_ONLY").unwrap_or_default();
+    let (big, small) = blobs_measured();
+    let section: Option<Box<dyn FnOnce()>> = match only.as_str() {
+        "tls" => {
+            let t = tls::measure(&Upstream::plain(), &big, &small, repeats);
+            Some(Box::new(move || tls::print(&t)))
+        }
+        "clients" => {
+            let c = clients::measure(&rt, &Upstream::plain(), &small, repeats);
+            Some(Box::new(move || clients::print(&c)))
+        }
+        "scale" => {
+            let s = scale::measure(&rt, &Upstream::plain(), &big, &small);
+            Some(Box::new(move || scale::print(&s)))
+        }
+        "replicas" => {
+            let r = replicas::measure(&rt, repeats);
+            Some(Box::new(move || replicas::print(&r)))
+        }
+        "hosting" => {
+            let h = hosting::measure(&Upstream::plain(), repeats);
+            Some(Box::new(move || hosting::print(&h)))
+        }
+        _ => None,
+    };
+    if let Some(print) = section {
+        let nginx = if only == "tls" {
+            "nginx over TLS; "
+        } else {
+            ""
+        };
+        print_header(&wharf_bin, repeats, nginx);
+        print();
         return;
     }
     let images = wharf_e2e::images();
-    let (big, small) = blobs_measured();
     let tag = images.oraclelinux.tag.clone();
     let digest = images.oraclelinux.manifest.digest.clone();
 
@@ -248,14 +246,7 @@ fn main() {
                 let url = format!("{}/v2/{SMALL_REPO}/manifests/{r}", s.url());
                 let mark = up.mark();
                 let cpu0 = s.cpu();
-                let (lat, errors) = rt
-                    .block_on(sequential_latencies(
-                        &url,
-                        &[("Accept", MANIFEST_ACCEPT)],
-                        MANIFEST_GETS,
-                        Duration::from_secs(120),
-                    ))
-                    .expect("manifest GETs");
+                let (lat, errors) = manifest_gets(&rt, &url);
                 let cpu_us =
                     s.cpu().saturating_sub(cpu0).as_secs_f64() * 1e6 / lat.len().max(1) as f64;
                 let upstream = up.since(mark).len() as f64 / lat.len().max(1) as f64;
@@ -706,6 +697,18 @@ fn curl_mib_per_s(url: &str, size: u64) -> f64 {
         String::from_utf8_lossy(&out.stderr)
     );
     size as f64 / MIB / secs
+}
+
+/// `MANIFEST_GETS` sequential GETs of the manifest at `url` on one connection, with a
+/// registry client's `Accept`: sorted latencies, and the GETs that failed.
+fn manifest_gets(rt: &tokio::runtime::Runtime, url: &str) -> (Vec<Duration>, usize) {
+    rt.block_on(sequential_latencies(
+        url,
+        &[("Accept", MANIFEST_ACCEPT)],
+        MANIFEST_GETS,
+        Duration::from_secs(120),
+    ))
+    .expect("manifest GETs")
 }
 
 /// Rows of `| name | wharf | nginx | wharf / nginx |`, each the medians of its samples with

@@ -30,13 +30,13 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 use tokio::time::Instant;
 use wharf_cache::{Store, StoreOptions};
-use wharf_e2e::bench::{self, MANIFEST_ACCEPT, env_num, ms, quantile, sequential_latencies};
+use wharf_e2e::bench::{self, MANIFEST_ACCEPT, env_num, ms, quantile};
 use wharf_e2e::images::Descriptor;
 use wharf_e2e::memory::rss_kib;
 use wharf_e2e::{Http, Upstream, UpstreamCfg, Wharf};
 use wharf_oci::Digest;
 
-use super::{MANIFEST_GETS, SMALL_REPO, WRK_SECS, f, med};
+use super::{SMALL_REPO, WRK_SECS, f, med};
 
 /// Bytes per made blob.
 const BLOB_BYTES: usize = 1024;
@@ -192,14 +192,7 @@ fn step(
         let r = Http::new().get(u, &[("Accept", MANIFEST_ACCEPT)]);
         assert_eq!(r.status, 200, "warm-up {u}");
     }
-    let (lat, errors) = rt
-        .block_on(sequential_latencies(
-            &url,
-            &[("Accept", MANIFEST_ACCEPT)],
-            MANIFEST_GETS,
-            Duration::from_secs(120),
-        ))
-        .expect("manifest GETs");
+    let (lat, errors) = super::manifest_gets(rt, &url);
     assert_eq!(errors, 0, "manifest GETs failed");
     let wrk = bench::wrk(&blob_url, 2, LATENCY_CONNS, WRK_SECS);
     assert!(wrk.non_2xx == 0 && wrk.p99_ms.is_finite(), "{}", wrk.output);
