@@ -14,12 +14,12 @@ use std::path::Path;
 use std::process::Command;
 
 use tokio::time::Instant;
-use wharf_e2e::bench::{self, Nginx, cpu_time};
+use wharf_e2e::bench::{self, Nginx};
 use wharf_e2e::images::Descriptor;
 use wharf_e2e::{Upstream, UpstreamCfg, Wharf};
 use wharf_testkit::Pki;
 
-use super::{GIB, MIB, SINGLES, STREAMS, WRK_SECS, med};
+use super::{GIB, MIB, SINGLES, STREAMS, Server, WRK_SECS, med};
 
 /// Samples per server: [wharf, nginx].
 #[derive(Default)]
@@ -33,12 +33,20 @@ pub(crate) struct Tls {
 }
 
 /// `curl` over TLS trusting `ca`: `n` GETs of `url` at once (`--parallel`), HTTP/2 or 1.1;
-/// aggregate MiB/s from the first request to the last byte.
+/// aggregate MiB/s from the first request to the last byte. Every GET must bring `size` bytes.
 fn curl(url: &str, ca: &Path, h2: bool, n: usize, size: u64) -> f64 {
     let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--fail", "--max-time", "300", "--cacert"])
-        .arg(ca)
-        .arg(if h2 { "--http2" } else { "--http1.1" });
+    cmd.args([
+        "-sS",
+        "--fail",
+        "--max-time",
+        "300",
+        "-w",
+        "%{size_download}\n",
+        "--cacert",
+    ])
+    .arg(ca)
+    .arg(if h2 { "--http2" } else { "--http1.1" });
     if n > 1 {
         cmd.args(["--parallel", "--parallel-max", &n.to_string()]);
         if !h2 {
@@ -52,9 +60,11 @@ fn curl(url: &str, ca: &Path, h2: bool, n: usize, size: u64) -> f64 {
     let t0 = Instant::now();
     let out = cmd.output().expect("curl (apt-get install curl)");
     let secs = t0.elapsed().as_secs_f64();
+    let got = String::from_utf8_lossy(&out.stdout).into_owned();
+    let sizes: Vec<&str> = got.split_whitespace().collect();
     assert!(
-        out.status.success(),
-        "curl {url}: {}",
+        out.status.success() && sizes.len() == n && sizes.iter().all(|s| *s == size.to_string()),
+        "curl {url}: sizes {got:?}, {}",
         String::from_utf8_lossy(&out.stderr)
     );
     size as f64 * n as f64 / MIB / secs
@@ -69,27 +79,17 @@ pub(crate) fn measure(up: &Upstream, big: &Descriptor, small: &Descriptor, repea
         .tls(&files)
         .start();
     let nginx = Nginx::serving_tls(up.storage_dir(), &files);
-    let urls =
-        |base: &str, d: &Descriptor, repo: &str| format!("{base}/v2/{repo}/blobs/{}", d.digest);
-    let servers: [(String, Vec<u32>); 2] = [
-        (wharf.url(), wharf.pid().into_iter().collect()),
-        (nginx.url(), nginx.pids()),
-    ];
+    let servers = [Server::Wharf(&wharf), Server::Nginx(&nginx)];
     // Warm wharf (nginx serves the upstream's files): each blob once, through its repository.
     for (d, repo) in [(big, super::BIG_REPO), (small, super::SMALL_REPO)] {
-        curl(&urls(&wharf.url(), d, repo), &ca, false, 1, d.size);
+        curl(&servers[0].blob_url(repo, d), &ca, false, 1, d.size);
     }
     let mut t = Tls::default();
     for r in 0..repeats {
         eprintln!("[suite] tls: {}/{repeats}", r + 1);
-        for (i, (base, pids)) in servers.iter().enumerate() {
-            let cpu = || {
-                pids.iter()
-                    .filter_map(|p| cpu_time(*p))
-                    .sum::<std::time::Duration>()
-            };
-            let url = urls(base, big, super::BIG_REPO);
-            let cpu0 = cpu();
+        for (i, s) in servers.iter().enumerate() {
+            let url = s.blob_url(super::BIG_REPO, big);
+            let cpu0 = s.cpu();
             for _ in 0..SINGLES {
                 t.one_h1[i].push(curl(&url, &ca, false, 1, big.size));
                 t.one_h2[i].push(curl(&url, &ca, true, 1, big.size));
@@ -97,8 +97,8 @@ pub(crate) fn measure(up: &Upstream, big: &Descriptor, small: &Descriptor, repea
             t.many_h1[i].push(curl(&url, &ca, false, STREAMS, big.size));
             t.many_h2[i].push(curl(&url, &ca, true, STREAMS, big.size));
             let gib = big.size as f64 * (2 * SINGLES + 2 * STREAMS) as f64 / GIB;
-            t.cpu_per_gib[i].push(cpu().saturating_sub(cpu0).as_secs_f64() / gib);
-            let w = bench::wrk(&urls(base, small, super::SMALL_REPO), 2, STREAMS, WRK_SECS);
+            t.cpu_per_gib[i].push(s.cpu().saturating_sub(cpu0).as_secs_f64() / gib);
+            let w = bench::wrk(&s.blob_url(super::SMALL_REPO, small), 2, STREAMS, WRK_SECS);
             assert!(
                 w.requests_per_sec.is_finite() && w.non_2xx == 0,
                 "wrk over TLS:\n{}",
