@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use wharf_e2e::herd::{self, Ask, Herd, Outcome};
 use wharf_e2e::images::{Descriptor, MT_OCI_LAYER_GZIP};
-use wharf_e2e::layers::random_bytes;
+use wharf_e2e::layers::random_content as content;
 use wharf_e2e::push::Pusher;
 use wharf_e2e::registry::Storage;
 use wharf_e2e::util::{sha256_digest, wait_for};
@@ -28,12 +28,6 @@ const MIB: usize = 1 << 20;
 const SIZE: usize = 4 * MIB;
 const HOLD: u64 = MIB as u64;
 const FIRST_BYTES_WITHIN: Duration = Duration::from_secs(60);
-
-fn content(label: &str, size: usize) -> Bytes {
-    let mut buf = vec![0; size];
-    random_bytes(label, &mut buf);
-    Bytes::from(buf)
-}
 
 /// The repository of the faulty upstream's one image.
 const REPO: &str = "faulty/app";

@@ -14,6 +14,13 @@ use crate::images::SEED;
 
 const FIXED_MTIME: u64 = 1_700_000_000;
 
+/// `size` pseudo-random bytes for `label` ([`random_bytes`]).
+pub fn random_content(label: &str, size: usize) -> bytes::Bytes {
+    let mut buf = vec![0; size];
+    random_bytes(label, &mut buf);
+    bytes::Bytes::from(buf)
+}
+
 /// Pseudo-random bytes for `label`: the AES-128-GCM keystream over zeros.
 pub fn random_bytes(label: &str, buf: &mut [u8]) {
     let k = Sha256::digest(format!("{SEED}/{label}").as_bytes());

@@ -65,9 +65,7 @@ impl Pusher<'_> {
     /// Uploads `size` bytes of deterministic random content (from `label`) to `repo` as a
     /// layer blob; its descriptor.
     pub fn random_blob(&self, repo: &str, label: &str, size: usize) -> Descriptor {
-        let mut buf = vec![0; size];
-        crate::layers::random_bytes(label, &mut buf);
-        let data = Bytes::from(buf);
+        let data = crate::layers::random_content(label, size);
         let desc = Descriptor {
             media_type: crate::images::MT_OCI_LAYER_GZIP.into(),
             digest: crate::util::sha256_digest(&data),

@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use wharf_e2e::herd::{Ask, Herd, Outcome};
-use wharf_e2e::layers::random_bytes;
+use wharf_e2e::layers::random_content as content;
 use wharf_e2e::push::Pusher;
 use wharf_e2e::registry::Storage;
 use wharf_e2e::util::{free_ports, sha256_digest};
@@ -20,12 +19,6 @@ use super::{object_store_toml, wait_for};
 
 const MIB: usize = 1 << 20;
 const REPO: &str = "fleet/layer";
-
-fn content(label: &str, size: usize) -> Bytes {
-    let mut buf = vec![0; size];
-    random_bytes(label, &mut buf);
-    Bytes::from(buf)
-}
 
 /// Three replicas of `upstream`, each knowing the others, sharing `store`.
 fn fleet(upstream: &UpstreamCfg, store: &str) -> (Vec<Wharf>, Vec<String>) {
