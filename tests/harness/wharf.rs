@@ -177,9 +177,10 @@ impl Wharf {
     /// `labels` (`result="hit"`), 0 when there are none.
     pub fn metric(&self, name: &str, labels: &[&str]) -> u64 {
         let text = crate::http::get(&format!("{}/metrics", self.admin_url()), &[]).text();
+        let (labelled, bare) = (format!("{name}{{"), format!("{name} "));
         text.lines()
             .filter(|l| {
-                (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+                (l.starts_with(&labelled) || l.starts_with(&bare))
                     && labels.iter().all(|x| l.contains(x))
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
