@@ -153,6 +153,65 @@ fn tls_offers_h2_and_http11_and_sighup_swaps_the_certificate_without_dropping_co
     assert!(log.contains("TLS certificate reloaded"), "{log}");
 }
 
+#[test]
+fn blobs_and_a_manifest_over_http2_arrive_whole_cold_and_warm_multiplexed_on_one_connection() {
+    let set = images();
+    let img = &set.oraclelinux;
+    let up = Upstream::plain();
+    let pki = Pki::new();
+    let wharf = Wharf::builder()
+        .upstream(UpstreamCfg::oracle(&up))
+        .tls(&pki.leaf("server", 100))
+        .start();
+    let dir = wharf_e2e::util::temp_dir("h2-pull");
+    // Each blob three times (cold: the first fills while the others follow it), and the
+    // manifest: curl multiplexes all of them on one HTTP/2 connection.
+    let mut wanted = Vec::new();
+    for d in img.blobs().into_iter().cycle().take(3 * img.blobs().len()) {
+        let url = format!("{}/v2/{}/blobs/{}", wharf.url(), img.repo, d.digest);
+        wanted.push((url, d.digest.clone()));
+    }
+    let manifest = format!("{}/v2/{}/manifests/{}", wharf.url(), img.repo, img.tag);
+    wanted.push((manifest, img.manifest.digest.clone()));
+    for round in ["cold", "warm"] {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--fail",
+            "--max-time",
+            "30",
+            "--http2",
+            "--parallel",
+            "--cacert",
+        ])
+        .arg(pki.root())
+        .args(["-H", &format!("Accept: {ACCEPT_ALL_MANIFESTS}")])
+        .args(["-w", "%{http_version} %{num_connects}\\n"]);
+        for (i, (url, _)) in wanted.iter().enumerate() {
+            cmd.arg("-o")
+                .arg(dir.path().join(format!("{round}-{i}")))
+                .arg(url);
+        }
+        let out = run(&mut cmd, Duration::from_secs(120)).expect_ok("curl --http2 --parallel");
+        let versions: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(versions.len(), wanted.len(), "{}", out.stdout);
+        assert!(
+            versions.iter().all(|v| v.starts_with("2 ")),
+            "{}",
+            out.stdout
+        );
+        let connects: usize = versions
+            .iter()
+            .filter_map(|v| v[2..].parse::<usize>().ok())
+            .sum();
+        assert_eq!(connects, 1, "one connection for all: {}", out.stdout);
+        for (i, (url, digest)) in wanted.iter().enumerate() {
+            let got = std::fs::read(dir.path().join(format!("{round}-{i}"))).expect("read");
+            assert_eq!(&sha256_digest(&got), digest, "{round} {url}");
+        }
+    }
+}
+
 /// The DER of the first certificate in a PEM file.
 fn openssl_der(pem: &std::path::Path) -> Vec<u8> {
     let out = Command::new("openssl")

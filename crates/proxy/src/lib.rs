@@ -59,6 +59,7 @@ mod blob;
 pub mod body;
 mod catalog;
 pub mod cluster;
+mod coalesce;
 mod error;
 pub mod freshness;
 pub mod hosted;

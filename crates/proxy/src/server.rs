@@ -6,7 +6,8 @@
 //! ```text
 //! accept -> a connection permit (at max_connections: close the longest-idle kept-alive
 //!           connection to make room, else wait; never refuse)
-//!   -> task: [TLS handshake, bounded | SendfileIo on plain TCP] -> Tracked IO (idle timeout)
+//!   -> task: [TLS handshake, bounded (h2: Coalesce) | SendfileIo on plain TCP]
+//!      -> Tracked IO (idle timeout)
 //!      -> hyper http1 | http2
 //!      -> per request: Service::call (Proxy::handle, or the admin API)
 //! ```
@@ -41,6 +42,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::Proxy;
 use crate::body::Body;
+use crate::coalesce::Coalesce;
 use crate::limits::{Activity, ExchangeGuard, H1_MAX_BUF, Limits, Tracked};
 use crate::preface::{self, Preface};
 use crate::sendfile::{Pending, SendfileIo};
@@ -240,11 +242,11 @@ impl<S: Service> Conn<S> {
         let handshake = acceptor.accept(stream);
         match tokio::time::timeout(self.limits.tls_handshake_timeout, handshake).await {
             Ok(Ok(tls)) => {
-                let version = match tls.get_ref().1.alpn_protocol() {
-                    Some(b"h2") => Version::Http2,
-                    _ => Version::Http1,
-                };
-                self.run(tls, version, None).await;
+                match tls.get_ref().1.alpn_protocol() {
+                    // Frames gathered into whole records (coalesce.rs).
+                    Some(b"h2") => self.run(Coalesce::new(tls), Version::Http2, None).await,
+                    _ => self.run(tls, Version::Http1, None).await,
+                }
             }
             Ok(Err(e)) => tracing::debug!(peer = %self.peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(peer = %self.peer, "TLS handshake timed out"),
