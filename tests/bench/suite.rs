@@ -13,7 +13,8 @@
 //! `sendfile on` mapping `/v2/<repo>/blobs/sha256:<hex>` to the upstream's own `data` files.
 //! Then, per repeat and per measurement, each server in turn:
 //!
-//! 1. the 100 MiB blob, warm: one stream (`curl -o /dev/null`, three times), then 16
+//! 1. the 100 MiB blob, warm: one stream (`curl -o /dev/null`, three times, and three more
+//!    with curl on the first CPU and the server on the last, by `taskset`), then 16
 //!    concurrent streams (an async Rust client that counts and discards the bytes; one extra
 //!    GET checks the digest); MiB/s;
 //! 2. a 1 MiB blob with `wrk -t2 -c16 -d5s`: requests per second;
@@ -211,7 +212,19 @@ fn main() {
             // with curl as ANCHOR-RESULTS.md measured it (an async Rust client adds its own
             // task hand-offs to a lone stream).
             for _ in 0..SINGLES {
-                res.single.push(curl_mib_per_s(&url, big.size));
+                res.single.push(curl_mib_per_s(&url, big.size, None));
+            }
+            // Where the scheduler puts client, server and the loopback's softirq work moves a
+            // lone stream most (issue 18): the same GETs with each on a core of its own.
+            let pinned = two_cores();
+            if let Some([client, server]) = &pinned {
+                let all = format!("0-{}", cores() - 1);
+                s.pin(server);
+                for _ in 0..SINGLES {
+                    res.single_pinned
+                        .push(curl_mib_per_s(&url, big.size, Some(client)));
+                }
+                s.pin(&all);
             }
             let herd = rt.block_on(herd::run(&url, STREAMS, &ask, None));
             let first = herd.iter().map(|o| o.sent).min().expect("clients");
@@ -221,7 +234,8 @@ fn main() {
             res.conc
                 .push((big.size as f64 * STREAMS as f64) / MIB / (last - first).as_secs_f64());
             let cpu = s.cpu().saturating_sub(cpu0).as_secs_f64();
-            let gib = big.size as f64 * (STREAMS + SINGLES) as f64 / GIB;
+            let singles = SINGLES * (1 + usize::from(pinned.is_some()));
+            let gib = big.size as f64 * (STREAMS + singles) as f64 / GIB;
             res.cpu_per_gib.push(cpu / gib);
             let check = rt.block_on(herd::fetch(&url, &Ask::default(), 0, None));
             assert_eq!(check.digest, big.digest, "{}: digest", s.name());
@@ -363,6 +377,21 @@ impl Server<'_> {
         self.pids().into_iter().filter_map(cpu_time).sum()
     }
 
+    /// Keeps every thread of the server on `cpus` (a `taskset` list).
+    fn pin(&self, cpus: &str) {
+        for pid in self.pids() {
+            let out = std::process::Command::new("taskset")
+                .args(["-a", "-pc", cpus, &pid.to_string()])
+                .output()
+                .expect("taskset (util-linux)");
+            assert!(
+                out.status.success(),
+                "taskset: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
     /// Summed over the processes (nginx: master and workers).
     fn peak_rss_kib(&self) -> u64 {
         self.pids().into_iter().filter_map(peak_rss_kib).sum()
@@ -391,6 +420,8 @@ struct Latency {
 #[derive(Default)]
 struct Results {
     single: Vec<f64>,
+    /// One stream with curl and the server each kept on a core of its own.
+    single_pinned: Vec<f64>,
     conc: Vec<f64>,
     rps: Vec<f64>,
     cpu_per_gib: Vec<f64>,
@@ -546,11 +577,16 @@ fn print_table(res: &[Results], cold: Option<&Cold>, herds: Option<&[ColdHerd]>)
     };
     // Its rows: the name, the samples, the least ratio to nginx the issue asks for.
     type Samples = fn(&Results) -> &[f64];
-    let higher_is_better: [(&str, Samples, f64); 3] = [
+    let higher_is_better: [(&str, Samples, f64); 4] = [
         (
             "warm 100 MiB blob, 1 stream (3 GETs a repeat), MiB/s",
             |r| &r.single,
             0.9,
+        ),
+        (
+            "the same, client and server each on a core of its own (`taskset`), MiB/s",
+            |r| &r.single_pinned,
+            0.95,
         ),
         (
             "warm 100 MiB blob, 16 streams, aggregate MiB/s",
@@ -664,22 +700,45 @@ fn print_table(res: &[Results], cold: Option<&Cold>, herds: Option<&[ColdHerd]>)
         );
     }
     println!(
-        "\nSamples (MiB/s 1 stream | 16 streams | req/s): wharf {:?} | {:?} | {:?}; Distribution {:?} | {:?} | {:?}; nginx {:?} | {:?} | {:?}",
+        "\nSamples (MiB/s 1 stream | pinned | 16 streams | req/s): wharf {:?} | {:?} | {:?} | {:?}; Distribution {:?} | {:?} | {:?} | {:?}; nginx {:?} | {:?} | {:?} | {:?}",
         r0(&w.single),
+        r0(&w.single_pinned),
         r0(&w.conc),
         r0(&w.rps),
         r0(&d.single),
+        r0(&d.single_pinned),
         r0(&d.conc),
         r0(&d.rps),
         r0(&n.single),
+        r0(&n.single_pinned),
         r0(&n.conc),
         r0(&n.rps)
     );
 }
 
-/// `curl -o /dev/null` of `url`: MiB/s over curl's total time, after checking the size.
-fn curl_mib_per_s(url: &str, size: u64) -> f64 {
-    let out = std::process::Command::new("curl")
+/// How many CPUs this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// `taskset` lists of the first and the last CPU, for a client and a server; `None` on one CPU.
+fn two_cores() -> Option<[String; 2]> {
+    let n = cores();
+    (n >= 2).then(|| ["0".to_owned(), (n - 1).to_string()])
+}
+
+/// `curl -o /dev/null` of `url` (on the CPUs `pin` lists, if given): MiB/s over curl's total
+/// time, after checking the size.
+fn curl_mib_per_s(url: &str, size: u64, pin: Option<&str>) -> f64 {
+    let mut cmd = match pin {
+        Some(cpus) => {
+            let mut c = std::process::Command::new("taskset");
+            c.args(["-c", cpus, "curl"]);
+            c
+        }
+        None => std::process::Command::new("curl"),
+    };
+    let out = cmd
         .args(["-sS", "--max-time", "120", "-o", "/dev/null"])
         .args(["-w", "%{size_download} %{time_total}", url])
         .output()

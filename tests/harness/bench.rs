@@ -223,7 +223,7 @@ pub fn children(pid: u32) -> Vec<u32> {
 }
 
 /// The fields of `/proc/<pid>/stat` after the command name (field 3, the state, is index 0).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
+fn stat_fields(pid: impl std::fmt::Display) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     Some(
         stat.rsplit_once(')')?
@@ -249,6 +249,14 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
     // utime and stime are fields 14 and 15 of the line.
     Some(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+}
+
+/// User + system CPU time of this process's children that have ended and been waited for
+/// (cutime and cstime, fields 16 and 17 of `/proc/self/stat`): what a client command cost.
+pub fn children_cpu_time() -> Duration {
+    let f = stat_fields("self").unwrap_or_default();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis((ticks(13) + ticks(14)) * 10)
 }
 
 /// Latencies of `n` sequential GETs of `url` on one keep-alive connection, sorted; errors

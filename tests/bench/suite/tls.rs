@@ -30,11 +30,15 @@ pub(crate) struct Tls {
     many_h2: [Vec<f64>; 2],
     rps: [Vec<f64>; 2],
     cpu_per_gib: [Vec<f64>; 2],
+    /// curl's own CPU s per GiB over the one-stream runs, HTTP/1.1 and HTTP/2.
+    client_h1: [Vec<f64>; 2],
+    client_h2: [Vec<f64>; 2],
 }
 
 /// `curl` over TLS trusting `ca`: `n` GETs of `url` at once (`--parallel`), HTTP/2 or 1.1;
-/// aggregate MiB/s from the first request to the last byte. Every GET must bring `size` bytes.
-fn curl(url: &str, ca: &Path, h2: bool, n: usize, size: u64) -> f64 {
+/// aggregate MiB/s from the first request to the last byte, and curl's CPU s per GiB. Every GET
+/// must bring `size` bytes.
+fn curl(url: &str, ca: &Path, h2: bool, n: usize, size: u64) -> (f64, f64) {
     let mut cmd = Command::new("curl");
     cmd.args([
         "-sS",
@@ -57,9 +61,12 @@ fn curl(url: &str, ca: &Path, h2: bool, n: usize, size: u64) -> f64 {
     for _ in 0..n {
         cmd.args(["-o", "/dev/null", url]);
     }
-    let t0 = Instant::now();
+    let (t0, cpu0) = (Instant::now(), bench::children_cpu_time());
     let out = cmd.output().expect("curl (apt-get install curl)");
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = bench::children_cpu_time()
+        .saturating_sub(cpu0)
+        .as_secs_f64();
     let got = String::from_utf8_lossy(&out.stdout).into_owned();
     let sizes: Vec<&str> = got.split_whitespace().collect();
     assert!(
@@ -67,7 +74,8 @@ fn curl(url: &str, ca: &Path, h2: bool, n: usize, size: u64) -> f64 {
         "curl {url}: sizes {got:?}, {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    size as f64 * n as f64 / MIB / secs
+    let bytes = size as f64 * n as f64;
+    (bytes / MIB / secs, cpu / (bytes / GIB))
 }
 
 pub(crate) fn measure(up: &Upstream, big: &Descriptor, small: &Descriptor, repeats: usize) -> Tls {
@@ -90,12 +98,19 @@ pub(crate) fn measure(up: &Upstream, big: &Descriptor, small: &Descriptor, repea
         for (i, s) in servers.iter().enumerate() {
             let url = s.blob_url(super::BIG_REPO, big);
             let cpu0 = s.cpu();
+            // curl's CPU is counted in 10 ms ticks: summed over the GETs, then averaged.
+            let mut client = [0.0; 2];
             for _ in 0..SINGLES {
-                t.one_h1[i].push(curl(&url, &ca, false, 1, big.size));
-                t.one_h2[i].push(curl(&url, &ca, true, 1, big.size));
+                for (h2, rates) in [(false, &mut t.one_h1[i]), (true, &mut t.one_h2[i])] {
+                    let (rate, cpu) = curl(&url, &ca, h2, 1, big.size);
+                    rates.push(rate);
+                    client[usize::from(h2)] += cpu / SINGLES as f64;
+                }
             }
-            t.many_h1[i].push(curl(&url, &ca, false, STREAMS, big.size));
-            t.many_h2[i].push(curl(&url, &ca, true, STREAMS, big.size));
+            t.client_h1[i].push(client[0]);
+            t.client_h2[i].push(client[1]);
+            t.many_h1[i].push(curl(&url, &ca, false, STREAMS, big.size).0);
+            t.many_h2[i].push(curl(&url, &ca, true, STREAMS, big.size).0);
             let gib = big.size as f64 * (2 * SINGLES + 2 * STREAMS) as f64 / GIB;
             t.cpu_per_gib[i].push(s.cpu().saturating_sub(cpu0).as_secs_f64() / gib);
             let w = bench::wrk(&s.blob_url(super::SMALL_REPO, small), 2, STREAMS, WRK_SECS);
@@ -142,5 +157,13 @@ pub(crate) fn print(t: &Tls) {
         med(&t.many_h2[0]) / med(&t.many_h1[0]),
         med(&t.one_h2[1]) / med(&t.one_h1[1]),
         med(&t.many_h2[1]) / med(&t.many_h1[1]),
+    );
+    // One stream over HTTP/2 is as fast as curl can take it: the client's cost is its floor.
+    println!(
+        "| client (curl) CPU s per GiB, 1 stream, HTTP/1.1; HTTP/2 | {:.3}; {:.3} | {:.3}; {:.3} | |",
+        med(&t.client_h1[0]),
+        med(&t.client_h2[0]),
+        med(&t.client_h1[1]),
+        med(&t.client_h2[1]),
     );
 }
