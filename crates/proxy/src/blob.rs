@@ -284,10 +284,13 @@ fn opener(
     let client = target.upstream.client.clone();
     let repo = target.repo.as_str().to_owned();
     let digest = digest.clone();
+    // The hops of the request that starts the fill: the fill runs in a task of its own.
+    let hops = wharf_upstream::incoming_via();
     Arc::new(move |offset: u64| {
         let _fill_permit = &permit;
         gauge.opened();
         let (client, repo, digest) = (client.clone(), repo.clone(), digest.clone());
+        let hops = hops.clone();
         let (store, upstream) = (store.clone(), upstream.clone());
         let received = received.clone();
         let (tier, tier_metrics, origin) = (tier.clone(), tier_metrics.clone(), origin.clone());
@@ -308,8 +311,8 @@ fn opener(
             }
             origin.opened_upstream();
             let from = (offset > 0).then_some(offset);
-            let resp = client
-                .blob(Method::GET, &repo, &digest, from)
+            let get = client.blob(Method::GET, &repo, &digest, from);
+            let resp = wharf_upstream::with_incoming_via(hops, get)
                 .await
                 .map_err(|e| Arc::new(e) as SourceError)?;
             store.add_scope(ScopeKey {

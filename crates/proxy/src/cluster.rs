@@ -266,15 +266,17 @@ impl Peer {
     }
 }
 
-/// Whether a request came from a peer of this fleet (its `Via` names one): filled here, never
-/// forwarded to another peer.
+/// Whether a request came from a peer (the last hop of its `Via`, the one that sent it, names
+/// one): filled here, never forwarded to another peer. A peer further back is another fleet's
+/// (a site's replicas in front of a regional fleet): that request is this fleet's to share.
 pub(crate) fn from_peer(headers: &HeaderMap) -> bool {
     headers
         .get_all(http::header::VIA)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|hop| {
+        .last()
+        .is_some_and(|hop| {
             hop.split_whitespace()
                 .nth(1)
                 .is_some_and(|p| p.starts_with(PEER_VIA))
@@ -435,5 +437,11 @@ mod tests {
             http::HeaderValue::from_static("1.1 proxy, 1.1 wharf-peer-00ff00ff"),
         );
         assert!(from_peer(&h));
+        // A peer of the fleet in front, then that fleet's wharf: not from a peer of ours.
+        h.append(
+            http::header::VIA,
+            http::HeaderValue::from_static("1.1 wharf-0a0b0c0d"),
+        );
+        assert!(!from_peer(&h));
     }
 }

@@ -48,7 +48,7 @@ pub use client::{Client, check_url};
 pub use error::{Error, MAX_REPORTED_MESSAGE, RedirectProblem, Reported, TimeoutPhase};
 pub use hyper::body::Incoming as Body;
 pub use lookaside::Lookaside;
-pub use transport::with_incoming_via;
+pub use transport::{incoming_via, with_incoming_via};
 
 /// A secret read from a file or the environment. Never printed: `Debug` and `Display` redact it.
 #[derive(Clone)]

@@ -27,13 +27,19 @@ tokio::task_local! {
 }
 
 /// Runs `f` (the answer to a request that arrived with `Via` values `hops`) so that upstream
-/// requests it makes carry those hops before this wharf's own. Tasks it spawns (a shared fill)
-/// do not: a fill serves many clients.
+/// requests it makes carry those hops before this wharf's own. Tasks it spawns do not inherit
+/// them: a fill, which serves many clients, carries those of the request that started it
+/// ([`incoming_via`]), so that a blob's loop (A to B to A) is refused as a manifest's is.
 pub fn with_incoming_via<F: std::future::Future>(
     hops: Vec<HeaderValue>,
     f: F,
 ) -> impl std::future::Future<Output = F::Output> {
     INCOMING_VIA.scope(hops, f)
+}
+
+/// The `Via` values [`with_incoming_via`] gave the running task; none outside it.
+pub fn incoming_via() -> Vec<HeaderValue> {
+    INCOMING_VIA.try_with(Clone::clone).unwrap_or_default()
 }
 
 /// How much of an error, 401 or redirect body is read (for its OCI error code, and so the
