@@ -7,10 +7,12 @@
 //! Frames gathered into [`SIZE`] bytes go out as four full records in one system call.
 //!
 //! The codec flushes after every frame, though, not only when it has nothing more to send. So
-//! a flush that follows new writes is put off: the task is woken, and the flush it makes on
-//! its next turn, with nothing written in between, sends what is gathered. A burst of frames
-//! thus goes out in whole buffers, and its tail one turn of the task later; nothing waits
-//! for more than that. Shutting down sends everything first.
+//! a flush that follows writes of at least a full record's worth ([`PUT_OFF_FROM`], a frame
+//! of a streamed body) is put off: the task is woken, and the flush it makes on its next
+//! turn, with nothing written in between, sends what is gathered. A burst of frames thus goes
+//! out in whole buffers, and its tail one turn of the task later; nothing waits for more than
+//! that. Less than a record (headers, a manifest, a window update) is sent at the first
+//! flush, as before. Shutting down sends everything first.
 //!
 //! The buffer exists only while there is something in it: an idle connection holds none.
 
@@ -23,13 +25,17 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// How much is gathered before it is written through: four full TLS records.
 const SIZE: usize = 64 * 1024;
 
+/// A flush is put off only when at least this much was written since the last one: a full
+/// TLS record, a DATA frame of a stream.
+const PUT_OFF_FROM: usize = 16 * 1024;
+
 pub(crate) struct Coalesce<IO> {
     io: IO,
     buf: Vec<u8>,
     /// How much of `buf` has been written through.
     sent: usize,
-    /// Whether anything was gathered since the last flush.
-    wrote: bool,
+    /// How much was gathered since the last flush.
+    wrote: usize,
 }
 
 impl<IO> Coalesce<IO> {
@@ -38,7 +44,7 @@ impl<IO> Coalesce<IO> {
             io,
             buf: Vec::new(),
             sent: 0,
-            wrote: false,
+            wrote: 0,
         }
     }
 }
@@ -101,7 +107,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalesce<IO> {
             self.buf.extend_from_slice(&b[..n]);
             taken += n;
         }
-        self.wrote = true;
+        self.wrote += taken;
         Poll::Ready(Ok(taken))
     }
 
@@ -110,7 +116,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalesce<IO> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if std::mem::take(&mut self.wrote) {
+        if std::mem::take(&mut self.wrote) >= PUT_OFF_FROM && self.sent < self.buf.len() {
             // More may follow in this turn of the task; the next turn's flush sends it all.
             cx.waker().wake_by_ref();
             return Poll::Ready(Ok(()));
@@ -209,13 +215,67 @@ mod tests {
         let mut cx = Context::from_waker(&waker);
         let mut w = Coalesce::new(Writes::default());
 
+        // Less than a record (headers, a small answer) goes out at the first flush.
         let wrote = Pin::new(&mut w).poll_write(&mut cx, b"HEADERS");
         assert!(matches!(wrote, Poll::Ready(Ok(7))));
         assert!(Pin::new(&mut w).poll_flush(&mut cx).is_ready());
-        assert!(w.io.1.is_empty(), "put off");
+        assert_eq!(w.io.1, b"HEADERS");
+        assert_eq!(count.0.load(Ordering::Relaxed), 0);
+
+        // A frame of a stream is held for what follows it in this turn.
+        let frame = vec![1; 9 + 16 * 1024];
+        let wrote = Pin::new(&mut w).poll_write(&mut cx, &frame);
+        assert!(matches!(wrote, Poll::Ready(Ok(n)) if n == frame.len()));
+        assert!(Pin::new(&mut w).poll_flush(&mut cx).is_ready());
+        assert_eq!(w.io.1.len(), 7, "put off");
         assert_eq!(count.0.load(Ordering::Relaxed), 1, "the task is woken");
 
         assert!(Pin::new(&mut w).poll_flush(&mut cx).is_ready());
-        assert_eq!(w.io.1, b"HEADERS");
+        assert_eq!(w.io.1.len(), 7 + frame.len());
+    }
+
+    /// Takes at most 10,000 bytes a call, and says Pending (waking at once) every other call.
+    #[derive(Default)]
+    struct Slow {
+        got: Vec<u8>,
+        calls: usize,
+    }
+
+    impl AsyncWrite for Slow {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            self.calls += 1;
+            if self.calls.is_multiple_of(2) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let n = buf.len().min(10_000);
+            self.got.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn short_and_pending_writes_below_lose_nothing_and_shutdown_sends_the_rest() {
+        let mut w = Coalesce::new(Slow::default());
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        // Frame-sized pieces, then one larger than the buffer while it holds something.
+        for piece in data[..100_000].chunks(16_393) {
+            w.write_all(piece).await.expect("write");
+        }
+        w.write_all(&data[100_000..]).await.expect("write");
+        w.shutdown().await.expect("shutdown");
+        assert!(w.io.got == data, "every byte, in order");
     }
 }

@@ -102,8 +102,10 @@ pub trait BlobStore: Send + Sync + 'static {
                         source,
                     })?;
             Ok(Some(match <[Bytes; 1]>::try_from(chunks) {
-                // One chunk (most manifests): no copy.
-                Ok([only]) => only,
+                // One small chunk (most manifests): no copy. A larger one sits in a pooled
+                // buffer of a full chunk's size (fill/chunks.rs): what is kept is copied out.
+                Ok([only]) if only.len() < crate::fill::POOLED_FROM => only,
+                Ok([only]) => Bytes::copy_from_slice(&only),
                 Err(chunks) => chunks.concat().into(),
             }))
         }

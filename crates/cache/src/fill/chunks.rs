@@ -55,9 +55,10 @@ async fn read_into(file: &Arc<File>, pos: u64, buf: &mut [u8]) -> io::Result<()>
     Ok(())
 }
 
-/// Reads of at least this many bytes take a pooled buffer; smaller ones (manifests, which the
-/// memory cache may keep) get one of their own size.
-const POOLED_FROM: usize = 64 * 1024;
+/// Reads of at least this many bytes take a pooled buffer; smaller ones (most manifests, which
+/// the memory cache may keep) get one of their own size. Whoever keeps a larger chunk copies it
+/// (`Blobs::read_to_bytes`): a pooled buffer is 256 KiB whatever the chunk's length.
+pub(crate) const POOLED_FROM: usize = 64 * 1024;
 
 /// The size of a pooled buffer: the largest chunk read.
 const POOLED_SIZE: usize = super::CHUNK as usize;

@@ -30,6 +30,7 @@ use wharf_oci::Digest;
 use crate::error::FillError;
 use crate::store::Store;
 
+pub(crate) use chunks::POOLED_FROM;
 pub use chunks::file_chunks;
 pub use reader::CHUNK;
 
