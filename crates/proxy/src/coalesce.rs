@@ -141,19 +141,35 @@ mod tests {
 
     use super::*;
 
-    /// Records each write it is given.
+    /// Records each write it is given. A slow one takes at most 10,000 bytes a call and says
+    /// Pending (waking at once) every other call.
     #[derive(Default)]
-    struct Writes(Vec<usize>, Vec<u8>);
+    struct Writes {
+        sizes: Vec<usize>,
+        got: Vec<u8>,
+        slow: bool,
+        calls: usize,
+    }
 
     impl AsyncWrite for Writes {
         fn poll_write(
             mut self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
+            cx: &mut Context<'_>,
             buf: &[u8],
         ) -> Poll<io::Result<usize>> {
-            self.0.push(buf.len());
-            self.1.extend_from_slice(buf);
-            Poll::Ready(Ok(buf.len()))
+            self.calls += 1;
+            if self.slow && self.calls.is_multiple_of(2) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let n = if self.slow {
+                buf.len().min(10_000)
+            } else {
+                buf.len()
+            };
+            self.sizes.push(n);
+            self.got.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
         }
 
         fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -190,16 +206,16 @@ mod tests {
         }
         // Whole buffers went out as they filled; the rest waits for a flush that follows no
         // writes (the next turn's).
-        assert_eq!(w.io.0, vec![SIZE; 2]);
+        assert_eq!(w.io.sizes, vec![SIZE; 2]);
         w.flush().await.expect("flush");
-        assert_eq!(w.io.0, vec![SIZE, SIZE, 10 * 16_393 - 2 * SIZE]);
-        assert!(w.io.1 == want, "the bytes, in order");
+        assert_eq!(w.io.sizes, vec![SIZE, SIZE, 10 * 16_393 - 2 * SIZE]);
+        assert!(w.io.got == want, "the bytes, in order");
         assert_eq!(w.buf.capacity(), 0, "no buffer held between bursts");
 
         // A write of SIZE or more goes through as it is.
         let big = vec![7; SIZE];
         w.write_all(&big).await.expect("write");
-        assert_eq!(w.io.0.last(), Some(&SIZE));
+        assert_eq!(w.io.sizes.last(), Some(&SIZE));
     }
 
     #[test]
@@ -219,7 +235,7 @@ mod tests {
         let wrote = Pin::new(&mut w).poll_write(&mut cx, b"HEADERS");
         assert!(matches!(wrote, Poll::Ready(Ok(7))));
         assert!(Pin::new(&mut w).poll_flush(&mut cx).is_ready());
-        assert_eq!(w.io.1, b"HEADERS");
+        assert_eq!(w.io.got, b"HEADERS");
         assert_eq!(count.0.load(Ordering::Relaxed), 0);
 
         // A frame of a stream is held for what follows it in this turn.
@@ -227,48 +243,19 @@ mod tests {
         let wrote = Pin::new(&mut w).poll_write(&mut cx, &frame);
         assert!(matches!(wrote, Poll::Ready(Ok(n)) if n == frame.len()));
         assert!(Pin::new(&mut w).poll_flush(&mut cx).is_ready());
-        assert_eq!(w.io.1.len(), 7, "put off");
+        assert_eq!(w.io.got.len(), 7, "put off");
         assert_eq!(count.0.load(Ordering::Relaxed), 1, "the task is woken");
 
         assert!(Pin::new(&mut w).poll_flush(&mut cx).is_ready());
-        assert_eq!(w.io.1.len(), 7 + frame.len());
-    }
-
-    /// Takes at most 10,000 bytes a call, and says Pending (waking at once) every other call.
-    #[derive(Default)]
-    struct Slow {
-        got: Vec<u8>,
-        calls: usize,
-    }
-
-    impl AsyncWrite for Slow {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<io::Result<usize>> {
-            self.calls += 1;
-            if self.calls.is_multiple_of(2) {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            let n = buf.len().min(10_000);
-            self.got.extend_from_slice(&buf[..n]);
-            Poll::Ready(Ok(n))
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
+        assert_eq!(w.io.got.len(), 7 + frame.len());
     }
 
     #[tokio::test]
     async fn short_and_pending_writes_below_lose_nothing_and_shutdown_sends_the_rest() {
-        let mut w = Coalesce::new(Slow::default());
+        let mut w = Coalesce::new(Writes {
+            slow: true,
+            ..Writes::default()
+        });
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         // Frame-sized pieces, then one larger than the buffer while it holds something.
         for piece in data[..100_000].chunks(16_393) {
