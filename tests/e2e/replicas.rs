@@ -217,6 +217,21 @@ fn with_the_upstream_down_an_empty_replica_serves_what_the_object_store_holds() 
     // and b leaves it alone for a while (its back-off window opens).
     let missing = skopeo.copy_direct(&b.host_port(), "os/oraclelinux:no-such-tag", &[]);
     assert!(!missing.ok(), "a tag nobody has was served");
+    // The window is open: a blob nobody holds is refused at once, with when to ask again.
+    let nobody = format!("sha256:{}", "0".repeat(64));
+    let refused = wharf_e2e::Http::new().get(
+        &format!("{}/v2/os/oraclelinux/blobs/{nobody}", b.url()),
+        &[],
+    );
+    assert_eq!(refused.status, 503, "{}", refused.describe());
+    assert!(
+        refused.header("retry-after").is_some(),
+        "{}",
+        refused.describe()
+    );
+    let (code, message) = refused.errors().into_iter().next().expect("error JSON");
+    assert_eq!(code, "UNAVAILABLE", "{message}");
+    assert!(message.contains("will not ask it again"), "{message}");
     // The image a pulled comes from the object store all the same.
     let c = skopeo
         .copy_direct(&b.host_port(), &img.reference(), &[])
