@@ -611,7 +611,7 @@ fn print_table(res: &[Results], cold: Option<&Cold>, herds: Option<&[ColdHerd]>)
         med(&n.cpu_per_gib),
     );
     println!(
-        "| server CPU s per GiB served (the 3 + 16 streams) | {} | {} | {} | {:.2}x | {:.2}x | <= nginx | {} |",
+        "| server CPU s per GiB served (the 3 + 3 + 16 streams) | {} | {} | {} | {:.2}x | {:.2}x | <= nginx | {} |",
         f(a, 3),
         f(b, 3),
         f(c, 3),
