@@ -104,7 +104,17 @@ impl Scrubber {
         loop {
             let began = Instant::now();
             let mut pacer = Pacer::new(self.rate, began);
-            let plan = plan(&self.index);
+            // Scanning and sorting a million entries takes a good part of a second: on the
+            // blocking pool, not on a worker thread the requests queued behind it wait for.
+            let index = self.index.clone();
+            let plan = tokio::task::spawn_blocking(move || plan(&index))
+                .await
+                .unwrap_or_default();
+            tracing::debug!(
+                entries = plan.len(),
+                ms = began.elapsed().as_millis() as u64,
+                "store scrub pass planned"
+            );
             let (mut verified, mut faults) = (0u64, 0u64);
             for item in &plan {
                 match self.scrub(item, &mut pacer).await {
