@@ -274,8 +274,10 @@ impl Index {
                         replaced
                             .verified
                             .store(current.verified.load(Ordering::Relaxed), Ordering::Relaxed);
-                        lru.manifests += u64::from(current.media_type.is_none());
-                        lru.slots[i as usize].entry = Some(Arc::new(replaced));
+                        // Out and in again: the counters follow, and it stays the most recent.
+                        if let Some((key, _)) = lru.take(&shared.hasher, i) {
+                            lru.insert(&shared.hasher, key, Arc::new(replaced));
+                        }
                     }
                 }
                 false

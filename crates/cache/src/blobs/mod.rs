@@ -1,7 +1,7 @@
 //! The storage seam: [`BlobStore`], content addressed by digest, whatever keeps its bytes.
 //!
 //! ```text
-//! Store            index (moka LRU, budget, eviction), manifests in memory, tags, fills
+//! Store            index (LRU, budget, eviction), manifests in memory, tags, fills
 //!   |  open / write / stat / delete / list          <- this trait
 //! FsBlobStore      blobs/<alg>/<2 hex>/<hex> on local disk (the store's own tier)
 //! MemoryBlobStore  a map of bytes: tests, and the shape a remote tier (object store) takes

@@ -25,34 +25,32 @@ use futures_util::stream::{self, BoxStream};
 /// Exactly `want` bytes of `file` at `pos`; a file that ends first is an error.
 pub(crate) async fn read_at(file: &Arc<File>, pos: u64, want: usize) -> io::Result<Bytes> {
     if want < POOLED_FROM {
-        let mut buf = BytesMut::zeroed(want);
-        read_into(file, pos, &mut buf).await?;
-        return Ok(buf.freeze());
+        return read_into(file, pos, BytesMut::zeroed(want))
+            .await
+            .map(BytesMut::freeze);
     }
-    let mut buf = Pooled::take(want);
-    read_into(file, pos, &mut buf.buf[..want]).await?;
-    Ok(Bytes::from_owner(buf))
+    read_into(file, pos, Pooled::take(want))
+        .await
+        .map(Bytes::from_owner)
 }
 
 /// Fills `buf` from `file` at `pos`: what the page cache holds here, the rest on the blocking
-/// pool.
-async fn read_into(file: &Arc<File>, pos: u64, buf: &mut [u8]) -> io::Result<()> {
-    let cached = read_cached(file, pos, buf)?;
-    let want = buf.len();
-    if cached == want {
-        return Ok(());
+/// pool, which takes the buffer along.
+async fn read_into<B>(file: &Arc<File>, pos: u64, mut buf: B) -> io::Result<B>
+where
+    B: AsMut<[u8]> + Send + 'static,
+{
+    let cached = read_cached(file, pos, buf.as_mut())?;
+    if cached == buf.as_mut().len() {
+        return Ok(buf);
     }
-    // The blocking pool needs a buffer it owns; a read from disk dwarfs this copy.
     let file = file.clone();
-    let rest = tokio::task::spawn_blocking(move || {
-        let mut rest = vec![0; want - cached];
-        file.read_exact_at(&mut rest, pos + cached as u64)
-            .map(|()| rest)
+    tokio::task::spawn_blocking(move || {
+        file.read_exact_at(&mut buf.as_mut()[cached..], pos + cached as u64)?;
+        Ok(buf)
     })
     .await
-    .unwrap_or_else(|e| Err(io::Error::other(e)))?;
-    buf[cached..].copy_from_slice(&rest);
-    Ok(())
+    .unwrap_or_else(|e| Err(io::Error::other(e)))
 }
 
 /// Reads of at least this many bytes take a pooled buffer; smaller ones (most manifests, which
@@ -89,6 +87,12 @@ impl Pooled {
 impl AsRef<[u8]> for Pooled {
     fn as_ref(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+}
+
+impl AsMut<[u8]> for Pooled {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
     }
 }
 
