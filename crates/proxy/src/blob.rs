@@ -290,12 +290,12 @@ fn opener(
         let _fill_permit = &permit;
         gauge.opened();
         let (client, repo, digest) = (client.clone(), repo.clone(), digest.clone());
-        let hops = hops.clone();
         let (store, upstream) = (store.clone(), upstream.clone());
         let received = received.clone();
         let (tier, tier_metrics, origin) = (tier.clone(), tier_metrics.clone(), origin.clone());
         let peer = peer.clone();
-        async move {
+        // A peer's request carries them too: its own fill goes on with them.
+        wharf_upstream::with_incoming_via(hops.clone(), async move {
             if let Some(tier) = &tier
                 && let Some(source) =
                     shared::tier_source(tier, &tier_metrics, &digest, offset, &origin).await
@@ -311,8 +311,8 @@ fn opener(
             }
             origin.opened_upstream();
             let from = (offset > 0).then_some(offset);
-            let get = client.blob(Method::GET, &repo, &digest, from);
-            let resp = wharf_upstream::with_incoming_via(hops, get)
+            let resp = client
+                .blob(Method::GET, &repo, &digest, from)
                 .await
                 .map_err(|e| Arc::new(e) as SourceError)?;
             store.add_scope(ScopeKey {
@@ -335,7 +335,7 @@ fn opener(
                 .map_err(|e| Arc::new(e) as SourceError)
                 .boxed();
             Ok(FillSource { len, body })
-        }
+        })
         .boxed()
     })
 }

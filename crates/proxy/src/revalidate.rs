@@ -69,7 +69,11 @@ impl Proxy {
         let mut task = tokio::spawn({
             let (target, tag, cached) = (target.clone(), tag.to_owned(), cached.clone());
             let me = me.clone();
-            async move { me.revalidate(&target, &tag, rec, cached).await }
+            // With the request's Via hops, as when it runs in the request's own task.
+            let hops = wharf_upstream::incoming_via();
+            wharf_upstream::with_incoming_via(hops, async move {
+                me.revalidate(&target, &tag, rec, cached).await
+            })
         });
         match tokio::time::timeout(up.revalidate_timeout, &mut task).await {
             Ok(Ok(found)) => self.answer_revalidation(target, tag, &cached, found),
