@@ -174,6 +174,7 @@ fn blobs_and_a_manifest_over_http2_arrive_whole_cold_and_warm_multiplexed_on_one
     let manifest = format!("{}/v2/{}/manifests/{}", wharf.url(), img.repo, img.tag);
     wanted.push((manifest, img.manifest.digest.clone()));
     for round in ["cold", "warm"] {
+        let mark = up.mark();
         let mut cmd = Command::new("curl");
         cmd.args([
             "-sS",
@@ -208,6 +209,12 @@ fn blobs_and_a_manifest_over_http2_arrive_whole_cold_and_warm_multiplexed_on_one
         for (i, (url, digest)) in wanted.iter().enumerate() {
             let got = std::fs::read(dir.path().join(format!("{round}-{i}"))).expect("read");
             assert_eq!(&sha256_digest(&got), digest, "{round} {url}");
+        }
+        let reqs = expect::upstream_requests(&up, mark, round);
+        if round == "cold" {
+            expect::each_blob_fetched_once(&reqs, &img.blobs(), "cold, over h2");
+        } else {
+            expect::served_from_cache(&reqs, "warm, over h2");
         }
     }
 }
