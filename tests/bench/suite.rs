@@ -218,13 +218,13 @@ fn main() {
             // lone stream most (issue 18): the same GETs with each on a core of its own.
             let pinned = two_cores();
             if let Some([client, server]) = &pinned {
-                let all = format!("0-{}", cores() - 1);
+                let before = s.pids().first().and_then(|p| allowed_cpus(&p.to_string()));
                 s.pin(server);
                 for _ in 0..SINGLES {
                     res.single_pinned
                         .push(curl_mib_per_s(&url, big.size, Some(client)));
                 }
-                s.pin(&all);
+                s.pin(before.as_deref().unwrap_or(server));
             }
             let herd = rt.block_on(herd::run(&url, STREAMS, &ask, None));
             let first = herd.iter().map(|o| o.sent).min().expect("clients");
@@ -716,15 +716,23 @@ fn print_table(res: &[Results], cold: Option<&Cold>, herds: Option<&[ColdHerd]>)
     );
 }
 
-/// How many CPUs this process may use.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+/// The CPUs a process may run on, as `/proc/<pid>/status` lists them (`0-1`, `0,2-3`): a
+/// `taskset` list.
+fn allowed_cpus(pid: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let list = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    Some(list.trim().to_owned())
 }
 
-/// `taskset` lists of the first and the last CPU, for a client and a server; `None` on one CPU.
+/// The first and the last CPU this process may use, for a client and a server; `None` when it
+/// has only one.
 fn two_cores() -> Option<[String; 2]> {
-    let n = cores();
-    (n >= 2).then(|| ["0".to_owned(), (n - 1).to_string()])
+    let list = allowed_cpus("self")?;
+    let cpus: Vec<&str> = list.split([',', '-']).collect();
+    let (first, last) = (cpus.first()?, cpus.last()?);
+    (first != last).then(|| [first.to_string(), last.to_string()])
 }
 
 /// `curl -o /dev/null` of `url` (on the CPUs `pin` lists, if given): MiB/s over curl's total

@@ -104,16 +104,23 @@ pub struct Nginx {
 
 impl Nginx {
     pub fn serving(storage: &Path) -> Nginx {
-        Nginx::start(storage, None)
+        Nginx::start(storage, None, 1024)
+    }
+
+    /// [`Nginx::serving`] with room for 16,384 connections a worker (20,000 descriptors):
+    /// nginx allocates its connection table at start, so only the rows of many clients ask
+    /// for it, and the others' memory is what a default nginx holds.
+    pub fn serving_many(storage: &Path) -> Nginx {
+        Nginx::start(storage, None, 16_384)
     }
 
     /// [`Nginx::serving`] over TLS 1.2/1.3 with `files` (and HTTP/2 by ALPN), a shared session
     /// cache and keep-alive, as a site would run it.
     pub fn serving_tls(storage: &Path, files: &wharf_testkit::TlsFiles) -> Nginx {
-        Nginx::start(storage, Some(files))
+        Nginx::start(storage, Some(files), 1024)
     }
 
-    fn start(storage: &Path, tls: Option<&wharf_testkit::TlsFiles>) -> Nginx {
+    fn start(storage: &Path, tls: Option<&wharf_testkit::TlsFiles>, connections: u32) -> Nginx {
         assert!(
             Path::new(NGINX_BIN).is_file(),
             "{NGINX_BIN} not found: apt-get install nginx"
@@ -127,7 +134,7 @@ impl Nginx {
         let conf = format!(
             "{user}daemon off;\nmaster_process on;\nworker_processes auto;\n\
              pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
-             worker_rlimit_nofile 20000;\nevents {{ worker_connections 16384; }}\n\
+             worker_rlimit_nofile 20000;\nevents {{ worker_connections {connections}; }}\n\
              http {{\n  access_log off;\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 100000;\n\
              \x20 default_type application/octet-stream;\n\
              \x20 client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\

@@ -65,7 +65,7 @@ pub(crate) fn measure(
         .upstream(UpstreamCfg::oracle(up))
         .server_extra(&format!("max_connections = {}", IDLE + 2000))
         .start();
-    let nginx = Nginx::serving(up.storage_dir());
+    let nginx = Nginx::serving_many(up.storage_dir());
     let config = &wharf_e2e::images().oraclelinux.config;
     let servers: [(String, Vec<u32>); 2] = [
         (wharf.url(), wharf.pid().into_iter().collect()),

@@ -54,6 +54,8 @@ const STARTS: usize = 3;
 pub(crate) struct Step {
     blobs: usize,
     entries: u64,
+    /// What the store holds once the measurements are done, bytes.
+    held: u64,
     start_warm_s: Vec<f64>,
     start_cold_s: Option<f64>,
     rss_ready_mib: f64,
@@ -203,17 +205,15 @@ fn step(
         start_cold_s,
         rss_ready_mib,
         rss_after_mib: rss_kib(pid) as f64 / 1024.0,
+        held: w.metric("wharf_cache_size_bytes", &[]),
         manifest_p50_ms: ms(quantile(&lat, 0.5)),
         manifest_p99_ms: ms(quantile(&lat, 0.99)),
         blob_p99_ms: wrk.p99_ms,
     }
 }
 
-fn evict(up: &Upstream, root: &Path, small: &Descriptor, big: &Descriptor) -> Evict {
-    // What the store holds now, then a budget 4 MiB above it.
-    let (w, _) = start(up, root, "100GiB");
-    let held = w.metric("wharf_cache_size_bytes", &[]);
-    drop(w);
+/// Wharf on the store at `root`, which holds `held` bytes, with a budget 4 MiB above that.
+fn evict(up: &Upstream, root: &Path, held: u64, small: &Descriptor, big: &Descriptor) -> Evict {
     let (w, _) = start(up, root, &format!("{}B", held + (4 << 20)));
     let blob_url = format!("{}/v2/{SMALL_REPO}/blobs/{}", w.url(), small.digest);
     let before = bench::wrk(&blob_url, 2, LATENCY_CONNS, WRK_SECS);
@@ -269,7 +269,8 @@ pub(crate) fn measure(
         eprintln!("[suite] scale: {blobs} blobs");
         steps.push(step(rt, up, &root, blobs, small));
     }
-    let evict = evict(up, &store_dir(n), small, big);
+    let held = steps.last().map_or(0, |st| st.held);
+    let evict = evict(up, &store_dir(n), held, small, big);
     Scale {
         made_s,
         steps,
